@@ -1,0 +1,458 @@
+"""Datasets and mini-batches.
+
+Two paths give the same batches for the same seed:
+- in memory: tabular sources, tensor datasets and torchvision datasets without random
+  augmentation are materialised once as tensors on the device and batched by indexing with a
+  seeded permutation (no per-sample Python, no workers);
+- DataLoader: everything else, fed the very same index batches through a batch sampler.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+from .errors import ComponentError
+from .registry import call_with_args, import_object, is_import_path, unknown_name
+
+# Materialise automatically only below this size, so an in-memory copy never surprises anyone.
+IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
+
+
+@dataclass
+class Splits:
+    """What a data source yields: a training and a validation dataset, and what they are."""
+
+    train: Dataset
+    val: Dataset
+    # "tensors": already tensors, always in memory; "fixed": the same sample every read, in
+    # memory when small; "random": random augmentation or unknown code, always a DataLoader.
+    kind: str
+    note: str = ""
+
+
+# --- batching -----------------------------------------------------------------------------
+
+
+def batch_indices(
+    n: int,
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int,
+    shuffle: bool,
+    drop_last: bool,
+    rank: int = 0,
+    world_size: int = 1,
+) -> list[torch.Tensor]:
+    """Index batches for one epoch: a seeded permutation, sharded per rank, then chunked.
+
+    Sharding is DistributedSampler's: pad to a multiple of the world size by wrapping around,
+    then rank r takes every world_size-th index starting at r.
+    """
+    if shuffle:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=generator)
+    else:
+        order = torch.arange(n)
+    if world_size > 1:
+        total = -(-n // world_size) * world_size
+        if total > n:
+            order = torch.cat([order, order[: total - n]])
+        order = order[rank::world_size]
+    chunks = list(torch.split(order, batch_size))
+    if drop_last and len(chunks) > 1 and len(chunks[-1]) < batch_size:
+        chunks.pop()
+    return chunks
+
+
+class Batches:
+    """Mini-batches of one split, moved to the device, the same for the same seed and epoch.
+
+    Iterating yields one epoch; `set_epoch` picks the next permutation (the finder and the
+    trainer call it). `limit` keeps only the first batches (smoke runs).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        batch_size: int,
+        device: torch.device,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        in_memory: bool = True,
+        num_workers: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.device = device
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+        self.rank = rank
+        self.world_size = world_size
+        self.num_workers = num_workers
+        self.max_batches: int | None = None
+        self.in_memory = in_memory
+        self.tensors: tuple[torch.Tensor, torch.Tensor] | None = None
+        if in_memory:
+            self.tensors = tuple(t.to(device) for t in materialise(dataset, num_workers))
+        n_per_rank = -(-len(dataset) // world_size)
+        # Drop a ragged last training batch only when a full one exists: a batch of one
+        # breaks BatchNorm and is the noisiest step of the epoch.
+        self.drop_last = drop_last and n_per_rank > batch_size
+
+    def __len__(self) -> int:
+        n = len(self._indices())
+        return n if self.max_batches is None else min(n, self.max_batches)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def limit(self, max_batches: int | None) -> Batches:
+        self.max_batches = max_batches
+        return self
+
+    def _indices(self) -> list[torch.Tensor]:
+        chunks = batch_indices(
+            len(self.dataset),
+            self.batch_size,
+            seed=self.seed,
+            epoch=self.epoch,
+            shuffle=self.shuffle,
+            drop_last=self.drop_last,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+        return chunks if self.max_batches is None else chunks[: self.max_batches]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        chunks = self._indices()
+        if self.tensors is not None:
+            x, y = self.tensors
+            for idx in chunks:
+                idx = idx.to(self.device)
+                yield x[idx], y[idx]
+            return
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=[idx.tolist() for idx in chunks],
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        non_blocking = self.device.type == "cuda"
+        for x, y in loader:
+            yield (
+                x.to(self.device, non_blocking=non_blocking),
+                y.to(self.device, non_blocking=non_blocking),
+            )
+
+
+def materialise(dataset: Dataset, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """All samples of a dataset as two tensors (inputs, targets), read once."""
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) == 2:
+        return dataset.tensors[0], dataset.tensors[1]
+    if isinstance(dataset, Subset) and isinstance(dataset.dataset, TensorDataset):
+        idx = torch.as_tensor(dataset.indices)
+        x, y = dataset.dataset.tensors
+        return x[idx], y[idx]
+    xs, ys = [], []
+    loader = DataLoader(dataset, batch_size=512, shuffle=False, num_workers=num_workers)
+    for x, y in loader:
+        xs.append(x)
+        ys.append(torch.as_tensor(y))
+    if not xs:
+        raise ComponentError("the dataset is empty.")
+    return torch.cat(xs), torch.cat(ys)
+
+
+def estimated_bytes(dataset: Dataset) -> int:
+    """Memory that materialising the dataset would take, from its first sample."""
+    if len(dataset) == 0:
+        return 0
+    x, _ = dataset[0]
+    x = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
+    return x.numel() * 4 * len(dataset)
+
+
+# --- sources ------------------------------------------------------------------------------
+
+
+def split(dataset: Dataset, val_fraction: float, seed: int) -> tuple[Subset, Subset]:
+    """Seeded train/validation split (the validation part comes first in the permutation)."""
+    n = len(dataset)
+    if n < 2:
+        raise ComponentError(f"the dataset has {n} sample(s); at least 2 are needed to split.")
+    n_val = min(max(1, round(n * val_fraction)), n - 1)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return Subset(dataset, order[n_val:]), Subset(dataset, order[:n_val])
+
+
+def _targets(y: Any, index_targets: bool | None) -> torch.Tensor:
+    """Class indices stay integer (int64); real-valued targets become float32 (N, k)."""
+    y = torch.as_tensor(y)
+    integral = not torch.is_floating_point(y) or bool(torch.all(y == torch.round(y)))
+    if index_targets or (index_targets is None and integral and not torch.is_floating_point(y)):
+        if not integral:
+            raise ComponentError(
+                "the loss expects class indices but the targets are real numbers; use a "
+                "regression loss (mse, l1, smooth_l1) or integer class labels."
+            )
+        return y.long()
+    y = y.float()
+    return y.unsqueeze(1) if y.ndim == 1 else y
+
+
+def _tabular(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    val_fraction: float,
+    seed: int,
+    standardize: bool,
+    index_targets: bool | None,
+    note: str,
+) -> Splits:
+    x = torch.as_tensor(x, dtype=torch.float32)
+    y = _targets(y, index_targets)
+    train, val = split(TensorDataset(x, y), val_fraction, seed)
+    xt, yt = materialise(train)
+    xv, yv = materialise(val)
+    if standardize:
+        # Training-split statistics only: the validation set must not leak into the scaling.
+        mean = xt.mean(dim=0, keepdim=True)
+        std = xt.std(dim=0, keepdim=True)
+        std[std == 0] = 1.0
+        xt, xv = (xt - mean) / std, (xv - mean) / std
+    return Splits(TensorDataset(xt, yt), TensorDataset(xv, yv), "tensors", note)
+
+
+def _sklearn(name: str, args: dict[str, Any], **common: Any) -> Splits:
+    from sklearn import datasets as skd
+
+    loader = name.removeprefix("sklearn.")
+    available = sorted(
+        n.removeprefix("load_")
+        for n in dir(skd)
+        if n.startswith("load_")
+        and n
+        not in (
+            "load_files",
+            "load_sample_image",
+            "load_sample_images",
+            "load_svmlight_file",
+            "load_svmlight_files",
+        )
+    ) + sorted(n for n in dir(skd) if n.startswith("make_"))
+    if loader.startswith("make_"):
+        factory = getattr(skd, loader, None)
+    else:
+        factory = getattr(skd, f"load_{loader}", None)
+        if factory is not None:
+            args = {"return_X_y": True, **args}
+    if factory is None or loader not in available:
+        raise unknown_name("sklearn dataset", loader, available, extra=" (as sklearn.<name>)")
+    result = call_with_args(factory, args, what=f"dataset {name!r}")
+    x, y = result[0], result[1]
+    return _tabular(x, y, note=f"{name}", **common)
+
+
+def _csv(args: dict[str, Any], **common: Any) -> Splits:
+    path = args.get("path")
+    if not path:
+        raise ComponentError("data: csv needs args.path, the CSV file to read.")
+    file = Path(path)
+    if not file.is_file():
+        raise ComponentError(f"data.args.path: CSV file {file} does not exist.")
+    unknown = set(args) - {"path", "target", "delimiter"}
+    if unknown:
+        raise ComponentError(
+            f"data: csv takes args path, target, delimiter, standardize; got also "
+            f"{', '.join(sorted(unknown))}."
+        )
+    with file.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle, delimiter=args.get("delimiter", ",")))
+    if len(rows) < 3:
+        raise ComponentError(f"{file}: needs a header row and at least two data rows.")
+    header, body = rows[0], rows[1:]
+    target = args.get("target", header[-1])
+    if isinstance(target, int):
+        column = target
+    elif target in header:
+        column = header.index(target)
+    else:
+        raise ComponentError(
+            f"data.args.target: column {target!r} is not in {file}; columns: {', '.join(header)}."
+        )
+    features: list[list[float]] = []
+    labels: list[str] = []
+    for line_no, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise ComponentError(
+                f"{file}, line {line_no}: {len(row)} fields, the header has {len(header)}."
+            )
+        values = []
+        for i, cell in enumerate(row):
+            if i == column:
+                continue
+            try:
+                values.append(float(cell))
+            except ValueError:
+                raise ComponentError(
+                    f"{file}, line {line_no}, column {header[i]!r}: {cell!r} is not a number. "
+                    "Features must be numeric: one-hot encode categories first."
+                ) from None
+        features.append(values)
+        labels.append(row[column])
+    try:
+        y: Any = [float(v) for v in labels]
+    except ValueError:
+        classes = sorted(set(labels))  # text labels: a classification target
+        y = [classes.index(v) for v in labels]
+    return _tabular(torch.tensor(features), torch.tensor(y), note=f"csv {file.name}", **common)
+
+
+# Arguments lrtool consumes for image datasets; all others go to the torchvision class.
+_IMAGE_ARGS = {"resize", "augment", "normalize"}
+
+
+def _image_transforms(args: dict[str, Any], augment: bool) -> Any:
+    from torchvision import transforms as T
+
+    steps: list[Any] = []
+    if args.get("resize"):
+        steps += [T.Resize(args["resize"]), T.CenterCrop(args["resize"])]
+    if augment and args.get("augment"):
+        steps.append(T.RandomHorizontalFlip())
+        if args.get("resize"):
+            size = args["resize"]
+            steps.append(
+                T.RandomCrop(size, padding=(size if isinstance(size, int) else size[0]) // 8)
+            )
+    steps.append(T.ToTensor())
+    if args.get("normalize"):
+        mean, std = args["normalize"]
+        steps.append(T.Normalize(mean, std))
+    return T.Compose(steps)
+
+
+def _torchvision(name: str, args: dict[str, Any], *, val_fraction: float, seed: int) -> Splits:
+    import torchvision
+
+    cls_name = name.removeprefix("torchvision.")
+    available = sorted(n for n in torchvision.datasets.__all__ if n[0].isupper())
+    cls = getattr(torchvision.datasets, cls_name, None)
+    if cls is None or cls_name not in available:
+        raise unknown_name("torchvision dataset", cls_name, available)
+    own = {k: v for k, v in args.items() if k in _IMAGE_ARGS}
+    passed = {k: v for k, v in args.items() if k not in _IMAGE_ARGS}
+    root = passed.get("root")
+    if root is not None and not passed.get("download") and not Path(root).exists():
+        raise ComponentError(
+            f"data.args.root: folder {root} does not exist. Point it at the dataset, or set "
+            "download: true for datasets that can download."
+        )
+    params = inspect.signature(cls).parameters
+
+    def make(augment: bool, **extra: Any) -> Dataset:
+        kwargs = {**passed, **extra}
+        if "transform" in params:
+            kwargs["transform"] = _image_transforms(own, augment)
+        try:
+            return call_with_args(cls, kwargs, what=f"dataset {name!r}")
+        except (RuntimeError, FileNotFoundError, OSError) as err:
+            raise ComponentError(f"dataset {name!r} could not be loaded: {err}") from None
+
+    augmented = bool(own.get("augment"))
+    kind = "random" if augmented else "fixed"
+    if "train" in params:
+        return Splits(make(True, train=True), make(False, train=False), kind, name)
+    if "split" in params and cls_name in ("SVHN", "STL10"):
+        return Splits(make(True, split="train"), make(False, split="test"), kind, name)
+    full = make(False)
+    train, val = split(full, val_fraction, seed)
+    if augmented:
+        # The validation part must not see random transforms: give it its own dataset.
+        train = Subset(make(True), train.indices)
+    return Splits(train, val, kind, name)
+
+
+def _callable(name: str, args: dict[str, Any], *, val_fraction: float, seed: int) -> Splits:
+    factory = import_object(name, what="dataset")
+    result = call_with_args(factory, args, what=f"dataset {name!r}")
+    if isinstance(result, Dataset):
+        train, val = split(result, val_fraction, seed)
+    elif (
+        isinstance(result, (tuple, list))
+        and len(result) == 2
+        and all(isinstance(d, Dataset) for d in result)
+    ):
+        train, val = result
+    else:
+        raise ComponentError(
+            f"dataset {name!r} must return a torch Dataset or a (train, val) pair of Datasets, "
+            f"got {type(result).__name__}."
+        )
+    tensor_backed = all(
+        isinstance(d, TensorDataset)
+        or (isinstance(d, Subset) and isinstance(d.dataset, TensorDataset))
+        for d in (train, val)
+    )
+    # Unknown code may draw random transforms: only tensor datasets are materialised unasked.
+    return Splits(train, val, "tensors" if tensor_backed else "random", name)
+
+
+def load_splits(
+    name: str,
+    args: dict[str, Any],
+    *,
+    val_fraction: float,
+    seed: int,
+    index_targets: bool | None,
+) -> Splits:
+    """Build the training and validation datasets of a data spec."""
+    args = dict(args)
+    if name.startswith("sklearn.") or name == "csv":
+        standardize = bool(args.pop("standardize", True))
+        common = dict(
+            val_fraction=val_fraction,
+            seed=seed,
+            standardize=standardize,
+            index_targets=index_targets,
+        )
+        return _sklearn(name, args, **common) if name != "csv" else _csv(args, **common)
+    if name.startswith("torchvision."):
+        return _torchvision(name, args, val_fraction=val_fraction, seed=seed)
+    if is_import_path(name):
+        return _callable(name, args, val_fraction=val_fraction, seed=seed)
+    raise unknown_name(
+        "dataset",
+        name,
+        ["csv", "sklearn.<loader>", "torchvision.<Dataset>"],
+    )
+
+
+def use_memory(splits: Splits, requested: bool | None) -> bool:
+    """The fast in-memory path unless augmentation or size rules it out (or the user says)."""
+    if requested is not None:
+        return requested
+    if splits.kind == "tensors":
+        return True
+    if splits.kind == "random":
+        return False
+    return estimated_bytes(splits.train) + estimated_bytes(splits.val) <= IN_MEMORY_LIMIT_BYTES
