@@ -1,0 +1,301 @@
+"""Suggestion rules on synthetic range-test curves with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lrtool.suggest import (
+    SUGGESTERS,
+    consensus,
+    descent_two_thirds,
+    minimum,
+    minimum_third,
+    slide,
+    steep,
+    suggest_all,
+    valley,
+    valley_min_midpoint,
+    why_no_suggestion,
+)
+
+# --- curves ------------------------------------------------------------------------------
+
+# Hand-checkable curves: one point per decade (1e-8 ... 1), under 10 points so nothing is
+# trimmed, and every slope is a plain difference of neighbouring losses.
+LR9 = np.logspace(-8, 0, 9)
+
+# Smooth curves: 121 points, log10(lr) from -6 to 0 in steps of 0.05, trimmed to points
+# 12..115 (121 // 10 = 12 at the start, 5 at the end).
+X = np.linspace(-6, 0, 121)
+LR = 10**X
+# A sigmoid descent from 2.3 to 1 whose steepest forward segment is [X[49], X[50]] (centre
+# -3.525, the segment's midpoint), then a sharp rise from X[80] = -2. The rise's slope at -2
+# (3) beats the descent's (-0.04), so the minimum sits exactly at point 80.
+_DESCENT = 1 + 1.3 / (1 + np.exp(3 * (X + 3.525)))
+_PAST_MINIMUM = np.maximum(X + 2, 0)
+CLEAN = _DESCENT + 3 * _PAST_MINIMUM + 10 * _PAST_MINIMUM**2
+PLATEAU = _DESCENT  # never diverges: falls to a plateau and stays there
+
+
+def ema(values: np.ndarray, beta: float = 0.98) -> np.ndarray:
+    """Bias-corrected EMA, as the finder smooths the loss."""
+    smoothed, average = [], 0.0
+    for step, value in enumerate(values, start=1):
+        average = beta * average + (1 - beta) * value
+        smoothed.append(average / (1 - beta**step))
+    return np.array(smoothed)
+
+
+NOISY = ema(CLEAN + np.random.default_rng(0).normal(0, 0.05, X.size))
+RISING = 1 + np.exp(X)  # the loss never decreases
+
+INDEX_RULES = ("valley", "steep", "slide")  # these return one of the swept rates
+
+
+def _index_of(lr: np.ndarray, value: float) -> int:
+    """The position of `value` among the swept rates; fails if it is not one of them."""
+    (matches,) = np.nonzero(np.isclose(lr, value, rtol=1e-12, atol=0))
+    assert matches.size == 1, f"{value} is not one of the swept learning rates"
+    return int(matches[0])
+
+
+# --- fastai's rules on hand-built curves -------------------------------------------------
+
+
+def test_minimum_is_a_tenth_of_the_rate_at_the_lowest_loss():
+    loss = [5, 4, 4.5, 3, 2, 1.5, 1.2, 3, 9]
+    assert minimum(LR9, loss) == pytest.approx(LR9[6] / 10, rel=1e-12)
+
+
+def test_steep_is_the_left_end_of_the_steepest_segment():
+    # Differences: -1, +0.5, -1.5, -1, -0.5, -0.3, +1.8, +6; the steepest starts at point 2.
+    assert steep(LR9, [5, 4, 4.5, 3, 2, 1.5, 1.2, 3, 9]) == pytest.approx(LR9[2], rel=1e-12)
+
+
+def test_valley_steps_halfway_into_the_longest_decreasing_run():
+    # Longest decreasing subsequence 5,4,3,2,1.5,1.2 (points 0,1,3,4,5,6): length 6, ending
+    # at 6, so fastai's start is 6 - 6 = 0; thirds of 6 are 2, index 0 + 2 + 1 = 3.
+    assert valley(LR9, [5, 4, 4.5, 3, 2, 1.5, 1.2, 3, 9]) == pytest.approx(LR9[3], rel=1e-12)
+
+
+def test_valley_uses_fastais_start_one_before_the_run():
+    # Longest run 5,4,3,2,1 is points 1..5; fastai's start is 5 - 5 = 0 (not 1), thirds of 5
+    # are 1.67, index 0 + 1 + 0 = 1. Starting at the run's first point would give 2.
+    assert valley(LR9, [4, 5, 4, 3, 2, 1, 3, 8, 9]) == pytest.approx(LR9[1], rel=1e-12)
+
+
+def test_valley_keeps_fastais_start_of_minus_one_for_a_run_from_the_first_point():
+    # Run 5,4,3,2,1 is points 0..4: start 4 - 5 = -1, thirds of 5 are 1.67, index -1 + 1 = 0.
+    assert valley(LR9[:8], [5, 4, 3, 2, 1, 2, 6, 9]) == pytest.approx(LR9[0], rel=1e-12)
+
+
+def test_valley_never_wraps_to_the_last_rate():
+    # Run 5,4 ends at point 1: fastai's index is -1 + 0 + 0 = -1, i.e. the last rate.
+    assert valley(LR9[:5], [5, 4, 6, 7, 8]) == pytest.approx(LR9[0], rel=1e-12)
+
+
+def test_slide_stops_where_the_slope_stops_changing():
+    # Gradients (one decade per step): -1, -1, -1, -1, -0.75, 0.5, 2.75, 3.5, 3. With
+    # lr_diff = 9 // 4 = 2 the walk compares (8,6), (7,5), (6,4), (5,3), (4,2), then (3,1)
+    # agree exactly, so it stops and returns the last left point that differed: 2.
+    # (lr_diff = 1 would give point 3.)
+    assert slide(LR9, [5, 4, 3, 2, 1, 0.5, 2, 6, 9]) == pytest.approx(LR9[2], rel=1e-12)
+
+
+@pytest.mark.parametrize("decades", [8, 2], ids=["decade-steps", "quarter-decade-steps"])
+def test_slide_threshold_is_per_sweep_step_whatever_the_spacing(decades):
+    # Gradients per step: -0.999, -0.998, -0.996, -0.994, -0.992, 0.492, 2.9875, 3.5, 3.
+    # (4,2) differ by 0.004 <= 0.005: stop, return point 3. Per decade on the finer sweep
+    # they would differ by 0.016 and the walk would run on to point 0.
+    lr = np.logspace(-4, -4 + decades, 9)
+    loss = [5, 4.001, 3.004, 2.009, 1.016, 0.025, 2, 6, 9]
+    assert slide(lr, loss) == pytest.approx(lr[3], rel=1e-12)
+
+
+def test_slide_walks_to_the_first_rate_when_the_slope_never_settles():
+    assert slide(LR9, [5, 4, 4.5, 3, 2, 1.5, 1.2, 3, 9]) == pytest.approx(LR9[0], rel=1e-12)
+
+
+# --- the candidate rules on hand-built curves --------------------------------------------
+
+
+def test_minimum_third_is_a_third_of_the_rate_at_the_lowest_loss():
+    assert minimum_third(LR9, [5, 4, 4.5, 3, 2, 1.5, 1.2, 3, 9]) == pytest.approx(1e-2 / 3)
+
+
+def test_valley_min_midpoint_is_the_geometric_mean_of_valley_and_the_minimum():
+    # valley = 1e-5 (see above), lowest loss at 1e-2: midpoint 10**-3.5, below 1e-2 / 3.
+    loss = [5, 4, 4.5, 3, 2, 1.5, 1.2, 3, 9]
+    assert valley_min_midpoint(LR9, loss) == pytest.approx(10**-3.5, rel=1e-12)
+
+
+def test_valley_min_midpoint_is_capped_at_a_third_of_the_minimum():
+    # A quarter decade per step: valley at point 3 (run 5,4,1 ends at 5, start 2, index 3),
+    # minimum at point 5, midpoint 10**-3 is above the cap 10**-2.75 / 3.
+    lr = np.logspace(-4, -2, 9)
+    assert valley(lr, [5, 5, 5, 5, 4, 1, 3, 8, 9]) == pytest.approx(lr[3], rel=1e-12)
+    assert valley_min_midpoint(lr, [5, 5, 5, 5, 4, 1, 3, 8, 9]) == pytest.approx(lr[5] / 3)
+
+
+def test_descent_two_thirds_interpolates_the_crossing_on_the_log_axis():
+    # From 7 down to 1: two thirds of the fall is level 3, crossed halfway between point 3
+    # (loss 4, lr 1e-5) and point 4 (loss 2, lr 1e-4), i.e. at 10**-4.5.
+    loss = [7, 6, 5, 4, 2, 1, 3, 8, 9]
+    assert descent_two_thirds(LR9, loss) == pytest.approx(10**-4.5, rel=1e-12)
+
+
+def test_descent_two_thirds_takes_the_last_crossing_before_the_minimum():
+    # An early dip below level 3 at point 1 is ignored; the last crossing is again 10**-4.5.
+    loss = [7, 2.5, 3.5, 4, 2, 1, 3, 8, 9]
+    assert descent_two_thirds(LR9, loss) == pytest.approx(10**-4.5, rel=1e-12)
+
+
+def test_descent_two_thirds_is_capped_at_a_third_of_the_minimum():
+    # A cliff: the crossing (10**-3.36) is less than half a decade below the minimum (1e-3).
+    loss = [7, 6.9, 6.8, 6.7, 6.6, 1, 3, 8, 9]
+    assert descent_two_thirds(LR9, loss) == pytest.approx(1e-3 / 3, rel=1e-12)
+
+
+# --- smooth and noisy curves -------------------------------------------------------------
+
+
+def test_clean_valley_exact_positions():
+    got = suggest_all(LR, CLEAN)
+    assert got["minimum"] == pytest.approx(LR[80] / 10, rel=1e-12)
+    assert got["minimum_third"] == pytest.approx(LR[80] / 3, rel=1e-12)
+    assert _index_of(LR, got["steep"]) == 49
+    # Trimmed curve = points 12..115; it decreases strictly from 12 to 80, a run of 69
+    # ending at trimmed index 68: start -1, thirds of 69 are 23, index -1 + 23 + 11 = 33.
+    assert _index_of(LR, got["valley"]) == 12 + 33
+    assert got["valley_min_midpoint"] == pytest.approx(np.sqrt(LR[45] * LR[80]), rel=1e-12)
+
+
+def test_clean_valley_descent_crossing_is_at_two_thirds_of_the_fall():
+    trimmed_log_lr, trimmed_loss = X[12:116], CLEAN[12:116]
+    level = trimmed_loss[0] - (2 / 3) * (trimmed_loss[0] - CLEAN[80])
+    got = descent_two_thirds(LR, CLEAN)
+    assert got < LR[80] / 3  # not capped, so the loss there must be the level
+    # The descending part, read backwards so np.interp sees increasing losses.
+    back = slice(80 - 12, None, -1)
+    expected_log_lr = np.interp(level, trimmed_loss[back], trimmed_log_lr[back])
+    assert np.log10(got) == pytest.approx(expected_log_lr, abs=1e-9)
+
+
+@pytest.mark.parametrize("loss", [CLEAN, NOISY, PLATEAU], ids=["clean", "noisy", "plateau"])
+def test_every_rule_answers_within_the_swept_range(loss):
+    assert why_no_suggestion(LR, loss) is None
+    got = suggest_all(LR, loss)
+    assert set(got) == set(SUGGESTERS)
+    for name, value in got.items():
+        assert type(value) is float, name
+        assert LR[0] / 10 <= value <= LR[-1], name
+    for name in INDEX_RULES:
+        assert 12 <= _index_of(LR, got[name]) <= 115, name  # inside the trimmed curve
+    lowest = 12 + int(np.argmin(loss[12:116]))
+    assert got["minimum"] == pytest.approx(LR[lowest] / 10, rel=1e-12)
+    assert got["descent_two_thirds"] <= LR[lowest] / 3
+    assert got["valley_min_midpoint"] <= LR[lowest] / 3
+
+
+def test_noisy_curve_suggestions_stay_below_its_minimum():
+    got = suggest_all(LR, NOISY)
+    lowest = 12 + int(np.argmin(NOISY[12:116]))
+    # The EMA drags the minimum right of the raw one (point 80), but not by a decade.
+    assert 80 <= lowest <= 100
+    for name in ("valley", "steep", "slide"):
+        assert got[name] < LR[lowest], name
+
+
+def test_plateau_minimum_ignores_the_last_five_points():
+    # Still falling at the end: the lowest loss is the last point kept by the trim (115).
+    assert minimum(LR, PLATEAU) == pytest.approx(LR[115] / 10, rel=1e-12)
+
+
+def test_short_curves_are_trimmed_by_a_tenth_at_each_end():
+    # 20 points: 2 dropped at each end, so the lowest kept loss is point 17, not 19.
+    lr = np.logspace(-6, 0, 20)
+    loss = np.linspace(3, 1, 20)
+    assert minimum(lr, loss) == pytest.approx(lr[17] / 10, rel=1e-12)
+    # Under 10 points nothing is dropped.
+    assert minimum(lr[:9], loss[:9]) == pytest.approx(lr[8] / 10, rel=1e-12)
+
+
+# --- curves with no sensible suggestion --------------------------------------------------
+
+
+def test_loss_that_never_decreases_gives_none_and_says_so():
+    assert all(value is None for value in suggest_all(LR, RISING).values())
+    assert "never decreases" in why_no_suggestion(LR, RISING)
+
+
+def test_a_drop_under_one_percent_is_not_a_descent():
+    small = [1.0, 0.996, 0.995, 0.997, 1.2, 1.5]
+    assert all(value is None for value in suggest_all(LR9[:6], small).values())
+    assert "never decreases" in why_no_suggestion(LR9[:6], small)
+    enough = [1.0, 0.99, 0.98, 0.985, 1.2, 1.5]  # 2 %
+    assert why_no_suggestion(LR9[:6], enough) is None
+    assert minimum(LR9[:6], enough) == pytest.approx(LR9[2] / 10, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("lr", "loss"),
+    [([], []), ([1e-3, 1e-2, 1e-1], [2.0, 1.0, 3.0]), ([1e-3], [1.0])],
+    ids=["empty", "three-points", "one-point"],
+)
+def test_too_few_points_give_none_without_raising(lr, loss):
+    assert all(value is None for value in suggest_all(lr, loss).values())
+    assert "too few usable points" in why_no_suggestion(lr, loss)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_loss_cuts_the_curve_there(bad):
+    loss = CLEAN.copy()
+    loss[100] = bad
+    loss[101:] = CLEAN[101:]  # finite values after the cut must not count
+    assert suggest_all(LR, loss) == suggest_all(LR[:100], CLEAN[:100])
+    assert why_no_suggestion(LR, loss) is None
+
+
+def test_a_non_finite_value_near_the_start_leaves_too_few_points():
+    loss = [5, 4, np.nan, 3, 2, 1.5, 1.2, 3, 9]
+    assert all(value is None for value in suggest_all(LR9, loss).values())
+    assert "only the first 2 finite" in why_no_suggestion(LR9, loss)
+    lr = LR9.copy()
+    lr[3] = np.nan
+    assert valley(lr, [5, 4, 4.5, 3, 2, 1.5, 1.2, 3, 9]) is None
+
+
+def test_rates_that_do_not_increase_give_none():
+    lr = [1e-4, 1e-3, 1e-3, 1e-2, 1e-1]
+    assert steep(lr, [5, 4, 3, 2, 1]) is None
+    assert "increase strictly" in why_no_suggestion(lr, [5, 4, 3, 2, 1])
+
+
+def test_plain_lists_work_and_mismatched_lengths_raise():
+    assert minimum(list(LR9), [5, 4, 4.5, 3, 2, 1.5, 1.2, 3, 9]) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="same length"):
+        minimum(LR9, [1.0, 2.0])
+
+
+# --- consensus ---------------------------------------------------------------------------
+
+
+def test_consensus_is_the_median_in_log_space():
+    median, spread = consensus([1e-3, 1e-2, 1e-1])
+    assert median == pytest.approx(1e-2, rel=1e-12)  # an arithmetic median would agree...
+    assert spread == pytest.approx(100, rel=1e-12)
+    median, _ = consensus([1e-3, 1e-1])  # ...but here it would say 5.05e-2
+    assert median == pytest.approx(1e-2, rel=1e-12)
+
+
+def test_consensus_ignores_none():
+    median, spread = consensus([None, 1e-4, None, 1e-2, 1e-3])
+    assert median == pytest.approx(1e-3, rel=1e-12)
+    assert spread == pytest.approx(100, rel=1e-12)
+    assert consensus([None, 3e-3]) == (pytest.approx(3e-3), pytest.approx(1.0))
+
+
+@pytest.mark.parametrize("values", [[], [None, None]])
+def test_consensus_of_nothing_is_none(values):
+    assert consensus(values) == (None, None)
