@@ -1,0 +1,329 @@
+"""The command line: parse options, load the experiment, call the library, render.
+
+Errors are turned into a red paragraph and an exit code here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import EXIT_INTERRUPTED, LrtoolError, NoSuggestion
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 the run failed (NaN loss, failed smoke check); 2 bad input (config, "
+    "flags, files); 3 --strict and no suggestion could be made; 130 interrupted."
+)
+
+app = typer.Typer(
+    name="lrtool",
+    help="Learning-rate range tests and one-cycle training for YAML-defined experiments.\n\n"
+    + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+err_console = Console(stderr=True)
+
+
+# --- shared options -----------------------------------------------------------------------
+
+ExpArg = Annotated[Path, typer.Argument(help="Experiment YAML file.", show_default=False)]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override a key: --set train.epochs=3 (dotted key, YAML value; repeatable).",
+        show_default=False,
+    ),
+]
+DeviceOpt = Annotated[
+    str | None, typer.Option(help="Device: auto, cpu, cuda, cuda:N or mps.", show_default=False)
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        help="Output folder (default: runs/<name>/<timestamp>-<command>/).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the result JSON to stdout and nothing else there.")
+]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+
+
+@contextmanager
+def handled(debug: bool) -> Iterator[None]:
+    """Turn lrtool errors into a red paragraph and their exit code; Ctrl-C into 130."""
+    try:
+        yield
+    except LrtoolError as err:
+        if debug:
+            raise
+        from .report import error
+
+        error(err_console, str(err))
+        raise typer.Exit(err.exit_code) from None
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        err_console.print("[yellow]interrupted[/]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def out_dir(out: Path | None, output_dir: str, name: str, command: str) -> Path:
+    if out is not None:
+        return out
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(output_dir) / name / f"{stamp}-{command}"
+
+
+def stdout_console(as_json: bool) -> Console:
+    """Human output goes to stdout, except with --json, where stdout is kept for the JSON."""
+    return err_console if as_json else Console()
+
+
+def want_plot(plot: bool | None, as_json: bool) -> bool:
+    if plot is not None:
+        return plot
+    return not as_json and sys.stdout.isatty()
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+@app.command()
+def check(
+    experiment: ExpArg,
+    set_: SetOpt = None,
+    device: DeviceOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Validate the experiment, build everything and run one forward/backward pass."""
+    with handled(debug):
+        from .build import build, smoke_step
+        from .config import load_experiment
+        from .report import check_report
+
+        exp = load_experiment(experiment, set_, {"device": device})
+        built = build(exp)
+        loss = smoke_step(built)
+        check_report(Console(), built, loss)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the experiment file (for editor autocompletion)."""
+    from .config import json_schema
+
+    typer.echo(json.dumps(json_schema(), indent=2))
+
+
+@app.command()
+def find(
+    experiment: ExpArg,
+    start_lr: Annotated[
+        float | None, typer.Option(help="First rate [1e-7].", show_default=False)
+    ] = None,
+    end_lr: Annotated[
+        float | None, typer.Option(help="Last rate [10].", show_default=False)
+    ] = None,
+    num_steps: Annotated[
+        int | None, typer.Option(help="Steps (mini-batches) [100].", show_default=False)
+    ] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="exp or linear [exp].", show_default=False)
+    ] = None,
+    smoothing: Annotated[
+        float | None, typer.Option(help="EMA beta [0.98].", show_default=False)
+    ] = None,
+    diverge_factor: Annotated[
+        float | None,
+        typer.Option(help="Stop when smoothed loss > factor x best [4].", show_default=False),
+    ] = None,
+    suggest: Annotated[
+        str | None, typer.Option(help="Default suggestion method.", show_default=False)
+    ] = None,
+    val_loss: Annotated[
+        bool | None,
+        typer.Option(
+            "--val-loss/--train-loss",
+            help="Record validation loss at each step (Smith's variant).",
+            show_default=False,
+        ),
+    ] = None,
+    grad_accum: Annotated[
+        int | None, typer.Option(help="Mini-batches per step [1].", show_default=False)
+    ] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="fp32, bf16 or fp16 [fp32].", show_default=False)
+    ] = None,
+    clip_grad_norm: Annotated[
+        float | None, typer.Option(help="Clip the gradient norm.", show_default=False)
+    ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Run once per seed: a count (3) or a list (0,3,7); the suggestion is "
+            "their consensus.",
+            show_default=False,
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 3 when no suggestion can be made.")
+    ] = False,
+    plot: Annotated[
+        bool | None,
+        typer.Option(
+            "--plot/--no-plot",
+            help="Draw the curve (default: when stdout is a terminal).",
+            show_default=False,
+        ),
+    ] = None,
+    out: OutOpt = None,
+    as_json: JsonOpt = False,
+    set_: SetOpt = None,
+    device: DeviceOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Run the LR range test and suggest a learning rate."""
+    with handled(debug):
+        from .config import load_experiment
+        from .history import save_find
+        from .run import parse_seeds, run_find
+
+        values = {
+            "find.start_lr": start_lr,
+            "find.end_lr": end_lr,
+            "find.num_steps": num_steps,
+            "find.mode": mode,
+            "find.smoothing": smoothing,
+            "find.diverge_factor": diverge_factor,
+            "find.suggest": suggest,
+            "find.val_loss": val_loss,
+            "find.grad_accum": grad_accum,
+            "find.precision": precision,
+            "find.clip_grad_norm": clip_grad_norm,
+            "device": device,
+        }
+        exp = load_experiment(experiment, set_, values)
+        seed_list = parse_seeds(seeds, exp.seed)
+        console = stdout_console(as_json)
+        folder = out_dir(out, exp.output_dir, exp.name, "find")
+        result = run_find(exp, seed_list, progress=err_console)
+        save_find(folder, result, exp)
+        render_find(console, result, folder, plot=want_plot(plot, as_json))
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), indent=2))
+        if result.stop_reason == "interrupted":
+            raise KeyboardInterrupt
+        if strict and result.suggested_lr is None:
+            raise NoSuggestion(
+                f"--strict: no learning rate could be suggested. {result.warning or ''}"
+            )
+
+
+def render_find(console: Console, result: Any, folder: Path, *, plot: bool) -> None:
+    from .report import find_summary
+
+    if plot:
+        from .plot import find_chart
+
+        console.print(
+            find_chart(
+                result.lr,
+                result.loss,
+                result.smoothed_loss,
+                result.suggestions,
+                result.suggestion_method,
+                title=f"LR range test: {result.config['name']}" if result.config else None,
+            ),
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    find_summary(console, result, str(folder))
+
+
+@app.command("plot")
+def plot_cmd(
+    file: Annotated[Path, typer.Argument(help="A saved find.json, refind.json or train.json.")],
+    save: Annotated[
+        Path | None, typer.Option(help="Write a PNG (needs the 'plot' extra).", show_default=False)
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Redraw a saved history in the terminal (or as a PNG)."""
+    with handled(debug):
+        from .history import history_kind, read_json
+        from .plot import find_chart, save_png, train_charts
+
+        data = read_json(file)
+        kind = history_kind(data)
+        h = data["history"]
+        if save is not None:
+            curve = (
+                {"label": file.name, "lr": h["lr"], "y": h["smoothed_loss"]}
+                if kind == "find"
+                else {"label": file.name, "step": h["step"], "y": h["loss"]}
+            )
+            try:
+                save_png(
+                    save,
+                    [curve],
+                    suggestions=data.get("suggestions"),
+                    x="lr" if kind == "find" else "step",
+                    title=file.name,
+                )
+            except ImportError as err:
+                from .errors import LrtoolError as _E
+
+                raise _E(str(err)) from None
+            err_console.print(f"saved {save}")
+            return
+        if kind == "find":
+            chart = find_chart(
+                h["lr"],
+                h["loss"],
+                h["smoothed_loss"],
+                data.get("suggestions") or {},
+                data.get("suggestion_method"),
+                title=str(file),
+            )
+        else:
+            chart = train_charts(h["step"], h["loss"], h["lr"], h.get("momentum"))
+        Console().print(chart, markup=False, highlight=False, soft_wrap=True)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"lrtool {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=version_callback, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
+def main() -> None:
+    app()

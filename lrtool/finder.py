@@ -1,0 +1,322 @@
+"""The LR range test: raise the rate over mini-batches, record the loss, stop when it blows up.
+
+Leslie Smith, "Cyclical Learning Rates for Training Neural Networks" (2015), as popularised by
+fastai's `lr_find`. The model, the optimizer and every RNG are left exactly as they were.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ConfigError
+from .history import FindResult
+from .runtime import autocast, grad_scaler, rng_state, set_rng_state, to_device
+from .suggest import DEFAULT_METHOD, SUGGESTERS, suggest_all, why_no_suggestion
+
+# Above this many bytes of weights and optimizer state, the snapshot goes to disk instead of
+# doubling the model in memory.
+SNAPSHOT_MEMORY_LIMIT = 512 * 1024**2
+
+
+def sweep_rates(start_lr: float, end_lr: float, num_steps: int, mode: str = "exp") -> np.ndarray:
+    """The rate at each step: geometric (exp) or arithmetic (linear) from start to end."""
+    if not 0 < start_lr < end_lr:
+        raise ConfigError(
+            f"find: start_lr must be positive and below end_lr (got {start_lr} and {end_lr})."
+        )
+    if num_steps < 2:
+        raise ConfigError(f"find.num_steps must be at least 2 (got {num_steps}).")
+    if mode == "exp":
+        return np.geomspace(start_lr, end_lr, num_steps)
+    if mode == "linear":
+        return np.linspace(start_lr, end_lr, num_steps)
+    raise ConfigError(f"find.mode must be exp or linear (got {mode!r}).")
+
+
+def smooth(losses: Iterable[float], beta: float) -> list[float]:
+    """Bias-corrected exponential moving average, as in Adam: avg / (1 - beta^t)."""
+    avg, out = 0.0, []
+    for t, loss in enumerate(losses, start=1):
+        avg = beta * avg + (1 - beta) * loss
+        out.append(avg / (1 - beta**t))
+    return out
+
+
+class _Smoother:
+    """The same EMA, one value at a time, with the best value so far for the divergence test."""
+
+    def __init__(self, beta: float) -> None:
+        self.beta, self.avg, self.t, self.best = beta, 0.0, 0, math.inf
+
+    def update(self, loss: float) -> float:
+        self.t += 1
+        self.avg = self.beta * self.avg + (1 - self.beta) * loss
+        value = self.avg / (1 - self.beta**self.t)
+        self.best = min(self.best, value)
+        return value
+
+
+class Snapshot:
+    """A copy of the model's and the optimizer's state, restored bit for bit.
+
+    Small states are cloned to host memory (never doubling accelerator memory); large ones are
+    written to a temporary file.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, where: str = "auto"):
+        self.model, self.optimizer = model, optimizer
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+        size = sum(
+            t.numel() * t.element_size() for t in _tensors(state) if isinstance(t, torch.Tensor)
+        )
+        self.on_disk = where == "disk" or (where == "auto" and size > SNAPSHOT_MEMORY_LIMIT)
+        self.path: Path | None = None
+        if self.on_disk:
+            handle = tempfile.NamedTemporaryFile(
+                prefix="lrtool-snapshot-", suffix=".pt", delete=False
+            )
+            handle.close()
+            self.path = Path(handle.name)
+            torch.save(state, self.path)
+            self.state = None
+        else:
+            self.state = copy.deepcopy(_to_cpu(state))
+
+    def restore(self) -> None:
+        if self.path is not None:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+        else:
+            state = self.state
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def close(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def _tensors(obj: Any) -> Iterator[Any]:
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensors(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _tensors(v)
+    else:
+        yield obj
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj
+
+
+def cycle(data: Iterable[Any]) -> Iterator[Any]:
+    """Batches forever: a dataset with fewer batches than the sweep is replayed, reshuffled."""
+    epoch = getattr(data, "epoch", 0)
+    while True:
+        empty = True
+        for batch in data:
+            empty = False
+            yield batch
+        if empty:
+            raise ConfigError("the training data yields no batches.")
+        epoch += 1
+        if hasattr(data, "set_epoch"):
+            data.set_epoch(epoch)
+
+
+def _group_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
+    """Each group's rate relative to the last (the head); the sweep keeps these ratios."""
+    rates = [g["lr"] for g in optimizer.param_groups]
+    head = rates[-1] or 1.0
+    return [r / head if head else 1.0 for r in rates]
+
+
+def find_lr(
+    model: nn.Module,
+    train_data: Iterable[Any],
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[..., torch.Tensor],
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    mode: str = "exp",
+    smoothing: float = 0.98,
+    diverge_factor: float = 4.0,
+    suggest: str = DEFAULT_METHOD,
+    val_data: Iterable[Any] | None = None,
+    val_loss: bool = False,
+    val_batches: int = 4,
+    grad_accum: int = 1,
+    precision: str = "fp32",
+    clip_grad_norm: float | None = None,
+    device: torch.device | str | None = None,
+    seed: int | None = None,
+    sync_every: int | None = None,
+    snapshot: str = "auto",
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    on_step: Callable[[int, float, float], None] | None = None,
+) -> FindResult:
+    """Run an LR range test and return its history and suggestions.
+
+    `train_data` yields (inputs, targets) batches (an lrtool `Batches`, a DataLoader, a list).
+    The rate of every optimizer group is set at each step, keeping the groups' current ratios.
+    On cuda the losses stay on the device and are read every `sync_every` steps (default 10),
+    so the divergence test may stop up to `sync_every - 1` steps late; those extra steps are
+    dropped from the history. Ctrl-C ends the sweep early with stop reason `interrupted`.
+    `reduce` averages a loss across processes (data-parallel runs).
+    """
+    if suggest not in SUGGESTERS:
+        raise ConfigError(
+            f"find.suggest: unknown method {suggest!r}; choose one of {', '.join(SUGGESTERS)}."
+        )
+    if val_loss and val_data is None:
+        raise ConfigError("find.val_loss: true needs validation data.")
+    rates = sweep_rates(start_lr, end_lr, num_steps, mode)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    sync_every = sync_every or (10 if device.type == "cuda" else 1)
+    ratios = _group_ratios(optimizer)
+    fixed_val = (
+        [to_device(b, device) for _, b in zip(range(val_batches), val_data, strict=False)]
+        if val_loss
+        else []
+    )
+    scaler = grad_scaler(precision, device)
+
+    saved = Snapshot(model, optimizer, snapshot)
+    rngs = rng_state()
+    data_epoch = getattr(train_data, "epoch", None)  # the data order is state too
+    was_training = model.training
+    lrs: list[float] = []
+    losses: list[float] = []
+    smoothed: list[float] = []
+    smoother = _Smoother(smoothing)
+    pending: list[tuple[float, torch.Tensor]] = []
+    stop_reason = "completed"
+    started = time.perf_counter()
+
+    def flush() -> str | None:
+        """Read the pending losses in one transfer; return a stop reason if one is met."""
+        chunk = pending[:]
+        pending.clear()
+        values = torch.stack([v for _, v in chunk]).float().tolist()
+        stop = None
+        for (lr, _), value in zip(chunk, values, strict=True):
+            if not math.isfinite(value):
+                stop = "nan"
+                break
+            lrs.append(lr)
+            losses.append(value)
+            smoothed.append(smoother.update(value))
+            if on_step is not None:
+                on_step(len(lrs), lr, smoothed[-1])
+            if smoothed[-1] > diverge_factor * smoother.best:
+                stop = "diverged"
+                break
+        return stop
+
+    batches = cycle(train_data)
+    try:
+        model.train()
+        for step, lr in enumerate(rates):
+            for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
+                group["lr"] = float(lr) * ratio
+            optimizer.zero_grad(set_to_none=True)
+            total = torch.zeros((), device=device)
+            for _ in range(grad_accum):
+                x, y = to_device(next(batches), device)
+                with autocast(precision, device):
+                    loss = loss_fn(model(x), y)
+                scaled = loss / grad_accum
+                (scaler.scale(scaled) if scaler else scaled).backward()
+                total += loss.detach().float()
+            if clip_grad_norm is not None:
+                if scaler:
+                    scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            record = total / grad_accum
+            if val_loss:
+                record = _fixed_loss(model, fixed_val, loss_fn, precision, device)
+            if reduce is not None:
+                record = reduce(record)
+            pending.append((float(lr), record))
+            if len(pending) >= sync_every or step == len(rates) - 1:
+                reason = flush()
+                if reason:
+                    stop_reason = reason
+                    break
+    except KeyboardInterrupt:
+        stop_reason = "interrupted"
+        if pending:
+            try:
+                flush()
+            except BaseException:  # a half-computed step: keep what was recorded before it
+                pass
+    finally:
+        saved.restore()
+        saved.close()
+        set_rng_state(rngs)
+        if data_epoch is not None:
+            train_data.set_epoch(data_epoch)
+        model.train(was_training)
+        optimizer.zero_grad(set_to_none=True)
+
+    suggestions = suggest_all(lrs, smoothed)
+    suggested = suggestions.get(suggest)
+    warning = None
+    if suggested is None:
+        warning = why_no_suggestion(lrs, smoothed) or (
+            f"the {suggest} method found no sensible rate on this curve."
+        )
+    return FindResult(
+        suggested_lr=suggested,
+        suggestion_method=suggest,
+        suggestions=suggestions,
+        history={"lr": lrs, "loss": losses, "smoothed_loss": smoothed},
+        stop_reason=stop_reason,
+        steps=len(lrs),
+        seed=seed,
+        device=str(device),
+        elapsed_s=round(time.perf_counter() - started, 3),
+        warning=warning,
+    )
+
+
+@torch.no_grad()
+def _fixed_loss(
+    model: nn.Module,
+    batches: list[Any],
+    loss_fn: Callable[..., torch.Tensor],
+    precision: str,
+    device: torch.device,
+) -> torch.Tensor:
+    """Mean loss on the same validation batches at every step (Smith's variant)."""
+    model.eval()
+    total = torch.zeros((), device=device)
+    for x, y in batches:
+        with autocast(precision, device):
+            total += loss_fn(model(x), y).float()
+    model.train()
+    return total / max(len(batches), 1)

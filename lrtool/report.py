@@ -1,0 +1,98 @@
+"""What the terminal shows: rich tables, progress bars and the error paragraph.
+
+Everything here writes to a rich Console given by the caller; nothing here computes results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .build import Built
+from .config import dump_yaml
+from .history import FindResult
+
+
+def fmt_lr(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2e}"
+
+
+def error(console: Console, message: str) -> None:
+    console.print(Panel(message, title="lrtool: error", border_style="red", expand=False))
+
+
+@contextmanager
+def sweep_progress(console: Console, total: int, label: str = "find") -> Iterator[Any]:
+    """A progress bar for the sweep; yields the on_step callback for `find_lr`."""
+    progress = Progress(
+        TextColumn(f"[bold]{label}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("lr {task.fields[lr]}  smoothed loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+    task = progress.add_task(label, total=total, lr="—", loss="—")
+
+    def on_step(step: int, lr: float, smoothed: float) -> None:
+        progress.update(task, completed=step, lr=fmt_lr(lr), loss=f"{smoothed:.4f}")
+
+    with progress:
+        yield on_step
+
+
+def suggestions_table(result: FindResult) -> Table:
+    table = Table(title="Suggested learning rates", title_justify="left")
+    table.add_column("method")
+    table.add_column("lr", justify="right")
+    for method, value in result.suggestions.items():
+        default = method == result.suggestion_method
+        style = "bold green" if default else ""
+        name = f"{method} (default)" if default else method
+        table.add_row(name, fmt_lr(value), style=style)
+    return table
+
+
+def find_summary(console: Console, result: FindResult, out_dir: str) -> None:
+    console.print(suggestions_table(result))
+    console.print(
+        f"stop reason: [bold]{result.stop_reason}[/] after {result.steps} steps "
+        f"({result.elapsed_s:.1f} s on {result.device})"
+    )
+    if result.suggested_lr is not None:
+        console.print(
+            f"[bold green]suggested_lr = {fmt_lr(result.suggested_lr)}[/] "
+            f"({result.suggestion_method})"
+        )
+    if result.warning:
+        console.print(f"[yellow]warning:[/] {result.warning}")
+    console.print(f"files: {out_dir}")
+
+
+def check_report(console: Console, built: Built, loss_value: float) -> None:
+    exp = built.experiment
+    console.print(Panel(dump_yaml(exp).rstrip(), title=f"experiment {exp.name}", expand=False))
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("device", str(built.device))
+    table.add_row("parameters", f"{built.parameter_count:,}")
+    table.add_row("data", built.data_note)
+    table.add_row(
+        "samples",
+        f"train {built.train_data.num_samples:,} · val {built.val_data.num_samples:,} "
+        f"({len(built.train_data)} training batches of {exp.data.batch_size})",
+    )
+    for group, name in zip(built.optimizer.param_groups, built.group_names, strict=True):
+        count = sum(p.numel() for p in group["params"])
+        table.add_row(f"group {name}", f"{count:,} parameters")
+    table.add_row("first batch", f"loss {loss_value:.4f} (forward + backward ok)")
+    console.print(table)

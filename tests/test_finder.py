@@ -1,0 +1,287 @@
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from lrtool.build import build
+from lrtool.config import validate
+from lrtool.data import Batches
+from lrtool.errors import ConfigError
+from lrtool.finder import Snapshot, find_lr, smooth, sweep_rates
+
+CPU = torch.device("cpu")
+
+
+def tiny(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    return Batches(TensorDataset(x, y), batch_size=8, device=CPU, shuffle=True, seed=seed)
+
+
+def model_and_opt(opt="sgd"):
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 2)
+    )
+    if opt == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return model, optimizer
+
+
+def test_sweep_rates_exact():
+    assert sweep_rates(1e-4, 1.0, 5) == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    assert sweep_rates(0.1, 0.5, 5, "linear") == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    with pytest.raises(ConfigError, match="start_lr"):
+        sweep_rates(1.0, 0.1, 5)
+
+
+def test_smooth_is_bias_corrected_ema():
+    # With bias correction the first value is the raw loss, not (1 - beta) * loss.
+    assert smooth([2.0, 4.0], 0.5) == pytest.approx([2.0, (0.25 * 2 + 0.5 * 4) / 0.75])
+    assert smooth([3.0] * 10, 0.98) == pytest.approx([3.0] * 10)
+
+
+def test_records_the_exact_lr_sequence_and_completes():
+    model, opt = model_and_opt()
+    result = find_lr(
+        model,
+        tiny(),
+        opt,
+        nn.functional.cross_entropy,
+        start_lr=1e-5,
+        end_lr=1e-2,
+        num_steps=10,
+        diverge_factor=1e9,
+    )
+    assert result.stop_reason == "completed" and result.steps == 10
+    assert result.lr == pytest.approx(list(np.geomspace(1e-5, 1e-2, 10)))
+    assert result.smoothed_loss == pytest.approx(smooth(result.loss, 0.98))
+
+
+def test_linear_mode():
+    model, opt = model_and_opt()
+    result = find_lr(
+        model,
+        tiny(),
+        opt,
+        nn.functional.cross_entropy,
+        start_lr=0.01,
+        end_lr=0.1,
+        num_steps=4,
+        mode="linear",
+    )
+    assert result.lr == pytest.approx([0.01, 0.04, 0.07, 0.1])
+
+
+def test_stops_early_when_the_loss_diverges():
+    model, opt = model_and_opt()
+    result = find_lr(
+        model,
+        tiny(),
+        opt,
+        nn.functional.cross_entropy,
+        start_lr=1e-4,
+        end_lr=1e4,
+        num_steps=80,
+        smoothing=0.5,
+    )
+    assert result.stop_reason in ("diverged", "nan")
+    assert result.steps < 80
+    if result.stop_reason == "diverged":
+        best = min(result.smoothed_loss)
+        assert result.smoothed_loss[-1] > 4 * best
+        assert all(
+            s <= 4 * min(result.smoothed_loss[: i + 1])
+            for i, s in enumerate(result.smoothed_loss[:-1])
+        )
+
+
+def test_nan_loss_ends_the_sweep():
+    model, opt = model_and_opt()
+    calls = {"n": 0}
+
+    def loss_fn(out, y):
+        calls["n"] += 1
+        loss = nn.functional.cross_entropy(out, y)
+        return loss * float("nan") if calls["n"] == 6 else loss
+
+    result = find_lr(model, tiny(), opt, loss_fn, num_steps=20)
+    assert result.stop_reason == "nan"
+    assert result.steps == 5  # the NaN step itself is not recorded
+    assert all(np.isfinite(result.loss))
+
+
+def test_model_optimizer_and_rngs_restored_bit_exactly():
+    model, opt = model_and_opt()
+    data = tiny()
+    # Warm the optimizer so it has momentum buffers worth restoring.
+    for x, y in data:
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt_before = {i: s["momentum_buffer"].clone() for i, s in enumerate(opt.state.values())}
+    rng = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    model.eval()
+    result = find_lr(
+        model, data, opt, nn.functional.cross_entropy, start_lr=1e-3, end_lr=10, num_steps=30
+    )
+    assert result.steps > 5
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    for i, state in enumerate(opt.state.values()):
+        assert torch.equal(state["momentum_buffer"], opt_before[i])
+    assert [g["lr"] for g in opt.param_groups] == [0.1]
+    assert torch.equal(torch.get_rng_state(), rng[0])
+    assert np.array_equal(np.random.get_state()[1], rng[1]) and random.getstate() == rng[2]
+    assert not model.training  # the mode is restored too
+
+
+def test_snapshot_on_disk_restores_and_cleans_up():
+    model, opt = model_and_opt("adam")
+    before = [p.clone() for p in model.parameters()]
+    snap = Snapshot(model, opt, where="disk")
+    assert snap.path is not None and snap.path.exists()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    snap.restore()
+    snap.close()
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), before, strict=True))
+    assert not snap.path.exists()
+
+
+def test_find_then_train_in_one_process_is_unaffected():
+    def train_once(run_find):
+        model, opt = model_and_opt()
+        data = tiny()
+        if run_find:
+            find_lr(model, data, opt, nn.functional.cross_entropy, num_steps=15)
+        torch.manual_seed(1)
+        for x, y in data:
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    for a, b in zip(train_once(False), train_once(True), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_short_dataset_is_cycled():
+    data = tiny(n=16)  # 2 batches per epoch
+    model, opt = model_and_opt()
+    result = find_lr(
+        model, data, opt, nn.functional.cross_entropy, start_lr=1e-5, end_lr=1e-3, num_steps=7
+    )
+    assert result.steps == 7
+
+
+def test_group_ratios_kept_while_sweeping():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(
+        [
+            {"params": model[0].parameters(), "lr": 0.01},
+            {"params": model[2].parameters(), "lr": 0.1},
+        ]
+    )
+    seen = []
+
+    def loss_fn(out, y):
+        seen.append([g["lr"] for g in opt.param_groups])
+        return nn.functional.cross_entropy(out, y)
+
+    find_lr(model, tiny(), opt, loss_fn, start_lr=1e-3, end_lr=1e-1, num_steps=3)
+    assert seen == [
+        pytest.approx([1e-4, 1e-3]),
+        pytest.approx([1e-3, 1e-2]),
+        pytest.approx([1e-2, 1e-1]),
+    ]
+    assert [g["lr"] for g in opt.param_groups] == [0.01, 0.1]
+
+
+def test_grad_accum_uses_several_batches_per_step():
+    batches_seen = []
+
+    def loss_fn(out, y):
+        batches_seen.append(len(y))
+        return nn.functional.cross_entropy(out, y)
+
+    model, opt = model_and_opt()
+    result = find_lr(model, tiny(), opt, loss_fn, num_steps=5, grad_accum=3)
+    assert result.steps == 5 and len(batches_seen) == 15
+
+
+def test_val_loss_mode_records_the_fixed_validation_loss():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))  # no BatchNorm stats
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    val = tiny(n=32, seed=9)
+    result = find_lr(
+        model,
+        tiny(),
+        opt,
+        nn.functional.cross_entropy,
+        val_data=val,
+        val_loss=True,
+        val_batches=2,
+        start_lr=1e-6,
+        end_lr=1e-5,
+        num_steps=3,
+    )
+    # At tiny rates the model barely moves: the recorded loss is the eval-mode loss of the
+    # first two validation batches.
+    model.eval()
+    with torch.no_grad():
+        batches = list(val)[:2]
+        expected = sum(nn.functional.cross_entropy(model(x), y) for x, y in batches) / 2
+    assert result.loss[0] == pytest.approx(float(expected), rel=1e-3)
+    with pytest.raises(ConfigError, match="val_loss"):
+        find_lr(model, tiny(), opt, nn.functional.cross_entropy, val_loss=True)
+
+
+def test_keyboard_interrupt_returns_partial_history_and_restores():
+    model, opt = model_and_opt()
+    before = [p.clone() for p in model.parameters()]
+
+    def on_step(step, lr, loss):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    result = find_lr(model, tiny(), opt, nn.functional.cross_entropy, num_steps=20, on_step=on_step)
+    assert result.stop_reason == "interrupted"
+    assert result.steps == 4
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), before, strict=True))
+
+
+def test_precision_bf16_runs_on_cpu():
+    model, opt = model_and_opt()
+    result = find_lr(model, tiny(), opt, nn.functional.cross_entropy, num_steps=5, precision="bf16")
+    assert result.steps == 5 and all(np.isfinite(result.loss))
+
+
+def test_digits_curve_gives_a_suggestion_inside_the_swept_range():
+    exp = validate(
+        {
+            "device": "cpu",
+            "model": {"args": {"in_features": 64, "num_classes": 10}},
+            "find": {"start_lr": 1e-5, "num_steps": 100},
+        }
+    )
+    built = build(exp)
+    result = find_lr(
+        built.model, built.train_data, built.optimizer, built.loss_fn, start_lr=1e-5, num_steps=100
+    )
+    assert result.stop_reason == "diverged"
+    assert result.suggested_lr is not None
+    assert 1e-4 < result.suggested_lr < 1.0
+    assert min(result.smoothed_loss) < 0.8 * result.loss[0]  # it really learned
