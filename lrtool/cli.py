@@ -62,6 +62,20 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print the result JSON to stdout and nothing else there.")
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+SmokeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--smoke",
+        help="CI smoke run: CPU, fp32, a few batches, a handful of steps, no plot; fails with "
+        "one line when the experiment is broken. Ends with a 'lrtool smoke: ...' line.",
+    ),
+]
+SmokeBatchesOpt = Annotated[
+    int, typer.Option("--smoke-batches", min=1, help="Batches kept by --smoke.")
+]
+SmokeTimeoutOpt = Annotated[
+    float, typer.Option("--smoke-timeout", min=0, help="Seconds a --smoke run may take.")
+]
 
 
 @contextmanager
@@ -196,6 +210,9 @@ def find(
     as_json: JsonOpt = False,
     set_: SetOpt = None,
     device: DeviceOpt = None,
+    smoke: SmokeOpt = False,
+    smoke_batches: SmokeBatchesOpt = 4,
+    smoke_timeout: SmokeTimeoutOpt = 120.0,
     debug: DebugOpt = False,
 ) -> None:
     """Run the LR range test and suggest a learning rate."""
@@ -221,6 +238,9 @@ def find(
         exp = load_experiment(experiment, set_, values)
         seed_list = parse_seeds(seeds, exp.seed)
         console = stdout_console(as_json)
+        if smoke:
+            smoke_find(exp, out, smoke_batches, smoke_timeout, as_json)
+            return
         folder = out_dir(out, exp.output_dir, exp.name, "find")
         result = run_find(exp, seed_list, progress=err_console)
         save_find(folder, result, exp)
@@ -233,6 +253,46 @@ def find(
             raise NoSuggestion(
                 f"--strict: no learning rate could be suggested. {result.warning or ''}"
             )
+
+
+def smoke_line(line: str, as_json: bool) -> None:
+    """The greppable summary: stdout, unless stdout is reserved for --json."""
+    (err_console if as_json else Console()).print(
+        line, markup=False, highlight=False, soft_wrap=True
+    )
+
+
+@contextmanager
+def smoke_reporting(as_json: bool) -> Iterator[None]:
+    """Print a failed smoke run's summary line, then let `handled` pick the exit code."""
+    try:
+        yield
+    except LrtoolError as err:
+        smoke_line(str(err), as_json)
+        raise typer.Exit(err.exit_code) from None
+
+
+def smoke_find(exp: Any, out: Path | None, batches: int, timeout: float, as_json: bool) -> None:
+    from .history import save_find
+    from .run import find_built
+    from .smoke import run_smoke, temp_out
+
+    def body(built: Any) -> tuple[str, list[float], Any]:
+        result = find_built(built)
+        if result.stop_reason == "nan":
+            from .smoke import SmokeFailed
+
+            raise SmokeFailed(f"the loss became NaN/inf at step {result.steps + 1} of the sweep.")
+        return f"{result.steps} steps", result.loss, result
+
+    mid = (exp.find.start_lr * exp.find.end_lr) ** 0.5
+    with smoke_reporting(as_json):
+        line, result = run_smoke("find", exp, batches, timeout, mid, body)
+    folder = temp_out(out)
+    save_find(folder, result, exp)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    smoke_line(line, as_json)
 
 
 def render_find(console: Console, result: Any, folder: Path, *, plot: bool) -> None:

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 from .suggest import DEFAULT_METHOD, SUGGESTERS
@@ -24,6 +31,10 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# The digits quickstart's MLP: an experiment file may leave out `model:` entirely.
+_DEFAULT_MLP_ARGS = {"in_features": 64, "hidden": [128], "num_classes": 10}
+
+
 class ModelSpec(Spec):
     name: str = Field(
         "mlp",
@@ -31,7 +42,9 @@ class ModelSpec(Spec):
         "(e.g. torchvision.resnet18) or 'package.module:callable' returning an nn.Module.",
     )
     args: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword arguments for the model builder."
+        default_factory=dict,
+        description="Keyword arguments for the model builder (default for mlp: the digits MLP, "
+        "in_features 64, hidden [128], num_classes 10).",
     )
     weights: str | None = Field(
         None, description="Optional local state_dict file loaded after building (pretrained)."
@@ -43,6 +56,13 @@ class ModelSpec(Spec):
         "first group. Default: automatic (torchvision classifiers: body and head; nn.Sequential: "
         "its top-level children; else one group).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_mlp_args(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("name", "mlp") == "mlp" and "args" not in data:
+            return {**data, "args": dict(_DEFAULT_MLP_ARGS)}
+        return data
 
 
 class DataSpec(Spec):
@@ -167,7 +187,7 @@ class Experiment(Spec):
     name: str | None = Field(None, description="Run name; default: the file's stem.")
     seed: int = Field(0, description="Seeds the weights, the split and the data order.")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps.")
-    model: ModelSpec = Field(default_factory=ModelSpec)
+    model: ModelSpec = Field(default_factory=lambda: ModelSpec.model_validate({}))
     data: DataSpec = Field(default_factory=DataSpec)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     loss: LossSpec = Field(default_factory=LossSpec)
@@ -372,7 +392,26 @@ def load_experiment(
     exp = validate(raw, source=str(path), text=text)
     if exp.name is None:
         exp.name = path.stem
+    _resolve_paths(exp, path.parent)
     return exp
+
+
+def _resolve_paths(exp: Experiment, base: Path) -> None:
+    """Relative file paths are read from the current folder; failing that, beside the YAML.
+
+    So `lrtool find experiments/x.yaml` and `cd experiments && lrtool find x.yaml` both work.
+    """
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            if not Path(value).exists() and (base / value).exists():
+                return str(base / value)
+        return value
+
+    for key in ("path", "root"):
+        if key in exp.data.args:
+            exp.data.args[key] = fix(exp.data.args[key])
+    exp.model.weights = fix(exp.model.weights)
 
 
 def resolved(exp: Experiment) -> dict[str, Any]:

@@ -227,6 +227,7 @@ def _tabular(
     standardize: bool,
     index_targets: bool | None,
     note: str,
+    reshape: list[int] | None = None,
 ) -> Splits:
     x = torch.as_tensor(x, dtype=torch.float32)
     y = _targets(y, index_targets)
@@ -239,6 +240,14 @@ def _tabular(
         std = xt.std(dim=0, keepdim=True)
         std[std == 0] = 1.0
         xt, xv = (xt - mean) / std, (xv - mean) / std
+    if reshape:
+        # e.g. digits' 64 features as 1x8x8 images for a CNN
+        try:
+            xt, xv = xt.reshape(-1, *reshape), xv.reshape(-1, *reshape)
+        except RuntimeError:
+            raise ComponentError(
+                f"data.args.reshape: {reshape} does not fit {xt.shape[1]} features per sample."
+            ) from None
     return Splits(TensorDataset(xt, yt), TensorDataset(xv, yv), "tensors", note)
 
 
@@ -282,7 +291,7 @@ def _csv(args: dict[str, Any], **common: Any) -> Splits:
     unknown = set(args) - {"path", "target", "delimiter"}
     if unknown:
         raise ComponentError(
-            f"data: csv takes args path, target, delimiter, standardize; got also "
+            f"data: csv takes args path, target, delimiter, standardize, reshape; got also "
             f"{', '.join(sorted(unknown))}."
         )
     with file.open(newline="", encoding="utf-8") as handle:
@@ -428,11 +437,11 @@ def load_splits(
     """Build the training and validation datasets of a data spec."""
     args = dict(args)
     if name.startswith("sklearn.") or name == "csv":
-        standardize = bool(args.pop("standardize", True))
         common = dict(
             val_fraction=val_fraction,
             seed=seed,
-            standardize=standardize,
+            standardize=bool(args.pop("standardize", True)),
+            reshape=args.pop("reshape", None),
             index_targets=index_targets,
         )
         return _sklearn(name, args, **common) if name != "csv" else _csv(args, **common)

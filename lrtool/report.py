@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -24,7 +25,8 @@ def fmt_lr(value: float | None) -> str:
 
 
 def error(console: Console, message: str) -> None:
-    console.print(Panel(message, title="lrtool: error", border_style="red", expand=False))
+    """The one paragraph a user sees when something is wrong: plain text, easy to copy."""
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 @contextmanager
