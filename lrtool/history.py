@@ -160,3 +160,36 @@ def save_find(folder: str | Path, result: FindResult, exp: Any, stem: str = "fin
     write_csv(folder / f"{stem}.csv", *result.csv_rows())
     write_text_atomic(folder / "config.yaml", dump_yaml(exp))
     return folder
+
+
+def write_torch_atomic(path: str | Path, obj: Any) -> Path:
+    """torch.save through a temp file in the same folder and a rename."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C included: the previous file stays whole
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_train(folder: str | Path, result: Any, exp: Any, model: Any = None) -> Path:
+    """Write train.json, train.csv, epochs.csv, config.yaml and model.pt into `folder`."""
+    from .config import dump_yaml
+
+    folder = Path(folder)
+    write_json(folder / "train.json", result.to_dict())
+    write_csv(folder / "train.csv", *result.csv_rows())
+    write_csv(folder / "epochs.csv", *result.epoch_rows())
+    write_text_atomic(folder / "config.yaml", dump_yaml(exp))
+    if model is not None:
+        write_torch_atomic(folder / "model.pt", model.state_dict())
+    return folder

@@ -98,3 +98,84 @@ def check_report(console: Console, built: Built, loss_value: float) -> None:
         table.add_row(f"group {name}", f"{count:,} parameters")
     table.add_row("first batch", f"loss {loss_value:.4f} (forward + backward ok)")
     console.print(table)
+
+
+@contextmanager
+def train_progress(console: Console, steps_per_epoch: int, total_epochs: int) -> Iterator[Any]:
+    """A progress bar per epoch with the live loss, and one line after each epoch.
+
+    Yields (on_step, on_epoch) callbacks for `fit_one_cycle`.
+    """
+    progress = Progress(
+        TextColumn("[bold]epoch {task.fields[epoch]}/" + str(total_epochs) + "[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    state = {"epoch": 1, "task": None}
+
+    def new_task() -> None:
+        state["task"] = progress.add_task(
+            "train", total=steps_per_epoch, epoch=state["epoch"], loss="—", lr="—"
+        )
+
+    def on_step(step: int, lr: float, loss: float | None) -> None:
+        done = step - (state["epoch"] - 1) * steps_per_epoch
+        progress.update(
+            state["task"],
+            completed=done,
+            lr=fmt_lr(lr),
+            loss="nan" if loss is None else f"{loss:.4f}",
+        )
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        progress.remove_task(state["task"])
+        progress.console.print(epoch_line(record))
+        state["epoch"] = record["epoch"] + 1
+        if state["epoch"] <= total_epochs:
+            new_task()
+
+    with progress:
+        new_task()
+        yield on_step, on_epoch
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def epoch_line(record: dict[str, Any]) -> str:
+    skip = {"epoch", "phase", "train_loss", "val_loss", "seconds"}
+    metrics = "  ".join(f"{k} {_fmt(v)}" for k, v in record.items() if k not in skip)
+    phase = " (frozen)" if record.get("phase") == "frozen" else ""
+    return (
+        f"epoch {record['epoch']}{phase}: train loss {_fmt(record['train_loss'])}  "
+        f"val loss {_fmt(record['val_loss'])}  {metrics}  {record['seconds']:.1f} s"
+    )
+
+
+def train_summary(console: Console, result: Any, out_dir: str) -> None:
+    table = Table(title="One-cycle training", title_justify="left")
+    keys = [k for k in (result.epochs[0] if result.epochs else {}) if k != "phase"]
+    for key in keys:
+        table.add_column(key.replace("_", " "), justify="right")
+    for record in result.epochs:
+        table.add_row(
+            *[
+                str(record[k]) if k == "epoch" else _fmt(record[k], 1 if k == "seconds" else 4)
+                for k in keys
+            ]
+        )
+    console.print(table)
+    rates = result.group_lrs_at_peak
+    if rates and len(rates) > 1:
+        pairs = ", ".join(
+            f"{name} {fmt_lr(r)}" for name, r in zip(result.group_names, rates, strict=True)
+        )
+        console.print(f"peak rates per group: {pairs}")
+    final = ", ".join(f"{k} {_fmt(v)}" for k, v in result.final.items())
+    console.print(f"final: {final}  ({result.elapsed_s:.1f} s on {result.device})")
+    console.print(f"files: {out_dir}")

@@ -18,6 +18,7 @@ from .errors import ConfigError
 from .finder import find_lr
 from .history import FindResult
 from .suggest import consensus
+from .train import TrainResult
 
 # Above this max/min ratio of the seeds' suggestions, the suggestion is called unstable.
 UNSTABLE_SPREAD = 3.0
@@ -161,3 +162,43 @@ def combine_seeds(results: list[FindResult], exp: Experiment) -> FindResult:
     combined.consensus_lr = consensus_lr
     combined.spread = spread
     return combined
+
+
+def train_settings(exp: Experiment) -> dict[str, Any]:
+    """The `train:` section as keyword arguments for `fit_one_cycle` (lr_max apart)."""
+    settings = exp.train.model_dump()
+    settings.pop("lr_max")
+    return settings
+
+
+def train_built(
+    built: Built,
+    lr_max: float | list[float] | str,
+    *,
+    evaluate: bool = True,
+    **overrides: Any,
+) -> TrainResult:
+    """One-cycle training of built components with the experiment's `train:` settings."""
+    from .train import fit_one_cycle
+
+    exp = built.experiment
+    settings = {**train_settings(exp), **overrides}
+    result = fit_one_cycle(
+        built.model,
+        built.train_data,
+        built.val_data if evaluate else None,
+        built.optimizer,
+        built.loss_fn,
+        lr_max,
+        metrics=built.metrics,
+        device=built.device,
+        seed=exp.seed,
+        reduce=built.extras.get("reduce"),
+        **settings,
+    )
+    result.config = resolved(exp)
+    result.world_size = built.world_size
+    result.effective_batch_size = (
+        exp.data.batch_size * built.world_size * settings.get("grad_accum", 1)
+    )
+    return result

@@ -262,3 +262,22 @@ def consensus(values: Sequence[float | None]) -> tuple[float | None, float | Non
     # Learning rates live on a log scale: 1e-3 and 1e-1 should agree on 1e-2, not 5e-2.
     median = float(10 ** np.median(np.log10(rates)))
     return median, float(rates.max() / rates.min())
+
+
+def rise_start(lr: ArrayLike, loss: ArrayLike, tolerance: float = 0.1) -> float | None:
+    """Where a flat-then-rising curve (a re-find on a trained model) starts to rise.
+
+    The first rate at which the loss stands above its running minimum by more than
+    `tolerance` of the curve's whole range; None when it never does or the curve is too short.
+    """
+    lr = np.asarray(lr, dtype=float).reshape(-1)
+    loss = np.asarray(loss, dtype=float).reshape(-1)
+    keep = np.isfinite(lr) & np.isfinite(loss)
+    lr, loss = lr[keep], loss[keep]
+    if lr.size < MIN_POINTS:
+        return None
+    span = float(loss.max() - loss.min())
+    if span <= 0:
+        return None
+    above = loss > np.minimum.accumulate(loss) + tolerance * span
+    return float(lr[int(np.argmax(above))]) if above.any() else None

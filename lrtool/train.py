@@ -1,0 +1,774 @@
+"""One-cycle training: per-group peak rates, an optional frozen warm-up, checkpoints, resume.
+
+Leslie Smith, "Super-Convergence" (2017) and "A disciplined approach to neural network
+hyper-parameters" (2018), as popularised by fastai's `fit_one_cycle` and `fine_tune`. The
+schedule itself is torch's `OneCycleLR`; this module decides what it runs over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import OneCycleLR
+
+from .errors import ConfigError, RunFailed
+from .history import versions, write_torch_atomic
+from .runtime import autocast, grad_scaler, rng_state, seed_everything, set_rng_state, to_device
+
+LR_MAX_KEY = "--lr-max/train.lr_max"
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+# --- peak rates per group -----------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    """A finite positive float from a number or a numeric string, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, numbers.Real):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def parse_lr_max(value: float | str | Sequence[float | str], n_groups: int) -> list[float]:
+    """The peak rate of every parameter group, earliest group first, the head last.
+
+    - a number, or a string such as "3e-3": the same rate for every group;
+    - a list: one rate per group;
+    - "LOW:HIGH": geometric spread from LOW (first group) to HIGH (last), fastai's
+      `slice(low, high)`;
+    - ":HIGH": HIGH for the last group and HIGH/10 for the others, fastai's `slice(high)`.
+
+    "auto" is not a rate: the caller runs the finder and passes its suggestion.
+    """
+    if n_groups < 1:
+        raise ValueError(f"n_groups must be at least 1, got {n_groups}")
+    expected = (
+        f"a positive number, a list of {n_groups} positive numbers (one per parameter group), "
+        "'LOW:HIGH' or ':HIGH'"
+    )
+
+    def bad(detail: str = "") -> ConfigError:
+        return ConfigError(f"{LR_MAX_KEY}: expected {expected}; got {value!r}{detail}.")
+
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        raise ConfigError(
+            f"{LR_MAX_KEY}: 'auto' must be resolved before training starts (run the finder and "
+            "pass its suggested rate); fit_one_cycle takes numbers."
+        )
+    if isinstance(value, str) and ":" in value:
+        low_text, _, high_text = value.partition(":")
+        high = _number(high_text)
+        if high is None or ":" in high_text:
+            raise bad()
+        if not low_text.strip():
+            return [high / 10] * (n_groups - 1) + [high]
+        low = _number(low_text)
+        if low is None:
+            raise bad()
+        if low > high:
+            raise bad(" (LOW is above HIGH: earlier groups take the smaller rate)")
+        if n_groups == 1:
+            return [high]
+        return [float(r) for r in np.geomspace(low, high, n_groups)]
+    if isinstance(value, (list, tuple)):
+        rates = [_number(v) for v in value]
+        if any(r is None for r in rates):
+            raise bad()
+        if len(rates) != n_groups:
+            raise bad(f" ({len(rates)} rates for {n_groups} parameter groups)")
+        return [float(r) for r in rates]
+    rate = _number(value)
+    if rate is None:
+        raise bad()
+    return [rate] * n_groups
+
+
+# --- freezing -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def frozen(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Stop gradients to every parameter group but the last (the head).
+
+    Each parameter's `requires_grad` flag is restored on exit, whatever it was before.
+    """
+    params = [p for group in optimizer.param_groups[:-1] for p in group["params"]]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def last_group_only(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Show the optimizer, and any scheduler built or stepped meanwhile, only its last group.
+
+    Frozen groups are then out of the step altogether: no weight decay, no momentum, no
+    rate, whatever the optimizer does with parameters that have no gradient. The head's
+    group dict is shared, so what the step and the scheduler write into it stays.
+    """
+    groups = optimizer.param_groups
+    optimizer.param_groups = groups[-1:]
+    try:
+        yield
+    finally:
+        optimizer.param_groups = groups
+
+
+# --- the schedule -------------------------------------------------------------------------
+
+
+def momentum_key(optimizer: torch.optim.Optimizer) -> str | None:
+    """What OneCycleLR cycles: beta1 of Adam-style optimizers, else SGD's momentum; or None."""
+    if "betas" in optimizer.defaults:
+        return "betas"
+    if "momentum" in optimizer.defaults:
+        return "momentum"
+    return None
+
+
+def _momentum(group: dict[str, Any], key: str | None) -> float | None:
+    if key == "betas":
+        return float(group["betas"][0])
+    if key == "momentum":
+        return float(group["momentum"])
+    return None
+
+
+def one_cycle_scheduler(
+    optimizer: torch.optim.Optimizer,
+    lr_max: Sequence[float],
+    total_steps: int,
+    *,
+    pct_start: float = 0.25,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e5,
+    moms: Sequence[float] = (0.95, 0.85, 0.95),
+    anneal: str = "cos",
+) -> OneCycleLR:
+    """torch's OneCycleLR over `total_steps` optimizer steps, one peak per (visible) group.
+
+    The rate warms up from lr_max/div_factor to lr_max over pct_start of the steps, then
+    anneals to lr_max/div_factor/final_div_factor; momentum (or beta1) moves the other way,
+    moms[0] -> moms[1] -> moms[0]. SGD set up without momentum gets it too, as in fastai;
+    optimizers with neither (Adagrad) keep their own.
+    """
+    pct = float(pct_start)
+    if pct * total_steps == 1.0:
+        # OneCycleLR divides by pct*total - 1 when the warm-up is a single step. A billionth
+        # less puts that step on the peak (where a one-step warm-up ends) instead of crashing.
+        pct *= 1 - 1e-9
+    return OneCycleLR(
+        optimizer,
+        max_lr=list(lr_max),
+        total_steps=total_steps,
+        pct_start=pct,
+        anneal_strategy=anneal,
+        cycle_momentum=momentum_key(optimizer) is not None,
+        base_momentum=moms[1],
+        max_momentum=moms[0],
+        div_factor=div_factor,
+        final_div_factor=final_div_factor,
+    )
+
+
+# --- evaluation ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: Iterable[Any],
+    loss_fn: Callable[..., torch.Tensor],
+    metrics: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
+    *,
+    precision: str = "fp32",
+    device: torch.device | str | None = None,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, float | None]:
+    """One pass in eval mode: the mean loss (weighted by batch size) and each metric.
+
+    Metrics return a per-batch sum, so each value is sum / samples. With `reduce` (a mean
+    across processes) sums and counts are reduced before dividing, which gives the global
+    mean. The values are read in one transfer at the end.
+    """
+    metrics = metrics or {}
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device)
+    sums = {name: torch.zeros((), device=device) for name in metrics}
+    count = 0
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in data:
+            x, y = to_device(batch, device)
+            with autocast(precision, device):
+                output = model(x)
+                loss = loss_fn(output, y)
+            size = len(y)
+            loss_sum += loss.float() * size
+            count += size
+            for name, fn in metrics.items():
+                sums[name] += fn(output.float(), y).float()
+    finally:
+        model.train(was_training)
+    total = torch.tensor(float(count), device=device)
+    if reduce is not None:
+        loss_sum, total = reduce(loss_sum), reduce(total)
+        sums = {name: reduce(value) for name, value in sums.items()}
+    values = torch.stack([loss_sum, total, *sums.values()]).tolist()
+    if values[1] == 0:
+        return {"val_loss": None, **{name: None for name in metrics}}
+    return {
+        "val_loss": values[0] / values[1],
+        **{name: v / values[1] for name, v in zip(metrics, values[2:], strict=True)},
+    }
+
+
+# --- the result ---------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    """The outcome of one one-cycle run; `to_dict()` is train.json."""
+
+    lr_max: float | list[float]  # one number when every group shares it
+    epochs: list[dict[str, Any]]  # one record per completed epoch (frozen ones first)
+    final: dict[str, float | None]  # val_loss and each metric at the last evaluation
+    # step, lr, momentum, loss: column arrays, one entry per optimizer step (step counts from
+    # 1, across phases). lr and momentum are the last group's (the head); momentum is None
+    # for optimizers without one.
+    history: dict[str, list[Any] | None]
+    stop_reason: str  # completed | nan | interrupted
+    seed: int | None
+    device: str
+    elapsed_s: float
+    group_names: list[str] = field(default_factory=list)
+    # Every group's rate at the step where the head's rate peaked in the main cycle.
+    group_lrs_at_peak: list[float] | None = None
+    # Every evaluation: step, epoch, val_loss and each metric.
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    nan_step: int | None = None
+    nan_lr: float | None = None
+    config: dict[str, Any] | None = None
+    versions: dict[str, str] = field(default_factory=versions)
+    kind: str = "train"
+    world_size: int = 1
+    effective_batch_size: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def csv_rows(self) -> tuple[list[str], list[list[Any]]]:
+        """train.csv: one row per optimizer step (momentum empty without one)."""
+        h = self.history
+        momentum = h["momentum"] or [None] * len(h["step"])
+        rows = [
+            [step, lr, mom, loss]
+            for step, lr, mom, loss in zip(h["step"], h["lr"], momentum, h["loss"], strict=True)
+        ]
+        return ["step", "lr", "momentum", "loss"], rows
+
+    def epoch_rows(self) -> tuple[list[str], list[list[Any]]]:
+        """epochs.csv: one row per completed epoch."""
+        metric_names = [k for k in self.final if k != "val_loss"]
+        header = ["epoch", "phase", "train_loss", "val_loss", *metric_names, "seconds"]
+        return header, [[record.get(k) for k in header] for record in self.epochs]
+
+
+# --- checkpoints --------------------------------------------------------------------------
+
+
+def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
+    """Write `folder/checkpoint.pt` atomically: a Ctrl-C mid-write keeps the previous one."""
+    return write_torch_atomic(Path(folder) / CHECKPOINT_NAME, state)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint.pt written by `fit_one_cycle` (tensors and plain data only)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise ConfigError(f"resume: checkpoint {path} does not exist.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, foreign or unsafe: say which file, no traceback
+        raise ConfigError(f"resume: {path} is not a readable lrtool checkpoint ({err}).") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(
+            f"resume: {path} is not an lrtool training checkpoint (format {CHECKPOINT_FORMAT})."
+        )
+    return state
+
+
+def _portable_rng(state: dict[str, Any]) -> dict[str, Any]:
+    """numpy's state holds an ndarray, which torch.load(weights_only=True) refuses: a tensor."""
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    return {
+        **state,
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+    }
+
+
+def _native_rng(state: dict[str, Any]) -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    return {**state, "numpy": (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)}
+
+
+def _check_resume(saved: dict[str, Any], current: dict[str, Any], path: str | Path) -> None:
+    """The schedule must be the one the checkpoint was cut from, or resuming means nothing."""
+    labels = {
+        "groups": "the number of parameter groups",
+        "steps_per_epoch": "optimizer steps per epoch (batches / train.grad_accum)",
+    }
+    for key, value in current.items():
+        if saved.get(key) != value:
+            what = labels.get(key, f"train.{key}")
+            raise ConfigError(
+                f"resume: {path} was written with {what} = {saved.get(key)!r}, this run has "
+                f"{value!r}. Resume with the settings of the interrupted run, or start afresh."
+            )
+
+
+# --- the loop -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Progress:
+    """What a run has recorded so far: the checkpoint saves it, the result reports it."""
+
+    step: int = 0  # optimizer steps taken, all phases
+    epochs_done: int = 0
+    history: dict[str, list[Any] | None] = field(default_factory=dict)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    peak_lr: float = -math.inf
+    group_lrs_at_peak: list[float] | None = None
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Phase:
+    name: str  # "frozen" (head only) or "main"
+    first_epoch: int  # 0-based, counted across phases
+    epochs: int
+    lr_max: list[float]  # the peak of each group the phase trains
+
+    @property
+    def end_epoch(self) -> int:
+        return self.first_epoch + self.epochs
+
+    @property
+    def is_frozen(self) -> bool:
+        return self.name == "frozen"
+
+
+def _check_settings(
+    *,
+    epochs: int,
+    freeze_epochs: int,
+    n_groups: int,
+    grad_accum: int,
+    pct_start: float,
+    div_factor: float,
+    final_div_factor: float,
+    moms: Sequence[float],
+    anneal: str,
+    precision: str,
+    clip_grad_norm: float | None,
+    eval_every: str | int,
+) -> None:
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not whole(epochs) or epochs < 1:
+        raise ConfigError(f"train.epochs must be a whole number >= 1 (got {epochs!r}).")
+    if not whole(freeze_epochs) or freeze_epochs < 0:
+        raise ConfigError(
+            f"train.freeze_epochs must be a whole number >= 0 (got {freeze_epochs!r})."
+        )
+    if freeze_epochs and n_groups < 2:
+        raise ConfigError(
+            f"train.freeze_epochs: {freeze_epochs} frozen epoch(s) train only the last parameter "
+            "group, but this model has a single group, so nothing would be frozen. Split it "
+            "with model.groups (e.g. [body, head]) or set train.freeze_epochs: 0."
+        )
+    if not whole(grad_accum) or grad_accum < 1:
+        raise ConfigError(f"train.grad_accum must be a whole number >= 1 (got {grad_accum!r}).")
+    if not 0 < pct_start < 1:
+        raise ConfigError(f"train.pct_start must be between 0 and 1 (got {pct_start!r}).")
+    if div_factor <= 0 or final_div_factor <= 0:
+        raise ConfigError(
+            "train.div_factor and train.final_div_factor must be positive "
+            f"(got {div_factor!r} and {final_div_factor!r})."
+        )
+    if len(moms) != 3 or moms[0] != moms[2]:
+        raise ConfigError(
+            "train.moms: expected three values (start, at the peak rate, end) whose first and "
+            "last are equal, because torch's OneCycleLR cycles momentum from one value to "
+            f"another and back; got {tuple(moms)!r}."
+        )
+    if anneal not in ("cos", "linear"):
+        raise ConfigError(f"train.anneal must be cos or linear (got {anneal!r}).")
+    if precision not in PRECISIONS:
+        raise ConfigError(
+            f"train.precision must be one of {', '.join(PRECISIONS)} (got {precision!r})."
+        )
+    if clip_grad_norm is not None and not clip_grad_norm > 0:
+        raise ConfigError(f"train.clip_grad_norm must be positive (got {clip_grad_norm!r}).")
+    if eval_every != "epoch" and (not whole(eval_every) or eval_every < 1):
+        raise ConfigError(
+            f"train.eval_every must be 'epoch' or a number of optimizer steps >= 1 "
+            f"(got {eval_every!r})."
+        )
+
+
+def fit_one_cycle(
+    model: nn.Module,
+    train_data: Iterable[Any],
+    val_data: Iterable[Any] | None,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[..., torch.Tensor],
+    lr_max: float | Sequence[float] | str,
+    *,
+    epochs: int = 5,
+    pct_start: float = 0.25,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e5,
+    moms: Sequence[float] = (0.95, 0.85, 0.95),
+    anneal: str = "cos",
+    freeze_epochs: int = 0,
+    grad_accum: int = 1,
+    precision: str = "fp32",
+    clip_grad_norm: float | None = None,
+    eval_every: str | int = "epoch",
+    metrics: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
+    device: torch.device | str | None = None,
+    seed: int | None = 0,
+    on_step: Callable[[int, float, float | None], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint: str | Path | None = None,
+    resume: str | Path | None = None,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    sync_every: int | None = None,
+) -> TrainResult:
+    """Train with the one-cycle policy and return the history, epoch records and final metrics.
+
+    `train_data` yields (inputs, targets) batches and has a `len()` (an lrtool `Batches`, a
+    DataLoader, a list); its `set_epoch(e)` is called before every epoch when it has one, so
+    a resumed run sees the same order. `lr_max` is one peak rate or one per optimizer group
+    (see `parse_lr_max`). One optimizer step takes `grad_accum` batches (the last step of an
+    epoch takes what is left), so an epoch is ceil(batches / grad_accum) steps.
+
+    Phases:
+    1) `freeze_epochs` > 0 (fastai's fine_tune): a one-cycle over those epochs for the last
+       group (the head) at its lr_max. The other groups get no gradients and are hidden from
+       the optimizer, so their parameters stay bit-identical even with weight decay.
+       BatchNorm layers in frozen groups keep their weights and biases, but the model stays in
+       train mode, so their running mean and variance keep adapting to the new data (fastai
+       also keeps BatchNorm training; only its affine parameters differ from fastai here).
+    2) The main one-cycle over `epochs` epochs for every group.
+
+    Stops: a non-finite training loss ends the run with stop_reason "nan" (`nan_step`,
+    `nan_lr`); Ctrl-C ends it with "interrupted". Either way the history up to then is kept
+    and nothing is raised. On cuda the losses stay on the device and are read every
+    `sync_every` steps (default 10; 1 elsewhere), so a NaN may be noticed a few steps late.
+
+    `on_step(step, lr, loss)` is called as losses are read (loss None for the non-finite
+    one); `on_epoch(record)` after each epoch. With `checkpoint` (a folder), checkpoint.pt is
+    replaced atomically after every completed epoch; `resume` (that file) continues from the
+    epoch after it and, on CPU, ends bit-identical to an uninterrupted run. `seed` seeds every
+    RNG at the start of a fresh run (not on resume, where the saved states are restored).
+    `reduce` averages a tensor across processes (data-parallel runs).
+    """
+    started = time.perf_counter()
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    n_groups = len(optimizer.param_groups)
+    rates = parse_lr_max(lr_max, n_groups)
+    _check_settings(
+        epochs=epochs,
+        freeze_epochs=freeze_epochs,
+        n_groups=n_groups,
+        grad_accum=grad_accum,
+        pct_start=pct_start,
+        div_factor=div_factor,
+        final_div_factor=final_div_factor,
+        moms=moms,
+        anneal=anneal,
+        precision=precision,
+        clip_grad_norm=clip_grad_norm,
+        eval_every=eval_every,
+    )
+    n_batches = len(train_data)  # type: ignore[arg-type]
+    if n_batches == 0:
+        raise ConfigError("the training data yields no batches.")
+    steps_per_epoch = math.ceil(n_batches / grad_accum)
+    metrics = dict(metrics or {})
+    scaler = grad_scaler(precision, device)
+    mom_key = momentum_key(optimizer)
+    sync_every = sync_every or (10 if device.type == "cuda" else 1)
+    total_epochs = freeze_epochs + epochs
+    phases = [_Phase("main", freeze_epochs, epochs, rates)]
+    if freeze_epochs:
+        phases.insert(0, _Phase("frozen", 0, freeze_epochs, rates[-1:]))
+    settings = {
+        "lr_max": rates,
+        "epochs": epochs,
+        "freeze_epochs": freeze_epochs,
+        "pct_start": pct_start,
+        "div_factor": div_factor,
+        "final_div_factor": final_div_factor,
+        "moms": list(moms),
+        "anneal": anneal,
+        "grad_accum": grad_accum,
+        "steps_per_epoch": steps_per_epoch,
+        "groups": n_groups,
+    }
+
+    progress = _Progress(
+        history={"step": [], "lr": [], "momentum": [] if mom_key else None, "loss": []}
+    )
+    saved: dict[str, Any] | None = None
+    if resume is not None:
+        saved = load_checkpoint(resume)
+        _check_resume(saved["settings"], settings, resume)
+        model.load_state_dict(saved["model"])
+        if scaler is not None and saved["scaler"] is not None:
+            scaler.load_state_dict(saved["scaler"])
+        progress = _Progress(**saved["progress"])
+        set_rng_state(_native_rng(saved["rng"]))
+        if hasattr(train_data, "set_epoch") and saved["data_epoch"] is not None:
+            train_data.set_epoch(saved["data_epoch"])
+    elif seed is not None:
+        seed_everything(seed)
+    elapsed_before = progress.elapsed_s
+
+    pending: list[tuple[int, float, float | None, torch.Tensor]] = []
+    stop_reason = "completed"
+    nan_step: int | None = None
+    nan_lr: float | None = None
+    history = progress.history
+
+    def view(phase: _Phase) -> contextlib.AbstractContextManager[None]:
+        return last_group_only(optimizer) if phase.is_frozen else contextlib.nullcontext()
+
+    def flush(quiet: bool = False) -> bool:
+        """Read the pending step losses in one transfer; True once one is not finite."""
+        nonlocal nan_step, nan_lr
+        if not pending:
+            return False
+        items = list(pending)
+        pending.clear()
+        values = torch.stack([record for *_, record in items]).float().tolist()
+        for (step, lr, momentum, _), loss in zip(items, values, strict=True):
+            if not math.isfinite(loss):
+                nan_step, nan_lr = step, lr
+                if on_step is not None and not quiet:
+                    on_step(step, lr, None)
+                return True
+            history["step"].append(step)
+            history["lr"].append(lr)
+            if history["momentum"] is not None:
+                history["momentum"].append(momentum)
+            history["loss"].append(loss)
+            if on_step is not None and not quiet:
+                on_step(step, lr, loss)
+        return False
+
+    def start_phase(phase: _Phase) -> OneCycleLR:
+        """The phase's schedule; on resume, optimizer and schedule as the checkpoint left them."""
+        nonlocal saved
+        if saved is not None and saved["phase"] != phase.name:
+            # The checkpoint closed the previous phase: its optimizer state carries over, as
+            # in an uninterrupted run, and this phase's schedule starts afresh.
+            optimizer.load_state_dict(saved["optimizer"])
+            saved = None
+        with view(phase):
+            scheduler = one_cycle_scheduler(
+                optimizer,
+                phase.lr_max,
+                phase.epochs * steps_per_epoch,
+                pct_start=pct_start,
+                div_factor=div_factor,
+                final_div_factor=final_div_factor,
+                moms=moms,
+                anneal=anneal,
+            )
+        if saved is not None:
+            # Building the scheduler reset every rate and momentum: the saved ones are the truth.
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            saved = None
+        return scheduler
+
+    def optimizer_step(
+        batches: Iterator[Any], micro_batches: int, phase: _Phase, scheduler: OneCycleLR
+    ) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=device)
+        for _ in range(micro_batches):
+            batch = next(batches, None)
+            if batch is None:
+                raise RunFailed(
+                    f"the training data yielded fewer batches than its length ({n_batches})."
+                )
+            x, y = to_device(batch, device)
+            with autocast(precision, device):
+                loss = loss_fn(model(x), y)
+            scaled = loss / micro_batches  # the mean over the step's batches, as one big batch
+            (scaler.scale(scaled) if scaler else scaled).backward()
+            total += loss.detach().float()
+        head = optimizer.param_groups[-1]
+        lr = float(head["lr"])
+        if not phase.is_frozen and lr > progress.peak_lr:
+            progress.peak_lr = lr
+            progress.group_lrs_at_peak = [float(g["lr"]) for g in optimizer.param_groups]
+        momentum = _momentum(head, mom_key)
+        with view(phase):
+            if clip_grad_norm is not None:
+                if scaler:
+                    scaler.unscale_(optimizer)
+                params = [p for g in optimizer.param_groups for p in g["params"]]
+                torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+        progress.step += 1
+        record = total / micro_batches
+        if reduce is not None:
+            record = reduce(record)
+        pending.append((progress.step, lr, momentum, record))
+
+    def evaluate_now(epoch: int) -> None:
+        if val_data is None:
+            return
+        values = evaluate(
+            model, val_data, loss_fn, metrics, precision=precision, device=device, reduce=reduce
+        )
+        progress.evals.append({"step": progress.step, "epoch": epoch + 1, **values})
+
+    def save(phase: _Phase, scheduler: OneCycleLR) -> None:
+        progress.elapsed_s = round(elapsed_before + time.perf_counter() - started, 3)
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": progress.epochs_done,
+            "phase": phase.name,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "progress": asdict(progress),
+            "rng": _portable_rng(rng_state()),
+            "data_epoch": getattr(train_data, "epoch", None),
+            "settings": settings,
+        }
+        save_checkpoint(checkpoint, state)
+
+    def run_epoch(epoch: int, phase: _Phase, scheduler: OneCycleLR) -> bool:
+        """One pass over the training data; True when a NaN loss stops the run."""
+        epoch_started = time.perf_counter()
+        if hasattr(train_data, "set_epoch"):
+            train_data.set_epoch(epoch)
+        first = len(history["loss"])
+        batches = iter(train_data)
+        for s in range(steps_per_epoch):
+            optimizer_step(batches, min(grad_accum, n_batches - s * grad_accum), phase, scheduler)
+            if len(pending) >= sync_every and flush():
+                return True
+            if eval_every != "epoch" and progress.step % eval_every == 0:
+                if flush():
+                    return True
+                evaluate_now(epoch)
+        if flush():
+            return True
+        last_epoch = epoch + 1 == total_epochs
+        if eval_every == "epoch" or (last_epoch and progress.step % eval_every != 0):
+            evaluate_now(epoch)
+        latest = progress.evals[-1] if progress.evals else {}
+        if latest.get("epoch") != epoch + 1:
+            latest = {}  # no evaluation fell in this epoch
+        losses = history["loss"][first:]
+        record = {
+            "epoch": epoch + 1,
+            "phase": phase.name,
+            "train_loss": sum(losses) / len(losses),
+            "val_loss": latest.get("val_loss"),
+            **{name: latest.get(name) for name in metrics},
+            "seconds": round(time.perf_counter() - epoch_started, 3),
+        }
+        progress.epochs.append(record)
+        progress.epochs_done = epoch + 1
+        if checkpoint is not None:
+            save(phase, scheduler)
+        if on_epoch is not None:
+            on_epoch(record)
+        return False
+
+    was_training = model.training
+    try:
+        model.train()
+        for phase in phases:
+            if progress.epochs_done >= phase.end_epoch:
+                continue  # finished before the checkpoint we resume from
+            with frozen(optimizer) if phase.is_frozen else contextlib.nullcontext():
+                scheduler = start_phase(phase)
+                for epoch in range(max(phase.first_epoch, progress.epochs_done), phase.end_epoch):
+                    if run_epoch(epoch, phase, scheduler):
+                        stop_reason = "nan"
+                        break
+            if stop_reason != "completed":
+                break
+    except KeyboardInterrupt:
+        stop_reason = "interrupted"
+        try:
+            flush(quiet=True)  # steps finished before Ctrl-C still belong in the history
+        except Exception:  # a half-computed value: keep what was recorded before it
+            pending.clear()
+    finally:
+        model.train(was_training)
+        optimizer.zero_grad(set_to_none=True)
+
+    final_eval = progress.evals[-1] if progress.evals else {}
+    return TrainResult(
+        lr_max=rates[0] if len(set(rates)) == 1 else rates,
+        epochs=progress.epochs,
+        final={name: final_eval.get(name) for name in ("val_loss", *metrics)},
+        history=history,
+        stop_reason=stop_reason,
+        seed=seed,
+        device=str(device),
+        elapsed_s=round(elapsed_before + time.perf_counter() - started, 3),
+        group_names=[str(g.get("name", i)) for i, g in enumerate(optimizer.param_groups)],
+        group_lrs_at_peak=progress.group_lrs_at_peak,
+        evals=progress.evals,
+        nan_step=nan_step,
+        nan_lr=nan_lr,
+    )
