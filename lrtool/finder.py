@@ -283,7 +283,7 @@ def find_lr(
         model.train(was_training)
         optimizer.zero_grad(set_to_none=True)
 
-    suggestions = suggest_all(lrs, smoothed)
+    suggestions = suggest_all(lrs, smoothed, losses)
     suggested = suggestions.get(suggest)
     warning = None
     if suggested is None:

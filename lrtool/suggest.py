@@ -6,8 +6,9 @@ or ``None`` when the curve does not support a sensible suggestion. Nothing raise
 curve; ``why_no_suggestion`` says in words what is wrong with it.
 
 The four fastai rules (``valley``, ``steep``, ``minimum``, ``slide``) follow
-``fastai.callback.schedule``; the other rules are candidates to be benchmarked against real
-one-cycle training. All slopes are taken on the log10(lr) axis.
+``fastai.callback.schedule``; ``centered_minimum``, lrtool's default, was chosen by training
+one-cycle at a grid of rates (``python -m lrtool.bench suggest``). All slopes are taken on the
+log10(lr) axis.
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ Suggester = Callable[[np.ndarray, np.ndarray], float | None]
 MIN_POINTS = 4
 # The curve must fall by at least this fraction of its starting loss to count as a descent.
 MIN_RELATIVE_DROP = 0.01
-# The rule `lrtool find` reports unless told otherwise: fastai's default until the
-# one-cycle benchmark picks one.
-DEFAULT_METHOD = "valley"
+# The rule `lrtool find` reports unless told otherwise, chosen by the one-cycle benchmark.
+DEFAULT_METHOD = "centered_minimum"
 
 
 @dataclass(frozen=True)
@@ -181,72 +181,93 @@ def slide(lr: ArrayLike, loss: ArrayLike) -> float | None:
     return float(suggestion)
 
 
-# --- candidate rules (benchmarked against one-cycle training) ---------------------------
+# --- lrtool's rule ------------------------------------------------------------------------
+
+# Measured by `python -m lrtool.bench suggest` (README, "Which suggestion?"): a third of the
+# rate at the minimum of the zero-lag loss curve, i.e. half a decade below it.
+CENTERED_DIVISOR = 3.0
+# The curve has blown up once its zero-lag loss doubles from the lowest point so far.
+BLOW_UP_FACTOR = 2.0
+# Zero-lag smoothing widths, in decades of learning rate.
+MEDIAN_DECADES = 0.5
+GAUSSIAN_DECADES = 0.15
 
 
-def minimum_third(lr: ArrayLike, loss: ArrayLike) -> float | None:
-    """One third of the rate at the lowest loss: `minimum` moved half a decade up."""
-    # 1) minimum/10 is the most robust rule measured, but when the band of good one-cycle
-    #    peak rates is narrow a whole decade below the minimum falls off it. A third (0.48
-    #    decades) stays clear of the turn-up of the smoothed loss, which the EMA drags to the
-    #    right of where the raw loss turns.
+def _running_median(values: np.ndarray, width: int) -> np.ndarray:
+    if width <= 1:
+        return values
+    half = width // 2
+    padded = np.pad(values, half, mode="edge")
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1), axis=1)
+
+
+def _gaussian(values: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma <= 0:
+        return values
+    half = int(np.ceil(3 * sigma))
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
+    padded = np.pad(values, half, mode="edge")
+    return np.convolve(padded, kernel / kernel.sum(), mode="valid")
+
+
+def centered_curve(log_lr: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """The loss smoothed without lag: a running median, then a Gaussian, on the log axis.
+
+    The EMA the sweep records (beta 0.98, ~50 steps of memory) trails the raw loss by up to
+    three decades of rate on a 100-step sweep, which drags every rule built on it to the
+    right. Centred windows have no lag; the median first removes the spikes a regression
+    loss throws. Both windows are measured in decades, so they do not depend on num_steps.
+    """
+    per_decade = (loss.size - 1) / max(log_lr[-1] - log_lr[0], 1e-12)
+    values = np.log(loss) if np.all(loss > 0) else loss.astype(float)
+    width = int(round(MEDIAN_DECADES * per_decade)) | 1
+    return _gaussian(_running_median(values, width), GAUSSIAN_DECADES * per_decade)
+
+
+def centered_minimum(lr: ArrayLike, loss: ArrayLike) -> float | None:
+    """lrtool's rule: a third of the rate at the minimum of the zero-lag loss curve, looking
+    only before the curve first blows up. Give it the raw loss (`suggest_all` does)."""
     curve = _curve(lr, loss)
     if curve is None:
         return None
-    return float(curve.lr[np.argmin(curve.loss)] / 3)
-
-
-def valley_min_midpoint(lr: ArrayLike, loss: ArrayLike) -> float | None:
-    """Halfway on the log axis between `valley` and the rate at the lowest loss (their
-    geometric mean), at most one third of the latter."""
-    # 2) valley lands 0.6-1.4 decades below the best one-cycle peak rate, and that gap grows
-    #    with the length of the descent; meeting the minimum halfway corrects the bias in
-    #    proportion. The cap keeps a short, sharp descent from pushing the result up to
-    #    where the loss already turns (steep's failure mode).
-    curve = _curve(lr, loss)
-    if curve is None:
-        return None
-    lr_min = curve.lr[np.argmin(curve.loss)]
-    lr_valley = curve.lr[_valley_index(curve.loss)]
-    return float(min(np.sqrt(lr_valley * lr_min), lr_min / 3))
-
-
-def descent_two_thirds(lr: ArrayLike, loss: ArrayLike) -> float | None:
-    """The rate at which the loss has completed two thirds of its fall from the first point
-    to the minimum (last crossing before the minimum, interpolated on the log axis), at most
-    one third of the rate at the minimum."""
-    # 3) A level crossing uses the loss values themselves, not their derivative, so noise
-    #    moves it far less than `steep`. Two thirds down, the rate already trains fast but is
-    #    still on the descending side; the last crossing ignores early dips, and the cap
-    #    keeps it off the turn-up when the descent ends in a cliff.
-    curve = _curve(lr, loss)
-    if curve is None:
-        return None
-    lowest = int(np.argmin(curve.loss))
-    level = curve.loss[0] - (2 / 3) * (curve.loss[0] - curve.loss[lowest])
-    above = curve.loss[: lowest + 1] > level
-    # The curve starts above the level and ends (at its minimum) below it, so a crossing
-    # from point j (above) to j + 1 (at or below) exists; take the last one.
-    j = int(np.flatnonzero(above[:-1] & ~above[1:])[-1])
-    fraction = (curve.loss[j] - level) / (curve.loss[j] - curve.loss[j + 1])
-    log_crossing = curve.log_lr[j] + fraction * (curve.log_lr[j + 1] - curve.log_lr[j])
-    return float(min(10**log_crossing, curve.lr[lowest] / 3))
+    centred = centered_curve(curve.log_lr, curve.loss)
+    # 1) Cut at the first blow-up: the zero-lag loss twice its running minimum (log 2 in
+    #    log space). Adam on a regression can blow up and then settle lower again at absurd
+    #    rates; the minimum that matters is the one before the first blow-up.
+    threshold = np.log(BLOW_UP_FACTOR) if np.all(curve.loss > 0) else 0.0
+    if threshold:
+        risen = np.flatnonzero(centred > np.minimum.accumulate(centred) + threshold)
+        end = int(risen[0]) if risen.size else centred.size
+    else:
+        end = centred.size
+    # 2) Half a decade below that minimum: still on the fast-descending side, and far enough
+    #    from where the loss turns that the one-cycle peak does not diverge.
+    return float(curve.lr[int(np.argmin(centred[:end]))] / CENTERED_DIVISOR)
 
 
 SUGGESTERS: dict[str, Suggester] = {
+    "centered_minimum": centered_minimum,
     "valley": valley,
     "steep": steep,
     "minimum": minimum,
     "slide": slide,
-    "minimum_third": minimum_third,
-    "valley_min_midpoint": valley_min_midpoint,
-    "descent_two_thirds": descent_two_thirds,
 }
 
+# Rules that smooth for themselves and want the raw loss rather than the lagging EMA.
+RAW_LOSS_RULES = {"centered_minimum"}
 
-def suggest_all(lr: ArrayLike, loss: ArrayLike) -> dict[str, float | None]:
-    """Every rule in SUGGESTERS applied to the same curve, by name."""
-    return {name: rule(lr, loss) for name, rule in SUGGESTERS.items()}
+
+def suggest_all(
+    lr: ArrayLike, smoothed_loss: ArrayLike, loss: ArrayLike | None = None
+) -> dict[str, float | None]:
+    """Every rule in SUGGESTERS by name: fastai's on the smoothed loss, lrtool's on the raw
+    loss when given. A curve `why_no_suggestion` rejects gets None everywhere."""
+    if why_no_suggestion(lr, smoothed_loss) is not None:
+        return dict.fromkeys(SUGGESTERS)
+    return {
+        name: rule(lr, loss if name in RAW_LOSS_RULES and loss is not None else smoothed_loss)
+        for name, rule in SUGGESTERS.items()
+    }
 
 
 def consensus(values: Sequence[float | None]) -> tuple[float | None, float | None]:

@@ -7,15 +7,14 @@ import pytest
 
 from lrtool.suggest import (
     SUGGESTERS,
+    centered_curve,
+    centered_minimum,
     consensus,
-    descent_two_thirds,
     minimum,
-    minimum_third,
     slide,
     steep,
     suggest_all,
     valley,
-    valley_min_midpoint,
     why_no_suggestion,
 )
 
@@ -117,44 +116,51 @@ def test_slide_walks_to_the_first_rate_when_the_slope_never_settles():
     assert slide(LR9, [5, 4, 4.5, 3, 2, 1.5, 1.2, 3, 9]) == pytest.approx(LR9[0], rel=1e-12)
 
 
-# --- the candidate rules on hand-built curves --------------------------------------------
+# --- lrtool's rule: the zero-lag minimum ------------------------------------------------
 
 
-def test_minimum_third_is_a_third_of_the_rate_at_the_lowest_loss():
-    assert minimum_third(LR9, [5, 4, 4.5, 3, 2, 1.5, 1.2, 3, 9]) == pytest.approx(1e-2 / 3)
+def test_centered_curve_keeps_a_straight_line_and_removes_a_spike():
+    # On a log-linear loss the centred windows are symmetric, so away from the edges and the
+    # spike the smoothed log loss is the line itself. The median turns the spike (+3.9 in
+    # log) into a shift of about one step (0.025) of the windows that contain it.
+    loss = np.exp(-0.5 * X)
+    loss[60] *= 50
+    smoothed = centered_curve(X, loss)
+    assert np.allclose(smoothed[20:40], -0.5 * X[20:40], atol=1e-9)
+    assert np.allclose(smoothed[80:100], -0.5 * X[80:100], atol=1e-9)
+    assert np.abs(smoothed[40:80] - (-0.5 * X[40:80])).max() < 0.05
 
 
-def test_valley_min_midpoint_is_the_geometric_mean_of_valley_and_the_minimum():
-    # valley = 1e-5 (see above), lowest loss at 1e-2: midpoint 10**-3.5, below 1e-2 / 3.
-    loss = [5, 4, 4.5, 3, 2, 1.5, 1.2, 3, 9]
-    assert valley_min_midpoint(LR9, loss) == pytest.approx(10**-3.5, rel=1e-12)
+def test_centered_minimum_is_a_third_of_the_zero_lag_minimum():
+    got = centered_minimum(LR, CLEAN)
+    trimmed = centered_curve(X[12:116], CLEAN[12:116])
+    assert got == pytest.approx(LR[12 + int(np.argmin(trimmed))] / 3, rel=1e-12)
+    # At or a little before the true minimum (point 80): smoothing the sharp rise after it
+    # pulls the zero-lag minimum left, never right.
+    assert -0.35 <= np.log10(got * 3) - X[80] <= 0
 
 
-def test_valley_min_midpoint_is_capped_at_a_third_of_the_minimum():
-    # A quarter decade per step: valley at point 3 (run 5,4,1 ends at 5, start 2, index 3),
-    # minimum at point 5, midpoint 10**-3 is above the cap 10**-2.75 / 3.
-    lr = np.logspace(-4, -2, 9)
-    assert valley(lr, [5, 5, 5, 5, 4, 1, 3, 8, 9]) == pytest.approx(lr[3], rel=1e-12)
-    assert valley_min_midpoint(lr, [5, 5, 5, 5, 4, 1, 3, 8, 9]) == pytest.approx(lr[5] / 3)
+def test_centered_minimum_on_the_raw_loss_avoids_the_ema_lag():
+    raw = CLEAN + np.random.default_rng(1).normal(0, 0.05, X.size)
+    got = centered_minimum(LR, raw)
+    assert -0.35 <= np.log10(got * 3) - X[80] <= 0
+    # The EMA the finder records puts fastai's minimum well to the right of the true one.
+    assert np.log10(minimum(LR, ema(raw)) * 10) > X[80]
+    # suggest_all hands the raw loss to this rule and the EMA to fastai's.
+    both = suggest_all(LR, ema(raw), raw)
+    assert both["centered_minimum"] == pytest.approx(got, rel=1e-12)
+    assert both["minimum"] == pytest.approx(minimum(LR, ema(raw)), rel=1e-12)
 
 
-def test_descent_two_thirds_interpolates_the_crossing_on_the_log_axis():
-    # From 7 down to 1: two thirds of the fall is level 3, crossed halfway between point 3
-    # (loss 4, lr 1e-5) and point 4 (loss 2, lr 1e-4), i.e. at 10**-4.5.
-    loss = [7, 6, 5, 4, 2, 1, 3, 8, 9]
-    assert descent_two_thirds(LR9, loss) == pytest.approx(10**-4.5, rel=1e-12)
-
-
-def test_descent_two_thirds_takes_the_last_crossing_before_the_minimum():
-    # An early dip below level 3 at point 1 is ignored; the last crossing is again 10**-4.5.
-    loss = [7, 2.5, 3.5, 4, 2, 1, 3, 8, 9]
-    assert descent_two_thirds(LR9, loss) == pytest.approx(10**-4.5, rel=1e-12)
-
-
-def test_descent_two_thirds_is_capped_at_a_third_of_the_minimum():
-    # A cliff: the crossing (10**-3.36) is less than half a decade below the minimum (1e-3).
-    loss = [7, 6.9, 6.8, 6.7, 6.6, 1, 3, 8, 9]
-    assert descent_two_thirds(LR9, loss) == pytest.approx(1e-3 / 3, rel=1e-12)
+def test_centered_minimum_stops_at_the_first_blow_up():
+    # Down to 1 at point 50, a blow-up to 8 around point 70, then an absurd second descent
+    # to 0.5 at the end (Adam on a regression at huge rates): the answer is the first dip.
+    loss = 3 - 2 * np.exp(-(((X - X[50]) / 0.4) ** 2)) * (X <= X[50])
+    loss = np.where(X > X[50], 1 + 7 * np.exp(-(((X - X[70]) / 0.3) ** 2)), loss)
+    loss = np.where(X > X[80], 1 - 0.5 * (X - X[80]) / (X[-1] - X[80]), loss)
+    got = centered_minimum(LR, loss)
+    assert abs(np.log10(got * 3) - X[50]) <= 0.2
+    assert minimum(LR, loss) > LR[100] / 10  # the plain minimum falls for the late dip
 
 
 # --- smooth and noisy curves -------------------------------------------------------------
@@ -163,23 +169,10 @@ def test_descent_two_thirds_is_capped_at_a_third_of_the_minimum():
 def test_clean_valley_exact_positions():
     got = suggest_all(LR, CLEAN)
     assert got["minimum"] == pytest.approx(LR[80] / 10, rel=1e-12)
-    assert got["minimum_third"] == pytest.approx(LR[80] / 3, rel=1e-12)
     assert _index_of(LR, got["steep"]) == 49
     # Trimmed curve = points 12..115; it decreases strictly from 12 to 80, a run of 69
     # ending at trimmed index 68: start -1, thirds of 69 are 23, index -1 + 23 + 11 = 33.
     assert _index_of(LR, got["valley"]) == 12 + 33
-    assert got["valley_min_midpoint"] == pytest.approx(np.sqrt(LR[45] * LR[80]), rel=1e-12)
-
-
-def test_clean_valley_descent_crossing_is_at_two_thirds_of_the_fall():
-    trimmed_log_lr, trimmed_loss = X[12:116], CLEAN[12:116]
-    level = trimmed_loss[0] - (2 / 3) * (trimmed_loss[0] - CLEAN[80])
-    got = descent_two_thirds(LR, CLEAN)
-    assert got < LR[80] / 3  # not capped, so the loss there must be the level
-    # The descending part, read backwards so np.interp sees increasing losses.
-    back = slice(80 - 12, None, -1)
-    expected_log_lr = np.interp(level, trimmed_loss[back], trimmed_log_lr[back])
-    assert np.log10(got) == pytest.approx(expected_log_lr, abs=1e-9)
 
 
 @pytest.mark.parametrize("loss", [CLEAN, NOISY, PLATEAU], ids=["clean", "noisy", "plateau"])
@@ -194,8 +187,7 @@ def test_every_rule_answers_within_the_swept_range(loss):
         assert 12 <= _index_of(LR, got[name]) <= 115, name  # inside the trimmed curve
     lowest = 12 + int(np.argmin(loss[12:116]))
     assert got["minimum"] == pytest.approx(LR[lowest] / 10, rel=1e-12)
-    assert got["descent_two_thirds"] <= LR[lowest] / 3
-    assert got["valley_min_midpoint"] <= LR[lowest] / 3
+    assert got["centered_minimum"] <= LR[lowest] / 3 * 10**0.2  # near or left of it
 
 
 def test_noisy_curve_suggestions_stay_below_its_minimum():
