@@ -644,6 +644,67 @@ def plot_cmd(
         Console().print(chart, markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command()
+def compare(
+    files: Annotated[
+        list[Path], typer.Argument(help="Saved find.json / refind.json (or train.json) files.")
+    ],
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated labels, one per file (default: the file paths).",
+            show_default=False,
+        ),
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Overlay several saved curves in one chart and tabulate their suggestions."""
+    with handled(debug):
+        from .errors import ConfigError
+        from .history import history_kind, read_json
+        from .plot import compare_chart
+        from .report import compare_table
+
+        datas = [read_json(f) for f in files]
+        names = _labels(labels, files)
+        kinds = {history_kind(d) for d in datas}
+        if len(kinds) > 1:
+            listed = ", ".join(
+                f"{f} ({history_kind(d)})" for f, d in zip(files, datas, strict=True)
+            )
+            raise ConfigError(
+                "compare overlays curves of one kind: LR range tests (find.json, refind.json) "
+                f"or training histories (train.json), not both. Got {listed}."
+            )
+        kind = kinds.pop()
+        if kind == "find":
+            curves = [
+                {"label": n, "lr": d["history"]["lr"], "y": d["history"]["smoothed_loss"]}
+                for n, d in zip(names, datas, strict=True)
+            ]
+            chart = compare_chart(curves, x="lr", title="LR range tests")
+        else:
+            curves = [
+                {"label": n, "step": d["history"]["step"], "y": d["history"]["loss"]}
+                for n, d in zip(names, datas, strict=True)
+            ]
+            chart = compare_chart(curves, x="step", title="Training loss")
+        console = Console()
+        console.print(chart, markup=False, highlight=False, soft_wrap=True)
+        console.print(compare_table(kind, names, datas))
+
+
+def _labels(text: str | None, files: list[Path]) -> list[str]:
+    if text is None:
+        return [str(f) for f in files]
+    names = [n.strip() for n in text.split(",")]
+    if len(names) != len(files):
+        from .errors import ConfigError
+
+        raise ConfigError(f"--labels gave {len(names)} labels for {len(files)} files.")
+    return names
+
+
 def version_callback(value: bool) -> None:
     if value:
         typer.echo(f"lrtool {__version__}")

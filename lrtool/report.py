@@ -179,3 +179,35 @@ def train_summary(console: Console, result: Any, out_dir: str) -> None:
     final = ", ".join(f"{k} {_fmt(v)}" for k, v in result.final.items())
     console.print(f"final: {final}  ({result.elapsed_s:.1f} s on {result.device})")
     console.print(f"files: {out_dir}")
+
+
+def compare_table(kind: str, names: list[str], datas: list[dict[str, Any]]) -> Table:
+    """One row per saved run: its suggestions (finds) or its final metrics (training)."""
+    table = Table(title_justify="left")
+    table.add_column("run")
+    if kind == "find":
+        table.title = "Suggestions"
+        methods = list(dict.fromkeys(m for d in datas for m in (d.get("suggestions") or {})))
+        table.add_column("suggested_lr", justify="right", style="bold green")
+        for method in methods:
+            table.add_column(method, justify="right")
+        table.add_column("stop reason")
+        for name, d in zip(names, datas, strict=True):
+            sugg = d.get("suggestions") or {}
+            table.add_row(
+                name,
+                fmt_lr(d.get("suggested_lr")),
+                *[fmt_lr(sugg.get(m)) for m in methods],
+                str(d.get("stop_reason", "—")),
+            )
+        return table
+    table.title = "Final metrics"
+    keys = list(dict.fromkeys(k for d in datas for k in (d.get("final") or {})))
+    table.add_column("lr_max", justify="right")
+    for key in keys:
+        table.add_column(key, justify="right")
+    for name, d in zip(names, datas, strict=True):
+        lr = d.get("lr_max")
+        lr_text = ", ".join(fmt_lr(v) for v in lr) if isinstance(lr, list) else fmt_lr(lr)
+        table.add_row(name, lr_text, *[_fmt((d.get("final") or {}).get(k)) for k in keys])
+    return table
