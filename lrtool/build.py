@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import distributed
 from .config import Experiment
 from .data import Batches, load_splits, use_memory
 from .errors import ComponentError, ConfigError
@@ -73,14 +74,16 @@ def _index_targets(loss_name: str) -> bool | None:
     return None  # a custom loss: keep the targets as the source gives them
 
 
-def build(
-    exp: Experiment,
-    *,
-    device: torch.device | None = None,
-    rank: int = 0,
-    world_size: int = 1,
-) -> Built:
-    """Build every component of the experiment, seeded by `exp.seed`."""
+def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
+    """Build every component of the experiment, seeded by `exp.seed`.
+
+    Under torchrun (a process group is active) the data is sharded per rank, the model is
+    wrapped in DistributedDataParallel and losses are averaged across ranks.
+    """
+    data_parallel = distributed.active()
+    rank, world_size = distributed.rank(), distributed.world_size()
+    if data_parallel:
+        device = distributed.local_device(exp.device)
     device = device or resolve_device(exp.device)
     if "accuracy" in exp.metrics and exp.loss.name in _REGRESSION_LOSSES:
         raise ConfigError(
@@ -117,6 +120,12 @@ def build(
     model = build_model(exp.model.name, exp.model.args, exp.model.weights).to(device)
     groups = parameter_groups(model, exp.model.groups)
     optimizer = make_optimizer(exp.optimizer.name, exp.optimizer.args, groups)
+    extras: dict[str, Any] = {}
+    if data_parallel:
+        # DDP shares the parameters the optimizer holds; frozen epochs leave some without
+        # gradients, which DDP must be told to expect.
+        model = distributed.wrap(model, device, exp.train.freeze_epochs > 0)
+        extras["reduce"] = distributed.reducer()
     return Built(
         experiment=exp,
         device=device,
@@ -130,6 +139,7 @@ def build(
         data_note=splits.note + (" (in memory)" if in_memory else " (DataLoader)"),
         rank=rank,
         world_size=world_size,
+        extras=extras,
     )
 
 

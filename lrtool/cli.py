@@ -106,7 +106,31 @@ def out_dir(out: Path | None, output_dir: str, name: str, command: str) -> Path:
 
 def stdout_console(as_json: bool) -> Console:
     """Human output goes to stdout, except with --json, where stdout is kept for the JSON."""
-    return err_console if as_json else Console()
+    from . import distributed
+
+    return err_console if as_json else Console(quiet=not distributed.is_main())
+
+
+def emit_json(data: dict[str, Any]) -> None:
+    from . import distributed
+    from .history import to_json
+
+    if distributed.is_main():
+        typer.echo(to_json(data), nl=False)
+
+
+@contextmanager
+def data_parallel(device_spec: str) -> Iterator[bool]:
+    """Under torchrun: join the process group; only rank 0 prints and writes. Yields is-main."""
+    from . import distributed
+
+    distributed.init(device_spec)
+    main = distributed.is_main()
+    err_console.quiet = not main
+    try:
+        yield main
+    finally:
+        distributed.shutdown()
 
 
 def want_plot(plot: bool | None, as_json: bool) -> bool:
@@ -237,16 +261,17 @@ def find(
         }
         exp = load_experiment(experiment, set_, values)
         seed_list = parse_seeds(seeds, exp.seed)
-        console = stdout_console(as_json)
         if smoke:
             smoke_find(exp, out, smoke_batches, smoke_timeout, as_json)
             return
         folder = out_dir(out, exp.output_dir, exp.name, "find")
-        result = run_find(exp, seed_list, progress=err_console)
-        save_find(folder, result, exp)
-        render_find(console, result, folder, plot=want_plot(plot, as_json))
-        if as_json:
-            typer.echo(json.dumps(result.to_dict(), indent=2))
+        with data_parallel(exp.device) as main:
+            result = run_find(exp, seed_list, progress=err_console)
+            if main:
+                save_find(folder, result, exp)
+            render_find(stdout_console(as_json), result, folder, plot=want_plot(plot, as_json))
+            if as_json:
+                emit_json(result.to_dict())
         if result.stop_reason == "interrupted":
             raise KeyboardInterrupt
         if strict and result.suggested_lr is None:
@@ -291,7 +316,7 @@ def smoke_find(exp: Any, out: Path | None, batches: int, timeout: float, as_json
     folder = temp_out(out)
     save_find(folder, result, exp)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        emit_json(result.to_dict())
     smoke_line(line, as_json)
 
 
@@ -445,19 +470,21 @@ def train(
 
             raise ConfigError("--resume continues in its own folder: leave out --out.")
         folder = resume or out_dir(out, exp.output_dir, exp.name, "train")
-        run_train(
-            exp,
-            folder,
-            resume=resume,
-            refind=refind,
-            as_json=as_json,
-            plot=want_plot(plot, as_json),
-        )
+        with data_parallel(exp.device):
+            run_train(
+                exp,
+                folder,
+                resume=resume,
+                refind=refind,
+                as_json=as_json,
+                plot=want_plot(plot, as_json),
+            )
 
 
 def run_train(
     exp: Any, folder: Path, *, resume: Path | None, refind: bool, as_json: bool, plot: bool
 ) -> None:
+    from . import distributed
     from .build import build
     from .errors import NoSuggestion, RunFailed
     from .history import save_find, save_train
@@ -465,6 +492,7 @@ def run_train(
     from .run import find_built, train_built
     from .train import CHECKPOINT_NAME
 
+    main = distributed.is_main()
     console = stdout_console(as_json)
     built = build(exp)
     lr_max = exp.train.lr_max
@@ -472,7 +500,8 @@ def run_train(
     if lr_max == "auto":
         with sweep_progress(err_console, exp.find.num_steps) as on_step:
             first_find = find_built(built, on_step)
-        save_find(folder, first_find, exp)
+        if main:
+            save_find(folder, first_find, exp)
         if first_find.stop_reason == "interrupted":
             raise KeyboardInterrupt
         if first_find.suggested_lr is None:
@@ -491,18 +520,20 @@ def run_train(
         result = train_built(
             built,
             lr_max,
-            checkpoint=folder,
+            checkpoint=folder if main else None,
             resume=resume_file,
             on_step=on_step,
             on_epoch=on_epoch,
         )
-    save_train(folder, result, exp, built.model)
+    if main:
+        save_train(folder, result, exp, distributed.unwrap(built.model))
     refound = None
     if refind and result.stop_reason == "completed":
         with sweep_progress(err_console, exp.find.num_steps, "refind") as on_step:
             refound = find_built(built, on_step)
         refound.kind = "refind"
-        save_find(folder, refound, exp, stem="refind")
+        if main:
+            save_find(folder, refound, exp, stem="refind")
     if plot:
         from .plot import compare_chart, train_charts
 
@@ -534,7 +565,7 @@ def run_train(
     if refound is not None:
         console.print(refind_advice(refound))
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        emit_json(result.to_dict())
     if result.stop_reason == "interrupted":
         raise KeyboardInterrupt
     if result.stop_reason == "nan":
@@ -581,7 +612,7 @@ def smoke_train(exp: Any, out: Path | None, batches: int, timeout: float, as_jso
         line, (result, built) = run_smoke("train", exp, batches, timeout, lr, body)
     save_train(temp_out(out), result, exp, built.model)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        emit_json(result.to_dict())
     smoke_line(line, as_json)
 
 

@@ -51,11 +51,13 @@ def batch_indices(
     drop_last: bool,
     rank: int = 0,
     world_size: int = 1,
+    pad: bool = True,
 ) -> list[torch.Tensor]:
     """Index batches for one epoch: a seeded permutation, sharded per rank, then chunked.
 
-    Sharding is DistributedSampler's: pad to a multiple of the world size by wrapping around,
-    then rank r takes every world_size-th index starting at r.
+    Sharding is DistributedSampler's: pad to a multiple of the world size by wrapping around
+    (so every rank takes the same number of steps), then rank r takes every world_size-th
+    index starting at r. Validation shards are not padded, so no sample counts twice.
     """
     if shuffle:
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -64,7 +66,7 @@ def batch_indices(
         order = torch.arange(n)
     if world_size > 1:
         total = -(-n // world_size) * world_size
-        if total > n:
+        if pad and total > n:
             order = torch.cat([order, order[: total - n]])
         order = order[rank::world_size]
     chunks = list(torch.split(order, batch_size))
@@ -95,6 +97,7 @@ class Batches:
         world_size: int = 1,
     ) -> None:
         self.dataset = dataset
+        self.pad = shuffle  # training shards are padded to equal length, validation ones not
         self.batch_size = batch_size
         self.device = device
         self.shuffle = shuffle
@@ -138,6 +141,7 @@ class Batches:
             drop_last=self.drop_last,
             rank=self.rank,
             world_size=self.world_size,
+            pad=self.pad,
         )
         return chunks if self.max_batches is None else chunks[: self.max_batches]
 

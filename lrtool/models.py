@@ -119,6 +119,8 @@ def load_weights(model: nn.Module, path: str) -> None:
         ) from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # an lrtool checkpoint.pt
+    if state and all(k.startswith("module.") for k in state):
+        state = {k.removeprefix("module."): v for k, v in state.items()}  # saved under DDP
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError) as err:

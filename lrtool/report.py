@@ -69,6 +69,7 @@ def find_summary(console: Console, result: FindResult, out_dir: str) -> None:
         f"stop reason: [bold]{result.stop_reason}[/] after {result.steps} steps "
         f"({result.elapsed_s:.1f} s on {result.device})"
     )
+    console.print(batch_line(result))
     if result.suggested_lr is not None:
         console.print(
             f"[bold green]suggested_lr = {fmt_lr(result.suggested_lr)}[/] "
@@ -176,6 +177,7 @@ def train_summary(console: Console, result: Any, out_dir: str) -> None:
             f"{name} {fmt_lr(r)}" for name, r in zip(result.group_names, rates, strict=True)
         )
         console.print(f"peak rates per group: {pairs}")
+    console.print(batch_line(result))
     final = ", ".join(f"{k} {_fmt(v)}" for k, v in result.final.items())
     console.print(f"final: {final}  ({result.elapsed_s:.1f} s on {result.device})")
     console.print(f"files: {out_dir}")
@@ -211,3 +213,11 @@ def compare_table(kind: str, names: list[str], datas: list[dict[str, Any]]) -> T
         lr_text = ", ".join(fmt_lr(v) for v in lr) if isinstance(lr, list) else fmt_lr(lr)
         table.add_row(name, lr_text, *[_fmt((d.get("final") or {}).get(k)) for k in keys])
     return table
+
+
+def batch_line(result: Any) -> str:
+    """A rate belongs to the batch size it was found with: say which one that was."""
+    text = f"effective batch size {result.effective_batch_size}"
+    if result.world_size > 1:
+        text += f" ({result.world_size} processes)"
+    return text

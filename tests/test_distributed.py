@@ -1,0 +1,118 @@
+"""Data-parallel runs: two CPU processes (gloo) must agree on everything."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from conftest import TINY
+
+from lrtool.config import load_experiment
+from lrtool.run import find_built, train_built
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, world: int, port: int, yaml_path: str, out: str) -> None:
+    """One torchrun-like rank: the library, as `lrtool find` and `lrtool train` call it."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(world),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    from lrtool import distributed
+    from lrtool.build import build
+
+    exp = load_experiment(yaml_path)
+    distributed.init(exp.device)
+    try:
+        found = find_built(build(exp))
+        built = build(exp)
+        trained = train_built(built, 0.05)
+        state = distributed.unwrap(built.model).state_dict()
+        torch.save(
+            {"find": found.to_dict(), "train": trained.to_dict(), "state": state},
+            Path(out) / f"rank{rank}.pt",
+        )
+    finally:
+        distributed.shutdown()
+
+
+def test_two_ranks_agree_on_the_find_and_the_trained_weights(tiny_yaml, tmp_path):
+    mp.spawn(_rank_main, args=(2, _free_port(), str(tiny_yaml), str(tmp_path)), nprocs=2)
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
+    for key in ("suggested_lr", "suggestions", "history", "stop_reason", "steps"):
+        assert r0["find"][key] == r1["find"][key], key
+    assert r0["find"]["world_size"] == 2
+    assert r0["find"]["effective_batch_size"] == 32  # 16 per rank x 2 ranks
+    assert r0["train"]["history"] == r1["train"]["history"]
+    assert r0["train"]["final"] == r1["train"]["final"]
+    for name, value in r0["state"].items():
+        assert torch.equal(value, r1["state"][name]), name
+    # Each rank sees half the data: 60 of the 120 training samples, 3 full batches of 16
+    # (the ragged fourth is dropped), so two epochs are 6 steps, not the 14 of one process.
+    assert len(r0["train"]["history"]["step"]) == 2 * 3
+
+
+def test_single_process_is_unchanged(tiny_yaml):
+    """Without torchrun: no process group, the whole data set, world size 1."""
+    from lrtool import distributed
+    from lrtool.build import build
+
+    exp = load_experiment(tiny_yaml)
+    built = build(exp)
+    assert not distributed.active()
+    assert built.world_size == 1 and "reduce" not in built.extras
+    assert isinstance(built.model, torch.nn.Sequential)  # not wrapped in DDP
+    assert len(built.train_data) == 7  # 120 samples, batches of 16, ragged one dropped
+    found = find_built(built)
+    assert found.world_size == 1 and found.effective_batch_size == 16
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="torchrun's rendezvous needs a POSIX host")
+def test_torchrun_cli_writes_one_set_of_files(write_yaml, tmp_path):
+    path = write_yaml(TINY)
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(_free_port()),
+            "-m",
+            "lrtool",
+            "find",
+            str(path),
+            "--out",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(proc.stdout)  # rank 0 alone printed, so stdout is one JSON document
+    assert data["world_size"] == 2 and data["effective_batch_size"] == 32
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "find.csv", "find.json"]
+    assert json.loads((out / "find.json").read_text()) == data
