@@ -676,6 +676,211 @@ def plot_cmd(
 
 
 @app.command()
+def verify(
+    experiment: ExpArg,
+    lrs: Annotated[
+        str | None,
+        typer.Option(
+            help="Candidate peak rates, e.g. 1e-3,3e-3,1e-2 (default: the "
+            "suggestion x 1/10, 1/3, 1, 3, 10).",
+            show_default=False,
+        ),
+    ] = None,
+    from_: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="Take the suggestion from a saved find.json instead of running the finder.",
+            show_default=False,
+        ),
+    ] = None,
+    epochs: Annotated[
+        int, typer.Option("--epochs", min=1, help="Epochs of the first round (doubles after).")
+    ] = 1,
+    max_epochs: Annotated[
+        int | None,
+        typer.Option(help="Longest round (default: train.epochs).", show_default=False),
+    ] = None,
+    plot: Annotated[
+        bool | None,
+        typer.Option(
+            "--plot/--no-plot",
+            help="Draw the chart (default: when stdout is a terminal).",
+            show_default=False,
+        ),
+    ] = None,
+    out: OutOpt = None,
+    as_json: JsonOpt = False,
+    set_: SetOpt = None,
+    device: DeviceOpt = None,
+    smoke: SmokeOpt = False,
+    smoke_batches: SmokeBatchesOpt = 4,
+    smoke_timeout: SmokeTimeoutOpt = 120.0,
+    debug: DebugOpt = False,
+) -> None:
+    """Train short one-cycle runs around the suggestion and keep the best (successive halving)."""
+    with handled(debug):
+        from .config import load_experiment
+        from .errors import ConfigError
+
+        if lrs is not None and from_ is not None:
+            raise ConfigError("--lrs and --from both choose the candidates: give one.")
+        exp = load_experiment(experiment, set_, {"device": device})
+        if smoke:
+            smoke_verify(exp, lrs, out, smoke_batches, smoke_timeout, as_json)
+            return
+        folder = out_dir(out, exp.output_dir, exp.name, "verify")
+        with data_parallel(exp.device) as main:
+            run_verify(
+                exp,
+                folder,
+                lrs=lrs,
+                from_=from_,
+                first_epochs=epochs,
+                max_epochs=max_epochs or exp.train.epochs,
+                main=main,
+                as_json=as_json,
+                plot=want_plot(plot, as_json),
+            )
+
+
+def _verify_candidates(
+    exp: Any, folder: Path, lrs: str | None, from_: Path | None, main: bool
+) -> tuple[list[float], float | None]:
+    """The rates to try and the suggestion they surround (None with --lrs)."""
+    from .build import build
+    from .history import read_json, save_find
+    from .report import sweep_progress
+    from .run import find_built
+    from .verify import candidate_rates, parse_lrs
+
+    if lrs is not None:
+        return parse_lrs(lrs), None
+    if from_ is not None:
+        suggested = read_json(from_).get("suggested_lr")
+        source = str(from_)
+    else:
+        with sweep_progress(err_console, exp.find.num_steps) as on_step:
+            found = find_built(build(exp), on_step)
+        if main:
+            save_find(folder, found, exp)
+        if found.stop_reason == "interrupted":
+            raise KeyboardInterrupt
+        suggested, source = found.suggested_lr, "the finder"
+    if suggested is None:
+        raise NoSuggestion(
+            f"verify: {source} has no suggested rate to verify around; give --lrs instead."
+        )
+    return candidate_rates(suggested), suggested
+
+
+def run_verify(
+    exp: Any,
+    folder: Path,
+    *,
+    lrs: str | None,
+    from_: Path | None,
+    first_epochs: int,
+    max_epochs: int,
+    main: bool,
+    as_json: bool,
+    plot: bool,
+) -> None:
+    from .config import resolved
+    from .history import write_json
+    from .report import fmt_lr, verify_round_table
+    from .verify import ranking_metric, verify_rates
+
+    console = stdout_console(as_json)
+    rates, suggested = _verify_candidates(exp, folder, lrs, from_, main)
+    metric, higher = ranking_metric(exp)
+    console.print(
+        f"verify: {len(rates)} candidates ({', '.join(fmt_lr(r) for r in rates)}), "
+        f"ranked by {metric}"
+    )
+
+    def on_run(round_number: int, lr: float, epochs: int) -> None:
+        err_console.print(
+            f"  round {round_number}: training lr {fmt_lr(lr)} for {epochs} "
+            f"epoch{'s' if epochs > 1 else ''}",
+            highlight=False,
+        )
+
+    def on_round(round_number: int, rows: list[dict[str, Any]]) -> None:
+        console.print(verify_round_table(round_number, rows, metric))
+
+    result = verify_rates(
+        exp,
+        rates,
+        first_epochs=first_epochs,
+        max_epochs=max_epochs,
+        suggested_lr=suggested,
+        on_round=on_round,
+        on_run=on_run,
+    )
+    result.config = resolved(exp)
+    if main:
+        write_json(folder / "verify.json", result.to_dict())
+    if plot and result.candidates:
+        from .plot import metric_vs_lr_chart
+
+        first = [(c["lr"], c["rounds"][0].get(metric)) for c in result.candidates if c["rounds"]]
+        console.print(
+            metric_vs_lr_chart(
+                [lr for lr, _ in first],
+                [v for _, v in first],
+                metric=f"{metric} after round 1",
+                best=result.best_lr,
+            ),
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    if result.best_lr is not None:
+        note = f" (the suggestion was {fmt_lr(suggested)})" if suggested else ""
+        console.print(
+            f"[bold green]best_lr = {fmt_lr(result.best_lr)}[/]{note}; "
+            f"{result.budget_epochs_total} epochs in all"
+        )
+    else:
+        console.print("[yellow]no candidate finished without diverging[/]")
+    console.print(f"files: {folder}")
+    if as_json:
+        emit_json(result.to_dict())
+    if result.stop_reason == "interrupted":
+        raise KeyboardInterrupt
+
+
+def smoke_verify(
+    exp: Any, lrs: str | None, out: Path | None, batches: int, timeout: float, as_json: bool
+) -> None:
+    from .history import write_json
+    from .run import find_built
+    from .smoke import run_smoke, temp_out
+    from .verify import candidate_rates, parse_lrs, verify_rates
+
+    def body(built: Any) -> tuple[str, list[float], Any]:
+        if lrs is not None:
+            rates = parse_lrs(lrs)[:2]
+        else:
+            found = find_built(built)
+            centre = found.suggested_lr or (exp.find.start_lr * exp.find.end_lr) ** 0.5
+            rates = candidate_rates(centre, (1 / 3, 1.0))
+        smoke_exp = built.experiment
+        result = verify_rates(smoke_exp, rates, max_epochs=1)
+        losses = [r.get("val_loss") for c in result.candidates for r in c["rounds"]]
+        return f"{len(rates)} candidates, 1 round", [v for v in losses if v is not None], result
+
+    mid = (exp.find.start_lr * exp.find.end_lr) ** 0.5
+    with smoke_reporting(as_json):
+        line, result = run_smoke("verify", exp, batches, timeout, mid, body)
+    write_json(temp_out(out) / "verify.json", result.to_dict())
+    if as_json:
+        emit_json(result.to_dict())
+    smoke_line(line, as_json)
+
+
+@app.command()
 def compare(
     files: Annotated[
         list[Path], typer.Argument(help="Saved find.json / refind.json (or train.json) files.")

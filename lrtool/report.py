@@ -221,3 +221,22 @@ def batch_line(result: Any) -> str:
     if result.world_size > 1:
         text += f" ({result.world_size} processes)"
     return text
+
+
+def verify_round_table(round_number: int, rows: list[dict[str, Any]], metric: str) -> Table:
+    """One round of successive halving: each candidate's score, its rank, who goes on."""
+    table = Table(title=f"verify round {round_number}", title_justify="left")
+    table.add_column("lr", justify="right")
+    table.add_column("epochs", justify="right")
+    table.add_column("val loss", justify="right")
+    if metric != "val_loss":
+        table.add_column(metric, justify="right")
+    table.add_column("rank", justify="right")
+    table.add_column("")
+    for row in rows:
+        cells = [fmt_lr(row["lr"]), str(row["epochs"]), _fmt(row.get("val_loss"))]
+        if metric != "val_loss":
+            cells.append(_fmt(row.get(metric)))
+        cells += [str(row.get("rank") or "—"), "kept" if row.get("kept") else ""]
+        table.add_row(*cells, style="bold green" if row.get("kept") else "")
+    return table

@@ -179,3 +179,216 @@ def test_plot_redraws_a_saved_find(tiny_yaml, tmp_path):
 def test_version():
     result = invoke("--version")
     assert result.exit_code == 0 and "lrtool" in result.stdout
+
+
+# --- train --------------------------------------------------------------------------------
+
+
+def test_train_writes_every_file(tiny_yaml, tmp_path):
+    out = tmp_path / "t"
+    result = invoke("train", tiny_yaml, "--lr-max", "0.1", "--out", out, "--no-plot")
+    assert result.exit_code == 0, result.output
+    for name in (
+        "train.json",
+        "train.csv",
+        "epochs.csv",
+        "model.pt",
+        "checkpoint.pt",
+        "config.yaml",
+    ):
+        assert (out / name).exists(), name
+    data = json.loads((out / "train.json").read_text())
+    assert data["lr_max"] == 0.1
+    assert [e["epoch"] for e in data["epochs"]] == [1, 2]
+    assert set(data["epochs"][0]) >= {"epoch", "train_loss", "val_loss", "accuracy", "seconds"}
+    assert set(data["final"]) == {"val_loss", "accuracy"}
+    assert set(data["history"]) == {"step", "lr", "momentum", "loss"}
+    with (out / "train.csv").open() as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["step", "lr", "momentum", "loss"] and len(rows) == 1 + 2 * 7
+    with (out / "epochs.csv").open() as f:
+        assert len(list(csv.reader(f))) == 3
+    import torch
+
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert set(state) == {"1.0.weight", "1.0.bias", "2.weight", "2.bias"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [("0.05", [0.05, 0.05]), ("1e-3:1e-1", [1e-3, 1e-1]), (":0.1", [0.01, 0.1])],
+)
+def test_train_lr_max_forms_reach_each_group(tiny_yaml, tmp_path, spec, expected):
+    result = invoke("train", tiny_yaml, "--lr-max", spec, "--out", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    peak = json.loads(result.stdout)["group_lrs_at_peak"]
+    # OneCycleLR's peak falls between two of the 14 steps, so the highest rate reached is a
+    # little under lr_max; the ratios between the groups are exact.
+    assert peak[-1] == pytest.approx(expected[-1], rel=0.05) and peak[-1] <= expected[-1]
+    assert peak[0] / peak[-1] == pytest.approx(expected[0] / expected[-1], rel=1e-9)
+
+
+def test_train_lr_max_auto_finds_first_and_trains_at_the_suggestion(tiny_yaml, tmp_path):
+    result = invoke("train", tiny_yaml, "--lr-max", "auto", "--out", tmp_path, "--no-plot")
+    assert result.exit_code == 0, result.output
+    found = json.loads((tmp_path / "find.json").read_text())
+    trained = json.loads((tmp_path / "train.json").read_text())
+    assert trained["lr_max"] == pytest.approx(found["suggested_lr"])
+
+
+def test_train_without_a_rate_is_bad_input(tiny_yaml):
+    result = invoke("train", tiny_yaml)
+    assert result.exit_code == 2 and "--lr-max" in result.output
+
+
+def test_train_nan_exits_1_naming_step_and_rate(tiny_yaml, tmp_path):
+    result = invoke("train", tiny_yaml, "--lr-max", "1e30", "--out", tmp_path, "--no-plot")
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "became NaN/inf at step" in text and "(lr " in text
+    assert json.loads((tmp_path / "train.json").read_text())["stop_reason"] == "nan"
+
+
+def _interrupting_progress(at_step: int):
+    """Stand-ins for report's progress helpers whose callback presses Ctrl-C."""
+    from contextlib import contextmanager
+
+    def on_step(step, *args):
+        if step == at_step:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def sweep(console, total, label="find"):
+        yield on_step
+
+    @contextmanager
+    def training(console, steps, epochs):
+        yield on_step, lambda record: None
+
+    return sweep, training
+
+
+def test_find_interrupted_exits_130_and_keeps_the_partial_history(tiny_yaml, tmp_path, monkeypatch):
+    sweep, _ = _interrupting_progress(5)
+    monkeypatch.setattr("lrtool.report.sweep_progress", sweep)
+    result = invoke("find", tiny_yaml, "--out", tmp_path, "--no-plot")
+    assert result.exit_code == 130
+    data = json.loads((tmp_path / "find.json").read_text())
+    assert data["stop_reason"] == "interrupted" and data["steps"] == 5
+
+
+def test_train_interrupted_then_resumed_matches_an_uninterrupted_run(
+    tiny_yaml, tmp_path, monkeypatch
+):
+    import torch
+
+    whole = tmp_path / "whole"
+    assert invoke("train", tiny_yaml, "--lr-max", "0.1", "--out", whole, "--no-plot").exit_code == 0
+    cut = tmp_path / "cut"
+    _, training = _interrupting_progress(10)  # epoch 2 of 7 steps each
+    with monkeypatch.context() as patch:
+        patch.setattr("lrtool.report.train_progress", training)
+        stopped = invoke("train", tiny_yaml, "--lr-max", "0.1", "--out", cut, "--no-plot")
+    assert stopped.exit_code == 130
+    partial = json.loads((cut / "train.json").read_text())
+    assert partial["stop_reason"] == "interrupted" and len(partial["epochs"]) == 1
+    assert torch.load(cut / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    resumed = invoke("train", tiny_yaml, "--lr-max", "0.1", "--resume", cut, "--no-plot")
+    assert resumed.exit_code == 0, resumed.output
+    a = torch.load(whole / "model.pt", weights_only=True)
+    b = torch.load(cut / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_refind_saves_a_second_curve(tiny_yaml, tmp_path):
+    result = invoke(
+        "train", tiny_yaml, "--lr-max", "0.1", "--out", tmp_path, "--refind", "--no-plot"
+    )
+    assert result.exit_code == 0, result.output
+    refind = json.loads((tmp_path / "refind.json").read_text())
+    assert refind["kind"] == "refind" and refind["steps"] > 5
+    assert "refind:" in result.output
+
+
+# --- verify and compare -------------------------------------------------------------------
+
+
+def test_verify_with_explicit_rates_writes_verify_json(tiny_yaml, tmp_path):
+    result = invoke(
+        "verify",
+        tiny_yaml,
+        "--lrs",
+        "1e-3,1e-1",
+        "--out",
+        tmp_path,
+        "--no-plot",
+        "--max-epochs",
+        "1",
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "verify.json").read_text())
+    assert [c["lr"] for c in data["candidates"]] == [1e-3, 1e-1]
+    assert data["best_lr"] in (1e-3, 1e-1) and data["suggested_lr"] is None
+    assert data["budget_epochs_total"] == 2
+    assert "verify round 1" in result.output
+
+
+def test_verify_from_a_saved_find(tiny_yaml, tmp_path):
+    invoke("find", tiny_yaml, "--out", tmp_path / "f", "--no-plot")
+    found = json.loads((tmp_path / "f" / "find.json").read_text())
+    result = invoke(
+        "verify",
+        tiny_yaml,
+        "--from",
+        tmp_path / "f" / "find.json",
+        "--out",
+        tmp_path / "v",
+        "--json",
+        "--max-epochs",
+        "1",
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["suggested_lr"] == pytest.approx(found["suggested_lr"])
+    assert len(data["candidates"]) == 5
+    both = invoke("verify", tiny_yaml, "--lrs", "1,2", "--from", tmp_path / "f" / "find.json")
+    assert both.exit_code == 2
+
+
+def test_compare_overlays_finds_and_rejects_mixed_kinds(tiny_yaml, tmp_path):
+    invoke("train", tiny_yaml, "--lr-max", "0.1", "--out", tmp_path, "--refind", "--no-plot")
+    invoke("find", tiny_yaml, "--out", tmp_path / "f", "--no-plot")
+    ok = invoke(
+        "compare",
+        tmp_path / "f" / "find.json",
+        tmp_path / "refind.json",
+        "--labels",
+        "before,after",
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "before" in ok.stdout and "after" in ok.stdout and "Suggestions" in ok.stdout
+    mixed = invoke("compare", tmp_path / "refind.json", tmp_path / "train.json")
+    assert mixed.exit_code == 2 and "not both" in mixed.output
+    labels = invoke("compare", tmp_path / "refind.json", "--labels", "a,b")
+    assert labels.exit_code == 2 and "--labels" in labels.output
+
+
+def test_plot_save_writes_a_png(tiny_yaml, tmp_path):
+    invoke("find", tiny_yaml, "--out", tmp_path, "--no-plot")
+    result = invoke("plot", tmp_path / "find.json", "--save", tmp_path / "curve.png")
+    assert result.exit_code == 0
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_multi_seed_find_reports_a_consensus(tiny_yaml, tmp_path):
+    result = invoke("find", tiny_yaml, "--out", tmp_path, "--seeds", "0,3,7", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [s["seed"] for s in data["seeds"]] == [0, 3, 7]
+    per_seed = [s["suggested_lr"] for s in data["seeds"]]
+    from lrtool.suggest import consensus
+
+    assert data["consensus_lr"] == pytest.approx(consensus(per_seed)[0])
+    assert data["suggested_lr"] == data["consensus_lr"]
+    assert data["spread"] == pytest.approx(max(per_seed) / min(per_seed))
+    assert all(len(s["history"]["lr"]) == s["steps"] for s in data["seeds"])

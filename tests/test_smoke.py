@@ -1,0 +1,170 @@
+"""--smoke: small broken experiments must fail with their own message and exit code."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from lrtool.cli import app
+
+runner = CliRunner()
+
+BROKEN = '''
+import time
+import torch
+from torch import nn
+
+
+class NaNNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x) * float("nan")
+
+
+class Frozen(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.fc.requires_grad_(False)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class Unused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.spare = nn.Linear(4, 3)  # defined, never called
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class Detached(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x).detach()
+
+
+class Constant(nn.Module):
+    """Gets gradients (all zero), so nothing ever moves: a dead graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x) * 0.0
+
+
+class Slow(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        time.sleep(0.3)
+        return self.fc(x)
+'''
+
+
+@pytest.fixture
+def broken(tmp_path, monkeypatch, write_yaml):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken_models.py").write_text(BROKEN)
+
+    def experiment(model: str) -> str:
+        return str(
+            write_yaml(
+                f"""
+                device: cpu
+                model: {{name: "broken_models:{model}"}}
+                data: {{name: sklearn.iris, batch_size: 16}}
+                optimizer: {{name: sgd, args: {{momentum: 0.9}}}}
+                find: {{start_lr: 1e-4, end_lr: 1}}
+                """
+            )
+        )
+
+    return experiment
+
+
+def smoke(*args: str):
+    return runner.invoke(app, [*args, "--smoke"], catch_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("NaNNet", "not finite"),
+        ("Frozen", "no parameter requires a gradient"),
+        ("Unused", "2 parameter(s) never received a gradient: spare.weight, spare.bias"),
+        ("Detached", "the loss has no gradient"),
+        ("Constant", "the loss did not change"),
+    ],
+)
+def test_broken_experiments_fail_with_one_line(broken, model, message):
+    result = smoke("find", broken(model))
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("lrtool smoke:")]
+    assert len(lines) == 1 and lines[0].startswith("lrtool smoke: FAILED (find: ")
+    assert message in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_slow_model_hits_the_timeout(broken):
+    result = runner.invoke(
+        app,
+        ["find", broken("Slow"), "--smoke", "--smoke-timeout", "0.5"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 1
+    assert "took longer than --smoke-timeout 0.5 s" in result.output
+
+
+def test_experiment_that_does_not_build_exits_2(write_yaml):
+    result = smoke("find", str(write_yaml("model: {name: mlpp}\n")))
+    assert result.exit_code == 2
+    assert "lrtool smoke: FAILED (find: Unknown model 'mlpp'" in result.output
+
+
+def test_good_experiment_passes_find_train_and_verify(tiny_yaml, tmp_path):
+    result = smoke("find", str(tiny_yaml), "--out", str(tmp_path / "f"))
+    assert result.exit_code == 0, result.output
+    assert "lrtool smoke: ok (find, 10 steps, " in result.output
+    assert (tmp_path / "f" / "find.json").exists()
+    trained = smoke("train", str(tiny_yaml), "--lr-max", "0.1", "--out", str(tmp_path / "t"))
+    assert trained.exit_code == 0, trained.output
+    # One epoch over the 4 smoke batches.
+    assert "lrtool smoke: ok (train, 4 steps, " in trained.output
+    verified = smoke("verify", str(tiny_yaml), "--out", str(tmp_path / "v"))
+    assert verified.exit_code == 0, verified.output
+    assert "lrtool smoke: ok (verify, 2 candidates, 1 round, " in verified.output
+
+
+def test_smoke_train_fails_on_nan(tiny_yaml):
+    result = smoke("train", str(tiny_yaml), "--lr-max", "1e30")
+    assert result.exit_code == 1
+    assert "lrtool smoke: FAILED (train: " in result.output
+
+
+def test_absent_torchvision_dataset_is_stood_in_by_fakedata(write_yaml, tmp_path):
+    path = write_yaml(
+        f"""
+        device: cpu
+        model: {{name: cnn, args: {{in_channels: 1, num_classes: 10, width: 4}}}}
+        data: {{name: torchvision.MNIST, args: {{root: "{tmp_path}/nothing", download: true}},
+                batch_size: 8}}
+        """
+    )
+    result = smoke("find", str(path), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert "MNIST absent: FakeData (1, 28, 28) x 10 classes stood in" in result.output
+    assert not (tmp_path / "nothing").exists()  # nothing was downloaded
