@@ -173,23 +173,25 @@ def schema() -> None:
 def find(
     experiment: ExpArg,
     start_lr: Annotated[
-        float | None, typer.Option(help="First rate [1e-7].", show_default=False)
+        float | None, typer.Option(help="First rate (default 1e-7).", show_default=False)
     ] = None,
     end_lr: Annotated[
-        float | None, typer.Option(help="Last rate [10].", show_default=False)
+        float | None, typer.Option(help="Last rate (default 10).", show_default=False)
     ] = None,
     num_steps: Annotated[
-        int | None, typer.Option(help="Steps (mini-batches) [100].", show_default=False)
+        int | None, typer.Option(help="Steps (mini-batches) (default 100).", show_default=False)
     ] = None,
     mode: Annotated[
-        str | None, typer.Option(help="exp or linear [exp].", show_default=False)
+        str | None, typer.Option(help="exp or linear (default exp).", show_default=False)
     ] = None,
     smoothing: Annotated[
-        float | None, typer.Option(help="EMA beta [0.98].", show_default=False)
+        float | None, typer.Option(help="EMA beta (default 0.98).", show_default=False)
     ] = None,
     diverge_factor: Annotated[
         float | None,
-        typer.Option(help="Stop when smoothed loss > factor x best [4].", show_default=False),
+        typer.Option(
+            help="Stop when smoothed loss > factor x best (default 4).", show_default=False
+        ),
     ] = None,
     suggest: Annotated[
         str | None, typer.Option(help="Default suggestion method.", show_default=False)
@@ -203,10 +205,10 @@ def find(
         ),
     ] = None,
     grad_accum: Annotated[
-        int | None, typer.Option(help="Mini-batches per step [1].", show_default=False)
+        int | None, typer.Option(help="Mini-batches per step (default 1).", show_default=False)
     ] = None,
     precision: Annotated[
-        str | None, typer.Option(help="fp32, bf16 or fp16 [fp32].", show_default=False)
+        str | None, typer.Option(help="fp32, bf16 or fp16 (default fp32).", show_default=False)
     ] = None,
     clip_grad_norm: Annotated[
         float | None, typer.Option(help="Clip the gradient norm.", show_default=False)
@@ -378,28 +380,32 @@ def train(
             show_default=False,
         ),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs [5].", show_default=False)] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs (default 5).", show_default=False)
+    ] = None,
     pct_start: Annotated[
-        float | None, typer.Option(help="Share of steps warming up [0.25].", show_default=False)
+        float | None,
+        typer.Option(help="Share of steps warming up (default 0.25).", show_default=False),
     ] = None,
     div_factor: Annotated[
-        float | None, typer.Option(help="Start rate = lr_max / this [25].", show_default=False)
+        float | None,
+        typer.Option(help="Start rate = lr_max / this (default 25).", show_default=False),
     ] = None,
     final_div_factor: Annotated[
         float | None,
-        typer.Option(help="Final rate = start rate / this [1e5].", show_default=False),
+        typer.Option(help="Final rate = start rate / this (default 1e5).", show_default=False),
     ] = None,
     moms: Annotated[
         str | None,
-        typer.Option(help="Momentum start,peak,end [0.95,0.85,0.95].", show_default=False),
+        typer.Option(help="Momentum start,peak,end (default 0.95,0.85,0.95).", show_default=False),
     ] = None,
     anneal: Annotated[str | None, typer.Option(help="cos or linear.", show_default=False)] = None,
     freeze_epochs: Annotated[
         int | None,
-        typer.Option(help="Epochs training only the head first [0].", show_default=False),
+        typer.Option(help="Epochs training only the head first (default 0).", show_default=False),
     ] = None,
     grad_accum: Annotated[
-        int | None, typer.Option(help="Mini-batches per step [1].", show_default=False)
+        int | None, typer.Option(help="Mini-batches per step (default 1).", show_default=False)
     ] = None,
     precision: Annotated[
         str | None, typer.Option(help="fp32, bf16 or fp16.", show_default=False)
@@ -409,7 +415,7 @@ def train(
     ] = None,
     eval_every: Annotated[
         str | None,
-        typer.Option(help="'epoch' or a number of steps [epoch].", show_default=False),
+        typer.Option(help="'epoch' or a number of steps (default epoch).", show_default=False),
     ] = None,
     resume: Annotated[
         Path | None,
