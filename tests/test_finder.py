@@ -289,3 +289,34 @@ def test_digits_suggestion_trains_to_95_percent():
     assert 1e-4 < result.suggested_lr < result.lr[-1] / 3  # well before the blow-up
     trained = train_built(built, result.suggested_lr)
     assert trained.final["accuracy"] >= 0.95
+
+
+def test_public_api_works_with_a_plain_dataloader():
+    """Notebook use: no YAML, a torch DataLoader, the top-level functions."""
+    from torch.utils.data import DataLoader
+
+    from lrtool import find_lr as api_find_lr
+    from lrtool import fit_one_cycle
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 4, generator=g)
+    y = (x[:, 0] - x[:, 2] > 0).long()
+    loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True, generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    found = api_find_lr(
+        model, loader, opt, nn.functional.cross_entropy, start_lr=1e-4, end_lr=10, num_steps=60
+    )
+    assert found.suggested_lr is not None
+    trained = fit_one_cycle(
+        model,
+        loader,
+        loader,
+        opt,
+        nn.functional.cross_entropy,
+        found.suggested_lr,
+        epochs=3,
+        metrics={"accuracy": lambda o, t: (o.argmax(1) == t).float().sum()},
+    )
+    assert trained.final["accuracy"] > 0.9
