@@ -65,6 +65,12 @@ def suggestions_table(result: FindResult) -> Table:
 
 def find_summary(console: Console, result: FindResult, out_dir: str) -> None:
     console.print(suggestions_table(result))
+    if result.seeds:
+        per_seed = ", ".join(f"seed {s['seed']} {fmt_lr(s['suggested_lr'])}" for s in result.seeds)
+        spread = "—" if result.spread is None else f"{result.spread:.1f}x"
+        console.print(
+            f"per seed: {per_seed}; consensus {fmt_lr(result.consensus_lr)}, spread {spread}"
+        )
     console.print(
         f"stop reason: [bold]{result.stop_reason}[/] after {result.steps} steps "
         f"({result.elapsed_s:.1f} s on {result.device})"
