@@ -357,6 +357,293 @@ def render_find(console: Console, result: Any, folder: Path, *, plot: bool) -> N
     find_summary(console, result, str(folder))
 
 
+def _moms(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    from .errors import ConfigError
+
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--moms expects three comma-separated numbers, got {text!r}.") from None
+    return values
+
+
+def _eval_every(text: str | None) -> str | int | None:
+    if text is None or text == "epoch":
+        return text
+    from .errors import ConfigError
+
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(
+            f"--eval-every expects 'epoch' or a number of steps, got {text!r}."
+        ) from None
+
+
+@app.command()
+def train(
+    experiment: ExpArg,
+    lr_max: Annotated[
+        str | None,
+        typer.Option(
+            help="Peak rate: a number (3e-3); LOW:HIGH (1e-5:1e-3, spread over the groups); "
+            ":HIGH (HIGH for the head, HIGH/10 for the rest); auto (run the finder first).",
+            show_default=False,
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs (default 5).", show_default=False)
+    ] = None,
+    pct_start: Annotated[
+        float | None,
+        typer.Option(help="Share of steps warming up (default 0.25).", show_default=False),
+    ] = None,
+    div_factor: Annotated[
+        float | None,
+        typer.Option(help="Start rate = lr_max / this (default 25).", show_default=False),
+    ] = None,
+    final_div_factor: Annotated[
+        float | None,
+        typer.Option(help="Final rate = start rate / this (default 1e5).", show_default=False),
+    ] = None,
+    moms: Annotated[
+        str | None,
+        typer.Option(help="Momentum start,peak,end (default 0.95,0.85,0.95).", show_default=False),
+    ] = None,
+    anneal: Annotated[str | None, typer.Option(help="cos or linear.", show_default=False)] = None,
+    freeze_epochs: Annotated[
+        int | None,
+        typer.Option(help="Epochs training only the head first (default 0).", show_default=False),
+    ] = None,
+    grad_accum: Annotated[
+        int | None, typer.Option(help="Mini-batches per step (default 1).", show_default=False)
+    ] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="fp32, bf16 or fp16.", show_default=False)
+    ] = None,
+    clip_grad_norm: Annotated[
+        float | None, typer.Option(help="Clip the gradient norm.", show_default=False)
+    ] = None,
+    eval_every: Annotated[
+        str | None,
+        typer.Option(help="'epoch' or a number of steps (default epoch).", show_default=False),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue the interrupted run in this folder.", show_default=False),
+    ] = None,
+    refind: Annotated[
+        bool, typer.Option("--refind", help="Run the finder again on the trained model.")
+    ] = False,
+    plot: Annotated[
+        bool | None,
+        typer.Option(
+            "--plot/--no-plot",
+            help="Draw charts (default: when stdout is a terminal).",
+            show_default=False,
+        ),
+    ] = None,
+    out: OutOpt = None,
+    as_json: JsonOpt = False,
+    set_: SetOpt = None,
+    device: DeviceOpt = None,
+    smoke: SmokeOpt = False,
+    smoke_batches: SmokeBatchesOpt = 4,
+    smoke_timeout: SmokeTimeoutOpt = 120.0,
+    debug: DebugOpt = False,
+) -> None:
+    """Train with the one-cycle policy at a peak rate (or per-group rates)."""
+    with handled(debug):
+        from .config import load_experiment
+
+        values = {
+            "train.lr_max": lr_max,
+            "train.epochs": epochs,
+            "train.pct_start": pct_start,
+            "train.div_factor": div_factor,
+            "train.final_div_factor": final_div_factor,
+            "train.moms": _moms(moms),
+            "train.anneal": anneal,
+            "train.freeze_epochs": freeze_epochs,
+            "train.grad_accum": grad_accum,
+            "train.precision": precision,
+            "train.clip_grad_norm": clip_grad_norm,
+            "train.eval_every": _eval_every(eval_every),
+            "device": device,
+        }
+        exp = load_experiment(experiment, set_, values)
+        if exp.train.lr_max is None:
+            from .errors import ConfigError
+
+            raise ConfigError(
+                "train needs a peak rate: --lr-max 3e-3 (or LOW:HIGH, :HIGH, auto), or "
+                "train.lr_max in the experiment file."
+            )
+        if smoke:
+            smoke_train(exp, out, smoke_batches, smoke_timeout, as_json)
+            return
+        if resume is not None and out is not None and resume != out:
+            from .errors import ConfigError
+
+            raise ConfigError("--resume continues in its own folder: leave out --out.")
+        folder = resume or out_dir(out, exp.output_dir, exp.name, "train")
+        with data_parallel(exp.device):
+            run_train(
+                exp,
+                folder,
+                resume=resume,
+                refind=refind,
+                as_json=as_json,
+                plot=want_plot(plot, as_json),
+            )
+
+
+def run_train(
+    exp: Any, folder: Path, *, resume: Path | None, refind: bool, as_json: bool, plot: bool
+) -> None:
+    from . import distributed
+    from .build import build
+    from .errors import NoSuggestion, RunFailed
+    from .history import save_find, save_train
+    from .report import sweep_progress, train_progress, train_summary
+    from .run import find_built, train_built
+    from .train import CHECKPOINT_NAME
+
+    main = distributed.is_main()
+    console = stdout_console(as_json)
+    built = build(exp)
+    lr_max = exp.train.lr_max
+    first_find = None
+    if lr_max == "auto":
+        with sweep_progress(err_console, exp.find.num_steps) as on_step:
+            first_find = find_built(built, on_step)
+        if main:
+            save_find(folder, first_find, exp)
+        if first_find.stop_reason == "interrupted":
+            raise KeyboardInterrupt
+        if first_find.suggested_lr is None:
+            raise NoSuggestion(
+                f"--lr-max auto: the finder could not suggest a rate ({first_find.warning}). "
+                f"Its curve is in {folder / 'find.json'}; pick a rate and pass --lr-max."
+            )
+        lr_max = first_find.suggested_lr
+        console.print(f"--lr-max auto: training at {lr_max:.2e} ({first_find.suggestion_method})")
+    resume_file = None
+    if resume is not None:
+        resume_file = resume / CHECKPOINT_NAME
+    steps = -(-len(built.train_data) // exp.train.grad_accum)
+    total = exp.train.epochs + exp.train.freeze_epochs
+    with train_progress(err_console, steps, total) as (on_step, on_epoch):
+        result = train_built(
+            built,
+            lr_max,
+            checkpoint=folder if main else None,
+            resume=resume_file,
+            on_step=on_step,
+            on_epoch=on_epoch,
+        )
+    if main:
+        save_train(folder, result, exp, distributed.unwrap(built.model))
+    refound = None
+    if refind and result.stop_reason == "completed":
+        with sweep_progress(err_console, exp.find.num_steps, "refind") as on_step:
+            refound = find_built(built, on_step)
+        refound.kind = "refind"
+        if main:
+            save_find(folder, refound, exp, stem="refind")
+    if plot:
+        from .plot import compare_chart, train_charts
+
+        h = result.history
+        console.print(
+            train_charts(h["step"], h["loss"], h["lr"], h["momentum"]),
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        if refound is not None:
+            curves = [{"label": "after training", "lr": refound.lr, "y": refound.smoothed_loss}]
+            if first_find is not None:
+                curves.insert(
+                    0,
+                    {
+                        "label": "before training",
+                        "lr": first_find.lr,
+                        "y": first_find.smoothed_loss,
+                    },
+                )
+            console.print(
+                compare_chart(curves, title="LR range test before/after training"),
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+    train_summary(console, result, str(folder))
+    if refound is not None:
+        console.print(refind_advice(refound))
+    if as_json:
+        emit_json(result.to_dict())
+    if result.stop_reason == "interrupted":
+        raise KeyboardInterrupt
+    if result.stop_reason == "nan":
+        raise RunFailed(
+            f"the training loss became NaN/inf at step {result.nan_step} "
+            f"(lr {result.nan_lr:.2e}); the history up to then is in {folder}. Lower --lr-max, "
+            "or clip gradients (train.clip_grad_norm)."
+        )
+
+
+def refind_advice(refound: Any) -> str:
+    """After training the curve is flat, then rises: use a tenth of the start of the rise."""
+    from .suggest import rise_start
+
+    start = rise_start(refound.lr, refound.smoothed_loss)
+    if start is None:
+        return "refind: the loss does not rise within the sweep; no rate to advise."
+    return (
+        f"refind: the loss starts to rise near {start:.2e}; to keep training this model, "
+        f"use about {start / 10:.2e} (the rise / 10). Saved as refind.json."
+    )
+
+
+def smoke_train(exp: Any, out: Path | None, batches: int, timeout: float, as_json: bool) -> None:
+    from .history import save_train
+    from .run import find_built, train_built
+    from .smoke import SmokeFailed, run_smoke, temp_out
+
+    def body(built: Any) -> tuple[str, list[float], Any]:
+        lr_max = exp.train.lr_max
+        if lr_max == "auto":
+            found = find_built(built)
+            lr_max = found.suggested_lr or (exp.find.start_lr * exp.find.end_lr) ** 0.5
+        result = train_built(built, lr_max)
+        if result.stop_reason == "nan":
+            raise SmokeFailed(
+                f"the training loss became NaN/inf at step {result.nan_step} "
+                f"(lr {result.nan_lr:.2e})."
+            )
+        return f"{len(result.history['step'])} steps", result.history["loss"], (result, built)
+
+    lr = _check_rate(exp)
+    with smoke_reporting(as_json):
+        line, (result, built) = run_smoke("train", exp, batches, timeout, lr, body)
+    save_train(temp_out(out), result, exp, built.model)
+    if as_json:
+        emit_json(result.to_dict())
+    smoke_line(line, as_json)
+
+
+def _check_rate(exp: Any) -> float:
+    """The rate the smoke run's learning check uses: the head's peak, or mid-sweep for auto."""
+    from .train import parse_lr_max
+
+    if exp.train.lr_max == "auto":
+        return (exp.find.start_lr * exp.find.end_lr) ** 0.5
+    return max(parse_lr_max(exp.train.lr_max, 1))
+
+
 @app.command("plot")
 def plot_cmd(
     file: Annotated[Path, typer.Argument(help="A saved find.json, refind.json or train.json.")],
