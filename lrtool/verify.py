@@ -99,22 +99,29 @@ def _diverged(score: float | None) -> bool:
     return score is None or not math.isfinite(score)
 
 
-def survivors(scores: dict[float, float | None], keep: int, higher_is_better: bool) -> list[float]:
+def survivors(
+    scores: dict[float, float | None],
+    keep: int,
+    higher_is_better: bool,
+    val_losses: dict[float, float | None] | None = None,
+) -> list[float]:
     """The `keep` best rates, best first.
 
     A None or non-finite score (a diverged run) always ranks last, whichever direction is
-    better. Equal scores go to the smaller rate: it is the safer choice, further from the
-    edge where training diverges, and a small validation set ties often (accuracy on 30
-    samples moves in steps of 3.3 points).
+    better. A small validation set ties often (accuracy on 30 samples moves in steps of 3.3
+    points): equal scores go to the lower validation loss when `val_losses` is given, then
+    to the smaller rate, the safer choice, further from the edge where training diverges.
     """
     if keep < 0:
         raise ValueError(f"keep must be >= 0, got {keep}")
 
-    def key(lr: float) -> tuple[bool, float, float]:
+    def key(lr: float) -> tuple[bool, float, float, float]:
         score = scores[lr]
         if _diverged(score):
-            return (True, 0.0, lr)
-        return (False, -score if higher_is_better else score, lr)
+            return (True, 0.0, 0.0, lr)
+        loss = (val_losses or {}).get(lr)
+        tie = loss if loss is not None and math.isfinite(loss) else math.inf
+        return (False, -score if higher_is_better else score, tie, lr)
 
     return sorted(scores, key=key)[:keep]
 
@@ -252,6 +259,7 @@ def verify_rates(
     try:
         for number, (_, epochs) in enumerate(schedule, start=1):
             scores: dict[float, float | None] = {}
+            val_losses: dict[float, float | None] = {}
             for lr in alive:
                 if on_run is not None:
                     on_run(number, lr, epochs)
@@ -277,7 +285,8 @@ def verify_rates(
                     }
                 )
                 scores[lr] = values.get(metric)
-            ranked = survivors(scores, len(scores), higher_is_better)
+                val_losses[lr] = values.get("val_loss")
+            ranked = survivors(scores, len(scores), higher_is_better, val_losses)
             last_round = number == len(schedule)
             # The last round keeps only its winner; the others keep the better half.
             keep = 1 if last_round else math.ceil(len(alive) / 2)

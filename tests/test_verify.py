@@ -300,3 +300,12 @@ def test_bench_verify_scores_each_seed() -> None:
     assert list(scores) == ["verify"]
     assert len(scores["verify"]) == 1
     assert 0.0 <= scores["verify"][0] <= 100.0
+
+
+def test_accuracy_ties_go_to_the_lower_validation_loss_first():
+    scores = {1e-3: 0.9, 1e-2: 0.9, 1e-1: 0.5}
+    losses = {1e-3: 0.40, 1e-2: 0.25, 1e-1: 0.9}
+    assert survivors(scores, 2, higher_is_better=True, val_losses=losses) == [1e-2, 1e-3]
+    # Without losses (or with a missing one) the smaller rate still wins the tie.
+    assert survivors(scores, 2, higher_is_better=True) == [1e-3, 1e-2]
+    assert survivors(scores, 2, True, {1e-3: 0.4, 1e-2: None}) == [1e-3, 1e-2]
