@@ -225,6 +225,20 @@ def _experiment(spec: dict[str, Any], seed: int) -> Experiment:
     )
 
 
+def bench_find(spec: dict[str, Any], seed: int) -> Any:
+    """The sweep every benchmark row starts from: 1e-6 to 10 in 100 steps."""
+    built = build(_experiment(spec, seed))
+    return find_lr(
+        built.model,
+        built.train_data,
+        built.optimizer,
+        built.loss_fn,
+        start_lr=1e-6,
+        end_lr=10,
+        num_steps=100,
+    )
+
+
 def _train_score(spec: dict[str, Any], seed: int, lr: float) -> float:
     """Validation accuracy (%) or validation MSE after one-cycle training at peak rate lr."""
     from .run import train_built
@@ -278,16 +292,7 @@ def suggest_benchmark(
         task_regrets: dict[str, list[float]] = {m: [] for m in methods}
         chosen: dict[str, list[float | None]] = {m: [] for m in methods}
         for seed in seeds:
-            built = build(_experiment(spec, seed))
-            found = find_lr(
-                built.model,
-                built.train_data,
-                built.optimizer,
-                built.loss_fn,
-                start_lr=1e-6,
-                end_lr=10,
-                num_steps=100,
-            )
+            found = bench_find(spec, seed)
             for m in methods:
                 lr = found.suggestions.get(m)
                 chosen[m].append(lr)

@@ -62,6 +62,14 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print the result JSON to stdout and nothing else there.")
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+PlotOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--plot/--no-plot",
+        help="Draw charts (default: when stdout is a terminal).",
+        show_default=False,
+    ),
+]
 SmokeOpt = Annotated[
     bool,
     typer.Option(
@@ -224,14 +232,7 @@ def find(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 3 when no suggestion can be made.")
     ] = False,
-    plot: Annotated[
-        bool | None,
-        typer.Option(
-            "--plot/--no-plot",
-            help="Draw the curve (default: when stdout is a terminal).",
-            show_default=False,
-        ),
-    ] = None,
+    plot: PlotOpt = None,
     out: OutOpt = None,
     as_json: JsonOpt = False,
     set_: SetOpt = None,
@@ -437,14 +438,7 @@ def train(
     refind: Annotated[
         bool, typer.Option("--refind", help="Run the finder again on the trained model.")
     ] = False,
-    plot: Annotated[
-        bool | None,
-        typer.Option(
-            "--plot/--no-plot",
-            help="Draw charts (default: when stdout is a terminal).",
-            show_default=False,
-        ),
-    ] = None,
+    plot: PlotOpt = None,
     out: OutOpt = None,
     as_json: JsonOpt = False,
     set_: SetOpt = None,
@@ -720,14 +714,7 @@ def verify(
         int | None,
         typer.Option(help="Longest round (default: train.epochs).", show_default=False),
     ] = None,
-    plot: Annotated[
-        bool | None,
-        typer.Option(
-            "--plot/--no-plot",
-            help="Draw the chart (default: when stdout is a terminal).",
-            show_default=False,
-        ),
-    ] = None,
+    plot: PlotOpt = None,
     out: OutOpt = None,
     as_json: JsonOpt = False,
     set_: SetOpt = None,

@@ -340,23 +340,13 @@ def bench_verify(task: str, spec: dict[str, Any], seeds: list[int]) -> dict[str,
     the sweep when it has none) with max_epochs the task's `train.epochs`, then the full
     training at the chosen rate that the grid's rates had. Ctrl-C stops the benchmark.
     """
-    from .bench import _experiment, _train_score
-    from .finder import find_lr
+    from .bench import _experiment, _train_score, bench_find
     from .suggest import DEFAULT_METHOD
 
     scores: list[float] = []
     for seed in seeds:
         exp = _experiment(spec, seed)
-        built = build(exp)
-        found = find_lr(
-            built.model,
-            built.train_data,
-            built.optimizer,
-            built.loss_fn,
-            start_lr=1e-6,
-            end_lr=10,
-            num_steps=100,
-        )
+        found = bench_find(spec, seed)
         if found.stop_reason == "interrupted":
             raise KeyboardInterrupt
         suggested = found.suggestions.get(DEFAULT_METHOD)
