@@ -31,12 +31,14 @@ from .finder import find_lr
 
 def _plain_find_loop(built: Any, steps: int) -> float:
     """The baseline: forward, backward, step on the same batches, with nothing recorded."""
+    from .finder import cycle
+
     model, opt, loss_fn = built.model, built.optimizer, built.loss_fn
     model.train()
-    batches = list(built.train_data)
+    batches = cycle(built.train_data)  # the same data path the sweep reads
     start = time.perf_counter()
-    for i in range(steps):
-        x, y = batches[i % len(batches)]
+    for _ in range(steps):
+        x, y = next(batches)
         opt.zero_grad(set_to_none=True)
         loss_fn(model(x), y).backward()
         opt.step()

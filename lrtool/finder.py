@@ -20,7 +20,16 @@ from torch import nn
 
 from .errors import ConfigError
 from .history import FindResult
-from .runtime import autocast, grad_scaler, rng_state, set_rng_state, to_device
+from .runtime import (
+    autocast,
+    forward_backward,
+    grad_scaler,
+    optimizer_step,
+    read_floats,
+    rng_state,
+    set_rng_state,
+    to_device,
+)
 from .suggest import DEFAULT_METHOD, SUGGESTERS, suggest_all, why_no_suggestion
 
 # Above this many bytes of weights and optimizer state, the snapshot goes to disk instead of
@@ -216,7 +225,7 @@ def find_lr(
         """Read the pending losses in one transfer; return a stop reason if one is met."""
         chunk = pending[:]
         pending.clear()
-        values = torch.stack([v for _, v in chunk]).float().tolist()
+        values = read_floats([v for _, v in chunk])
         stop = None
         for (lr, _), value in zip(chunk, values, strict=True):
             if not math.isfinite(value):
@@ -239,24 +248,10 @@ def find_lr(
             for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
                 group["lr"] = float(lr) * ratio
             optimizer.zero_grad(set_to_none=True)
-            total = torch.zeros((), device=device)
-            for _ in range(grad_accum):
-                x, y = to_device(next(batches), device)
-                with autocast(precision, device):
-                    loss = loss_fn(model(x), y)
-                scaled = loss / grad_accum
-                (scaler.scale(scaled) if scaler else scaled).backward()
-                total += loss.detach().float()
-            if clip_grad_norm is not None:
-                if scaler:
-                    scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            record = total / grad_accum
+            record = forward_backward(
+                model, batches, loss_fn, grad_accum, precision, device, scaler
+            )
+            optimizer_step(optimizer, scaler, clip_grad_norm)
             if val_loss:
                 record = _fixed_loss(model, fixed_val, loss_fn, precision, device)
             if reduce is not None:

@@ -100,3 +100,56 @@ def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, dict):
         return {k: to_device(v, device) for k, v in batch.items()}
     return batch
+
+
+def forward_backward(
+    model: torch.nn.Module,
+    batches: Iterator[Any],
+    loss_fn: Any,
+    micro_batches: int,
+    precision: str,
+    device: torch.device,
+    scaler: torch.amp.GradScaler | None,
+) -> torch.Tensor:
+    """Forward and backward over `micro_batches` batches (gradient accumulation).
+
+    Returns the mean loss, detached and left on the device (reading it would sync). The
+    single-batch case does no extra tensor arithmetic: on small models every op shows.
+    """
+    total: torch.Tensor | None = None
+    for _ in range(micro_batches):
+        x, y = to_device(next(batches), device)
+        with autocast(precision, device):
+            loss = loss_fn(model(x), y)
+        if micro_batches > 1:
+            loss = loss / micro_batches  # the mean over the step's batches, as one big batch
+        (scaler.scale(loss) if scaler else loss).backward()
+        part = loss.detach()
+        total = part if total is None else total + part
+    assert total is not None
+    return total
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    clip_grad_norm: float | None,
+) -> None:
+    """Clip (after unscaling fp16 gradients), then step through the scaler if there is one."""
+    if clip_grad_norm is not None:
+        if scaler:
+            scaler.unscale_(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
+def read_floats(values: list[torch.Tensor]) -> list[float]:
+    """Scalar tensors to floats in one transfer (one host sync on an accelerator)."""
+    if len(values) == 1:
+        return [values[0].item()]
+    return torch.stack([v.float() for v in values]).tolist()

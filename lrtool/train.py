@@ -23,7 +23,17 @@ from torch.optim.lr_scheduler import OneCycleLR
 
 from .errors import ConfigError, RunFailed
 from .history import versions, write_torch_atomic
-from .runtime import autocast, grad_scaler, rng_state, seed_everything, set_rng_state, to_device
+from .runtime import (
+    autocast,
+    forward_backward,
+    grad_scaler,
+    optimizer_step,
+    read_floats,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    to_device,
+)
 
 LR_MAX_KEY = "--lr-max/train.lr_max"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -584,7 +594,7 @@ def fit_one_cycle(
             return False
         items = list(pending)
         pending.clear()
-        values = torch.stack([record for *_, record in items]).float().tolist()
+        values = read_floats([record for *_, record in items])
         for (step, lr, momentum, _), loss in zip(items, values, strict=True):
             if not math.isfinite(loss):
                 nan_step, nan_lr = step, lr
@@ -626,23 +636,18 @@ def fit_one_cycle(
             saved = None
         return scheduler
 
-    def optimizer_step(
+    def train_step(
         batches: Iterator[Any], micro_batches: int, phase: _Phase, scheduler: OneCycleLR
     ) -> None:
         optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros((), device=device)
-        for _ in range(micro_batches):
-            batch = next(batches, None)
-            if batch is None:
-                raise RunFailed(
-                    f"the training data yielded fewer batches than its length ({n_batches})."
-                )
-            x, y = to_device(batch, device)
-            with autocast(precision, device):
-                loss = loss_fn(model(x), y)
-            scaled = loss / micro_batches  # the mean over the step's batches, as one big batch
-            (scaler.scale(scaled) if scaler else scaled).backward()
-            total += loss.detach().float()
+        try:
+            record = forward_backward(
+                model, batches, loss_fn, micro_batches, precision, device, scaler
+            )
+        except StopIteration:
+            raise RunFailed(
+                f"the training data yielded fewer batches than its length ({n_batches})."
+            ) from None
         head = optimizer.param_groups[-1]
         lr = float(head["lr"])
         if not phase.is_frozen and lr > progress.peak_lr:
@@ -650,19 +655,9 @@ def fit_one_cycle(
             progress.group_lrs_at_peak = [float(g["lr"]) for g in optimizer.param_groups]
         momentum = _momentum(head, mom_key)
         with view(phase):
-            if clip_grad_norm is not None:
-                if scaler:
-                    scaler.unscale_(optimizer)
-                params = [p for g in optimizer.param_groups for p in g["params"]]
-                torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
+            optimizer_step(optimizer, scaler, clip_grad_norm)
             scheduler.step()
         progress.step += 1
-        record = total / micro_batches
         if reduce is not None:
             record = reduce(record)
         pending.append((progress.step, lr, momentum, record))
@@ -700,7 +695,7 @@ def fit_one_cycle(
         first = len(history["loss"])
         batches = iter(train_data)
         for s in range(steps_per_epoch):
-            optimizer_step(batches, min(grad_accum, n_batches - s * grad_accum), phase, scheduler)
+            train_step(batches, min(grad_accum, n_batches - s * grad_accum), phase, scheduler)
             if len(pending) >= sync_every and flush():
                 return True
             if eval_every != "epoch" and progress.step % eval_every == 0:
