@@ -218,7 +218,7 @@ HELD_OUT_TASKS: dict[str, dict[str, Any]] = {
 ALL_TASKS = {**SUGGEST_TASKS, **HELD_OUT_TASKS}
 
 
-NOISE_ROW = "noise: |change| when the best grid rate is nudged by 0.05%"
+NOISE_ROW = "noise: size of the change when the best grid rate is nudged by 0.05%"
 
 
 def _experiment(spec: dict[str, Any], seed: int) -> Experiment:

@@ -73,7 +73,7 @@ def find_summary(console: Console, result: FindResult, out_dir: str) -> None:
         )
     console.print(
         f"stop reason: [bold]{result.stop_reason}[/] after {result.steps} steps "
-        f"({result.elapsed_s:.1f} s on {result.device})"
+        f"({result.elapsed_s:.2f} s on {result.device})"
     )
     console.print(batch_line(result))
     if result.suggested_lr is not None:
