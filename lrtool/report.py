@@ -190,34 +190,33 @@ def train_summary(console: Console, result: Any, out_dir: str) -> None:
 
 
 def compare_table(kind: str, names: list[str], datas: list[dict[str, Any]]) -> Table:
-    """One row per saved run: its suggestions (finds) or its final metrics (training)."""
+    """One column per saved run: its suggestions (finds) or its final metrics (training)."""
     table = Table(title_justify="left")
-    table.add_column("run")
+    table.add_column("")
+    for name in names:
+        table.add_column(name, justify="right")
     if kind == "find":
         table.title = "Suggestions"
+        table.add_row(
+            "suggested_lr", *[fmt_lr(d.get("suggested_lr")) for d in datas], style="bold green"
+        )
         methods = list(dict.fromkeys(m for d in datas for m in (d.get("suggestions") or {})))
-        table.add_column("suggested_lr", justify="right", style="bold green")
         for method in methods:
-            table.add_column(method, justify="right")
-        table.add_column("stop reason")
-        for name, d in zip(names, datas, strict=True):
-            sugg = d.get("suggestions") or {}
             table.add_row(
-                name,
-                fmt_lr(d.get("suggested_lr")),
-                *[fmt_lr(sugg.get(m)) for m in methods],
-                str(d.get("stop_reason", "—")),
+                method, *[fmt_lr((d.get("suggestions") or {}).get(method)) for d in datas]
             )
+        table.add_row("stop reason", *[str(d.get("stop_reason", "—")) for d in datas])
+        table.add_row("steps", *[str(d.get("steps", "—")) for d in datas])
         return table
     table.title = "Final metrics"
-    keys = list(dict.fromkeys(k for d in datas for k in (d.get("final") or {})))
-    table.add_column("lr_max", justify="right")
-    for key in keys:
-        table.add_column(key, justify="right")
-    for name, d in zip(names, datas, strict=True):
+    lrs = []
+    for d in datas:
         lr = d.get("lr_max")
-        lr_text = ", ".join(fmt_lr(v) for v in lr) if isinstance(lr, list) else fmt_lr(lr)
-        table.add_row(name, lr_text, *[_fmt((d.get("final") or {}).get(k)) for k in keys])
+        lrs.append(", ".join(fmt_lr(v) for v in lr) if isinstance(lr, list) else fmt_lr(lr))
+    table.add_row("lr_max", *lrs)
+    keys = list(dict.fromkeys(k for d in datas for k in (d.get("final") or {})))
+    for key in keys:
+        table.add_row(key, *[_fmt((d.get("final") or {}).get(key)) for d in datas])
     return table
 
 
