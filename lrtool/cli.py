@@ -141,6 +141,12 @@ def data_parallel(device_spec: str) -> Iterator[bool]:
         distributed.shutdown()
 
 
+def show_chart(console: Console, chart: str) -> None:
+    from .report import show_chart as show
+
+    show(console, chart)
+
+
 def want_plot(plot: bool | None, as_json: bool) -> bool:
     if plot is not None:
         return plot
@@ -354,7 +360,7 @@ def render_find(console: Console, result: Any, folder: Path, *, plot: bool) -> N
                 result.suggestion_method,
                 title=title,
             )
-        console.print(chart, markup=False, highlight=False, soft_wrap=True)
+        show_chart(console, chart)
     find_summary(console, result, str(folder))
 
 
@@ -551,12 +557,7 @@ def run_train(
         from .plot import compare_chart, train_charts
 
         h = result.history
-        console.print(
-            train_charts(h["step"], h["loss"], h["lr"], h["momentum"]),
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        show_chart(console, train_charts(h["step"], h["loss"], h["lr"], h["momentum"]))
         if refound is not None:
             curves = [{"label": "after training", "lr": refound.lr, "y": refound.smoothed_loss}]
             if first_find is not None:
@@ -568,12 +569,7 @@ def run_train(
                         "y": first_find.smoothed_loss,
                     },
                 )
-            console.print(
-                compare_chart(curves, title="LR range test before/after training"),
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
+            show_chart(console, compare_chart(curves, title="LR range test before/after training"))
     train_summary(console, result, str(folder))
     if refound is not None:
         console.print(refind_advice(refound))
@@ -685,7 +681,7 @@ def plot_cmd(
             )
         else:
             chart = train_charts(h["step"], h["loss"], h["lr"], h.get("momentum"))
-        Console().print(chart, markup=False, highlight=False, soft_wrap=True)
+        show_chart(Console(), chart)
 
 
 @app.command()
@@ -831,16 +827,14 @@ def run_verify(
         from .plot import metric_vs_lr_chart
 
         first = [(c["lr"], c["rounds"][0].get(metric)) for c in result.candidates if c["rounds"]]
-        console.print(
+        show_chart(
+            console,
             metric_vs_lr_chart(
                 [lr for lr, _ in first],
                 [v for _, v in first],
                 metric=f"{metric} after round 1",
                 best=result.best_lr,
             ),
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
         )
     if result.best_lr is not None:
         note = f" (the suggestion was {fmt_lr(suggested)})" if suggested else ""
@@ -932,7 +926,7 @@ def compare(
             ]
             chart = compare_chart(curves, x="step", title="Training loss")
         console = Console()
-        console.print(chart, markup=False, highlight=False, soft_wrap=True)
+        show_chart(console, chart)
         console.print(compare_table(kind, names, datas))
 
 

@@ -5,6 +5,7 @@ Everything here writes to a rich Console given by the caller; nothing here compu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,6 +19,16 @@ from rich.table import Table
 from .build import Built
 from .config import dump_yaml
 from .history import FindResult
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def show_chart(console: Console, chart: str) -> None:
+    """Print a plotext chart as it is; without its colour codes when not on a terminal, so a
+    chart saved with `--plot > file` stays readable."""
+    if not console.is_terminal:
+        chart = _ANSI.sub("", chart)
+    console.print(chart, markup=False, highlight=False, soft_wrap=True)
 
 
 def fmt_lr(value: float | None) -> str:

@@ -109,6 +109,7 @@ def test_find_plot_draws_the_curve(tiny_yaml, tmp_path):
     result = invoke("find", tiny_yaml, "--out", tmp_path, "--plot")
     assert result.exit_code == 0
     assert "valley" in result.stdout and "1e-" in result.stdout
+    assert "\x1b[" not in result.stdout  # not a terminal: no colour codes in the file
 
 
 def test_strict_without_suggestion_exits_3(tiny_yaml, tmp_path):
