@@ -52,17 +52,9 @@ def sweep_rates(start_lr: float, end_lr: float, num_steps: int, mode: str = "exp
     raise ConfigError(f"find.mode must be exp or linear (got {mode!r}).")
 
 
-def smooth(losses: Iterable[float], beta: float) -> list[float]:
-    """Bias-corrected exponential moving average, as in Adam: avg / (1 - beta^t)."""
-    avg, out = 0.0, []
-    for t, loss in enumerate(losses, start=1):
-        avg = beta * avg + (1 - beta) * loss
-        out.append(avg / (1 - beta**t))
-    return out
-
-
 class _Smoother:
-    """The same EMA, one value at a time, with the best value so far for the divergence test."""
+    """Bias-corrected exponential moving average, as in Adam: avg / (1 - beta^t), one value at
+    a time, with the best value so far for the divergence test."""
 
     def __init__(self, beta: float) -> None:
         self.beta, self.avg, self.t, self.best = beta, 0.0, 0, math.inf
@@ -133,6 +125,12 @@ def _to_cpu(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_to_cpu(v) for v in obj]
     return obj
+
+
+def smooth(losses: Iterable[float], beta: float) -> list[float]:
+    """The smoothed curve of a whole loss history (what the sweep records as it goes)."""
+    smoother = _Smoother(beta)
+    return [smoother.update(loss) for loss in losses]
 
 
 def cycle(data: Iterable[Any]) -> Iterator[Any]:

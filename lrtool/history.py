@@ -15,8 +15,6 @@ from typing import Any
 
 from .errors import ConfigError
 
-STOP_REASONS = ("completed", "diverged", "nan", "interrupted")
-
 
 def versions() -> dict[str, str]:
     import torch
