@@ -30,7 +30,7 @@ from .runtime import (
     set_rng_state,
     to_device,
 )
-from .suggest import DEFAULT_METHOD, SUGGESTERS, suggest_all, why_no_suggestion
+from .suggest import DEFAULT_METHOD, SUGGESTERS, still_falling, suggest_all, why_no_suggestion
 
 # Above this many bytes of weights and optimizer state, the snapshot goes to disk instead of
 # doubling the model in memory.
@@ -282,6 +282,11 @@ def find_lr(
     if suggested is None:
         warning = why_no_suggestion(lrs, smoothed) or (
             f"the {suggest} method found no sensible rate on this curve."
+        )
+    elif stop_reason == "completed" and still_falling(lrs, losses):
+        warning = (
+            f"the loss was still falling at end_lr {lrs[-1]:.2g}: the minimum may lie beyond "
+            "the sweep, so the suggestion may be too low. Raise find.end_lr."
         )
     return FindResult(
         suggested_lr=suggested,

@@ -246,6 +246,19 @@ def centered_minimum(lr: ArrayLike, loss: ArrayLike) -> float | None:
     return float(curve.lr[int(np.argmin(centred[:end]))] / CENTERED_DIVISOR)
 
 
+def still_falling(lr: ArrayLike, loss: ArrayLike, tail: float = 0.1) -> bool:
+    """True when the zero-lag loss is lowest in the last `tail` of the sweep: the curve has
+    not turned up yet, so its minimum (and the right rate) may lie beyond the last rate."""
+    lr = np.asarray(lr, dtype=float).reshape(-1)
+    loss = np.asarray(loss, dtype=float).reshape(-1)
+    keep = np.isfinite(lr) & np.isfinite(loss) & (lr > 0)
+    lr, loss = lr[keep], loss[keep]
+    if lr.size < MIN_POINTS or np.any(np.diff(lr) <= 0):
+        return False
+    lowest = int(np.argmin(centered_curve(np.log10(lr), loss)))
+    return lowest >= lr.size * (1 - tail) - 1
+
+
 SUGGESTERS: dict[str, Suggester] = {
     "centered_minimum": centered_minimum,
     "valley": valley,

@@ -320,3 +320,21 @@ def test_public_api_works_with_a_plain_dataloader():
         metrics={"accuracy": lambda o, t: (o.argmax(1) == t).float().sum()},
     )
     assert trained.final["accuracy"] > 0.9
+
+
+def test_a_sweep_that_ends_too_early_says_so():
+    exp = validate({"device": "cpu", "optimizer": {"name": "sgd", "args": {"momentum": 0.9}}})
+    built = build(exp)
+    # Digits learns steadily up to 3e-2: the curve has not turned up when the sweep ends.
+    result = find_lr(
+        built.model,
+        built.train_data,
+        built.optimizer,
+        built.loss_fn,
+        start_lr=1e-4,
+        end_lr=3e-2,
+        num_steps=60,
+    )
+    assert result.stop_reason == "completed"
+    assert result.suggested_lr is not None
+    assert "still falling at end_lr" in result.warning

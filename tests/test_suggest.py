@@ -303,3 +303,11 @@ def test_rise_start_finds_the_knee_of_a_flat_then_rising_curve():
     assert rise_start(lr, loss, tolerance=0.05) == pytest.approx(lr[31])
     assert rise_start(lr, np.full(51, 0.3)) is None
     assert rise_start(lr[:3], loss[:3]) is None
+
+
+def test_still_falling_flags_a_curve_that_never_turned_up():
+    from lrtool.suggest import still_falling
+
+    assert still_falling(LR, PLATEAU + np.linspace(0, -0.5, X.size))  # falling to the end
+    assert not still_falling(LR, CLEAN)  # turned up at point 80 of 121
+    assert not still_falling(LR9[:3], [3, 2, 1])  # too short to say
