@@ -389,7 +389,14 @@ def _torchvision(name: str, args: dict[str, Any], *, val_fraction: float, seed: 
         try:
             return call_with_args(cls, kwargs, what=f"dataset {name!r}")
         except (RuntimeError, FileNotFoundError, OSError) as err:
-            raise ComponentError(f"dataset {name!r} could not be loaded: {err}") from None
+            first = " ".join(str(err).split())
+            hint = (
+                " Downloading needs the internet: fetch the files once on a machine that has "
+                f"it and copy them under {root}, or use --smoke, which stands FakeData in."
+                if passed.get("download")
+                else " Set download: true to fetch it, or point root at the files."
+            )
+            raise ComponentError(f"dataset {name!r} could not be loaded: {first}.{hint}") from None
 
     augmented = bool(own.get("augment"))
     kind = "random" if augmented else "fixed"
