@@ -665,9 +665,7 @@ def plot_cmd(
                     title=file.name,
                 )
             except ImportError as err:
-                from .errors import LrtoolError as _E
-
-                raise _E(str(err)) from None
+                raise LrtoolError(str(err)) from None  # the missing extra: bad input, exit 2
             err_console.print(f"saved {save}")
             return
         if kind == "find":
