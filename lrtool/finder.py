@@ -310,7 +310,11 @@ def _fixed_loss(
     precision: str,
     device: torch.device,
 ) -> torch.Tensor:
-    """Mean loss on the same validation batches at every step (Smith's variant)."""
+    """Mean loss on the same validation batches at every step (Smith's variant).
+
+    Unlike `train.evaluate`, the result stays on the device: reading it every step would
+    sync the host with the accelerator at every step of the sweep.
+    """
     model.eval()
     total = torch.zeros((), device=device)
     for x, y in batches:
