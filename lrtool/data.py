@@ -117,8 +117,13 @@ class Batches:
         self.drop_last = drop_last and n_per_rank > batch_size
 
     def __len__(self) -> int:
-        n = len(self._indices())
-        return n if self.max_batches is None else min(n, self.max_batches)
+        """Batches per epoch, counted without drawing a permutation (as batch_indices cuts)."""
+        n, world = len(self.dataset), self.world_size
+        shard = -(-n // world) if self.pad or world == 1 else len(range(self.rank, n, world))
+        count = -(-shard // self.batch_size)
+        if self.drop_last and count > 1 and shard % self.batch_size:
+            count -= 1
+        return count if self.max_batches is None else min(count, self.max_batches)
 
     @property
     def num_samples(self) -> int:
@@ -149,8 +154,10 @@ class Batches:
         chunks = self._indices()
         if self.tensors is not None:
             x, y = self.tensors
-            for idx in chunks:
-                idx = idx.to(self.device)
+            # One host-to-device copy of the epoch's order, not one per batch: a copy from
+            # pageable memory would make the host wait at every step on an accelerator.
+            order = torch.cat(chunks).to(self.device) if chunks else torch.empty(0)
+            for idx in torch.split(order, [len(c) for c in chunks]):
                 yield x[idx], y[idx]
             return
         loader = DataLoader(

@@ -408,3 +408,29 @@ def test_cuda_asked_for_but_absent():
     with pytest.raises(DeviceError, match="no usable CUDA GPU"):
         resolve_device("cuda")
     assert resolve_device("auto").type in ("cpu", "mps")
+
+
+@pytest.mark.parametrize(
+    ("n", "batch", "world", "shuffle"),
+    [
+        (50, 8, 1, True),
+        (48, 8, 1, True),
+        (7, 8, 1, True),
+        (50, 8, 3, True),
+        (50, 8, 3, False),
+        (10, 4, 1, False),
+    ],
+)
+def test_len_counts_the_batches_an_epoch_yields(n, batch, world, shuffle):
+    data = TensorDataset(torch.randn(n, 2), torch.arange(n))
+    for rank in range(world):
+        batches = Batches(
+            data,
+            batch_size=batch,
+            device=CPU,
+            shuffle=shuffle,
+            drop_last=shuffle,
+            rank=rank,
+            world_size=world,
+        )
+        assert len(batches) == len(list(batches)), (rank, len(batches))
