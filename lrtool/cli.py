@@ -252,6 +252,7 @@ def find(
     with handled(debug):
         from .config import load_experiment
         from .history import save_find
+        from .report import sweep_progress
         from .run import parse_seeds, run_find
 
         values = {
@@ -275,7 +276,11 @@ def find(
             return
         folder = out_dir(out, exp.output_dir, exp.name, "find")
         with data_parallel(exp.device) as main:
-            result = run_find(exp, seed_list, progress=err_console)
+            result = run_find(
+                exp,
+                seed_list,
+                progress=lambda label: sweep_progress(err_console, exp.find.num_steps, label),
+            )
             if main:
                 save_find(folder, result, exp)
             render_find(stdout_console(as_json), result, folder, plot=want_plot(plot, as_json))
@@ -308,7 +313,7 @@ def smoke_reporting(as_json: bool) -> Iterator[None]:
 
 def smoke_find(exp: Any, out: Path | None, batches: int, timeout: float, as_json: bool) -> None:
     from .history import save_find
-    from .run import find_built
+    from .run import find_built, sweep_middle
     from .smoke import run_smoke, temp_out
 
     def body(built: Any) -> tuple[str, list[float], Any]:
@@ -319,7 +324,7 @@ def smoke_find(exp: Any, out: Path | None, batches: int, timeout: float, as_json
             raise SmokeFailed(f"the loss became NaN/inf at step {result.steps + 1} of the sweep.")
         return f"{result.steps} steps", result.loss, result
 
-    mid = (exp.find.start_lr * exp.find.end_lr) ** 0.5
+    mid = sweep_middle(exp)
     with smoke_reporting(as_json):
         line, result = run_smoke("find", exp, batches, timeout, mid, body)
     folder = temp_out(out)
@@ -600,14 +605,14 @@ def refind_advice(refound: Any) -> str:
 
 def smoke_train(exp: Any, out: Path | None, batches: int, timeout: float, as_json: bool) -> None:
     from .history import save_train
-    from .run import find_built, train_built
+    from .run import find_built, sweep_middle, train_built
     from .smoke import SmokeFailed, run_smoke, temp_out
 
     def body(built: Any) -> tuple[str, list[float], Any]:
         lr_max = exp.train.lr_max
         if lr_max == "auto":
             found = find_built(built)
-            lr_max = found.suggested_lr or (exp.find.start_lr * exp.find.end_lr) ** 0.5
+            lr_max = found.suggested_lr or sweep_middle(exp)
         result = train_built(built, lr_max)
         if result.stop_reason == "nan":
             raise SmokeFailed(
@@ -627,10 +632,11 @@ def smoke_train(exp: Any, out: Path | None, batches: int, timeout: float, as_jso
 
 def _check_rate(exp: Any) -> float:
     """The rate the smoke run's learning check uses: the head's peak, or mid-sweep for auto."""
+    from .run import sweep_middle
     from .train import parse_lr_max
 
     if exp.train.lr_max == "auto":
-        return (exp.find.start_lr * exp.find.end_lr) ** 0.5
+        return sweep_middle(exp)
     return max(parse_lr_max(exp.train.lr_max, 1))
 
 
@@ -853,7 +859,7 @@ def smoke_verify(
     exp: Any, lrs: str | None, out: Path | None, batches: int, timeout: float, as_json: bool
 ) -> None:
     from .history import write_json
-    from .run import find_built
+    from .run import find_built, sweep_middle
     from .smoke import run_smoke, temp_out
     from .verify import candidate_rates, parse_lrs, verify_rates
 
@@ -862,14 +868,14 @@ def smoke_verify(
             rates = parse_lrs(lrs)[:2]
         else:
             found = find_built(built)
-            centre = found.suggested_lr or (exp.find.start_lr * exp.find.end_lr) ** 0.5
+            centre = found.suggested_lr or sweep_middle(exp)
             rates = candidate_rates(centre, (1 / 3, 1.0))
         smoke_exp = built.experiment
         result = verify_rates(smoke_exp, rates, max_epochs=1)
         losses = [r.get("val_loss") for c in result.candidates for r in c["rounds"]]
         return f"{len(rates)} candidates, 1 round", [v for v in losses if v is not None], result
 
-    mid = (exp.find.start_lr * exp.find.end_lr) ** 0.5
+    mid = sweep_middle(exp)
     with smoke_reporting(as_json):
         line, result = run_smoke("verify", exp, batches, timeout, mid, body)
     write_json(temp_out(out) / "verify.json", result.to_dict())

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
-
-from rich.console import Console
 
 from .build import Built, build
 from .config import Experiment, resolved
@@ -46,6 +45,11 @@ def parse_seeds(text: str | None, default: int) -> list[int]:
     return seeds
 
 
+def sweep_middle(exp: Experiment) -> float:
+    """The geometric middle of the sweep: the stand-in rate when there is no suggestion."""
+    return (exp.find.start_lr * exp.find.end_lr) ** 0.5
+
+
 def find_settings(exp: Experiment) -> dict[str, Any]:
     """The `find:` section as keyword arguments for `find_lr`."""
     return exp.find.model_dump()
@@ -78,21 +82,22 @@ def find_built(
 
 
 def run_find(
-    exp: Experiment, seeds: list[int] | None = None, progress: Console | None = None
+    exp: Experiment,
+    seeds: list[int] | None = None,
+    progress: Callable[[str], AbstractContextManager[Any]] | None = None,
 ) -> FindResult:
-    """One sweep per seed; with several, the suggestion is their consensus."""
-    from .report import sweep_progress
+    """One sweep per seed; with several, the suggestion is their consensus.
 
+    `progress(label)` is a context manager yielding the `on_step` callback of one sweep (the
+    CLI passes a rich progress bar); it is entered once per seed.
+    """
     results: list[FindResult] = []
     for seed in seeds or [exp.seed]:
         run_exp = exp.model_copy(update={"seed": seed})
         built = build(run_exp)
-        if progress is not None:
-            label = f"find (seed {seed})" if len(seeds or []) > 1 else "find"
-            with sweep_progress(progress, exp.find.num_steps, label) as on_step:
-                result = find_built(built, on_step)
-        else:
-            result = find_built(built)
+        label = f"find (seed {seed})" if len(seeds or []) > 1 else "find"
+        with progress(label) if progress else nullcontext() as on_step:
+            result = find_built(built, on_step)
         results.append(result)
         if result.stop_reason == "interrupted":
             break
