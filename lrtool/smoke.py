@@ -24,6 +24,9 @@ from .finder import Snapshot
 from .runtime import autocast, preserved_rng
 
 FIND_STEPS = 10
+# Smoke batches hold at most this many samples: the model and the input shapes stay real, but
+# a 224-pixel resnet on 2 CPU cores must smoke in seconds, not minutes.
+SMOKE_BATCH_SIZE = 8
 
 # What a torchvision dataset looks like, so a missing one can be stood in for by FakeData.
 _IMAGE_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
@@ -57,7 +60,9 @@ def smoke_experiment(exp: Experiment, batches: int) -> tuple[Experiment, str | N
     }
     note = None
     # A few batches: worker processes would cost more to start than they save.
-    data = exp.data.model_copy(update={"num_workers": 0})
+    data = exp.data.model_copy(
+        update={"num_workers": 0, "batch_size": min(exp.data.batch_size, SMOKE_BATCH_SIZE)}
+    )
     updates["data"] = data
     if data.name.startswith("torchvision.") and not _torchvision_files_present(exp):
         cls = data.name.removeprefix("torchvision.")

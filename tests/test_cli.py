@@ -375,6 +375,7 @@ def test_compare_overlays_finds_and_rejects_mixed_kinds(tiny_yaml, tmp_path):
 
 
 def test_plot_save_writes_a_png(tiny_yaml, tmp_path):
+    pytest.importorskip("matplotlib")
     invoke("find", tiny_yaml, "--out", tmp_path, "--no-plot")
     result = invoke("plot", tmp_path / "find.json", "--save", tmp_path / "curve.png")
     assert result.exit_code == 0
