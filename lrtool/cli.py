@@ -708,11 +708,14 @@ def verify(
         ),
     ] = None,
     epochs: Annotated[
-        int, typer.Option("--epochs", min=1, help="Epochs of the first round (doubles after).")
-    ] = 1,
-    max_epochs: Annotated[
         int | None,
-        typer.Option(help="Longest round (default: train.epochs).", show_default=False),
+        typer.Option(
+            "--epochs",
+            min=1,
+            help="Epochs of the real training, which the final round trains (train.epochs; "
+            "default 5).",
+            show_default=False,
+        ),
     ] = None,
     plot: PlotOpt = None,
     out: OutOpt = None,
@@ -724,14 +727,14 @@ def verify(
     smoke_timeout: SmokeTimeoutOpt = 120.0,
     debug: DebugOpt = False,
 ) -> None:
-    """Train short one-cycle runs around the suggestion and keep the best (successive halving)."""
+    """Screen candidate rates on short runs, then judge the best two at the real length."""
     with handled(debug):
         from .config import load_experiment
         from .errors import ConfigError
 
         if lrs is not None and from_ is not None:
             raise ConfigError("--lrs and --from both choose the candidates: give one.")
-        exp = load_experiment(experiment, set_, {"device": device})
+        exp = load_experiment(experiment, set_, {"device": device, "train.epochs": epochs})
         if smoke:
             smoke_verify(exp, lrs, out, smoke_batches, smoke_timeout, as_json)
             return
@@ -742,8 +745,6 @@ def verify(
                 folder,
                 lrs=lrs,
                 from_=from_,
-                first_epochs=epochs,
-                max_epochs=max_epochs or exp.train.epochs,
                 main=main,
                 as_json=as_json,
                 plot=want_plot(plot, as_json),
@@ -752,18 +753,20 @@ def verify(
 
 def _verify_candidates(
     exp: Any, folder: Path, lrs: str | None, from_: Path | None, main: bool
-) -> tuple[list[float], float | None]:
-    """The rates to try and the suggestion they surround (None with --lrs)."""
+) -> tuple[list[float], float | None, str, float | None]:
+    """The rates to try, the suggestion (None without one), where the centre came from
+    ("lrs", "suggestion" or "robust_minimum") and the centre itself."""
     from .build import build
     from .history import read_json, save_find
     from .report import sweep_progress
     from .run import find_built
-    from .verify import candidate_rates, parse_lrs
+    from .verify import BRACKET_MIN_POINTS, bracket_centre, candidate_rates, parse_lrs
 
     if lrs is not None:
-        return parse_lrs(lrs), None
+        return parse_lrs(lrs), None, "lrs", None
     if from_ is not None:
-        suggested = read_json(from_).get("suggested_lr")
+        data = read_json(from_)
+        suggested, history = data.get("suggested_lr"), data.get("history") or {}
         source = str(from_)
     else:
         with sweep_progress(err_console, exp.find.num_steps) as on_step:
@@ -772,12 +775,18 @@ def _verify_candidates(
             save_find(folder, found, exp)
         if found.stop_reason == "interrupted":
             raise KeyboardInterrupt
-        suggested, source = found.suggested_lr, "the finder"
-    if suggested is None:
+        suggested, history, source = found.suggested_lr, found.history, "the finder"
+    if suggested is not None:
+        return candidate_rates(suggested), suggested, "suggestion", suggested
+    # No suggestion: bracket the curve's robust raw-loss minimum instead.
+    centre = bracket_centre(history.get("lr") or [], history.get("loss") or [])
+    if centre is None:
         raise NoSuggestion(
-            f"verify: {source} has no suggested rate to verify around; give --lrs instead."
+            f"verify: {source} has no suggested rate, and its curve has too few usable points "
+            f"to find its lowest loss (at least {BRACKET_MIN_POINTS} finite ones needed): run "
+            "the finder with more steps (find.num_steps) or give the candidates with --lrs."
         )
-    return candidate_rates(suggested), suggested
+    return candidate_rates(centre), None, "robust_minimum", centre
 
 
 def run_verify(
@@ -786,8 +795,6 @@ def run_verify(
     *,
     lrs: str | None,
     from_: Path | None,
-    first_epochs: int,
-    max_epochs: int,
     main: bool,
     as_json: bool,
     plot: bool,
@@ -795,42 +802,45 @@ def run_verify(
     from .config import resolved
     from .history import write_json
     from .report import fmt_lr, verify_round_table
-    from .verify import ranking_metric, verify_rates
+    from .verify import BRACKET_DIVISOR, ranking_metric, verify_rates
 
     console = stdout_console(as_json)
-    rates, suggested = _verify_candidates(exp, folder, lrs, from_, main)
+    rates, suggested, centre, centre_lr = _verify_candidates(exp, folder, lrs, from_, main)
     metric, higher = ranking_metric(exp)
+    if centre == "robust_minimum":
+        console.print(
+            f"verify: no suggested rate; the candidates surround the lowest point of the loss "
+            f"curve / {BRACKET_DIVISOR:g} = {fmt_lr(centre_lr)}"
+        )
     console.print(
         f"verify: {len(rates)} candidates ({', '.join(fmt_lr(r) for r in rates)}), "
-        f"ranked by {metric}"
+        f"ranked by {metric}; the final round trains the real {exp.train.epochs} epochs"
     )
 
-    def on_run(round_number: int, lr: float, epochs: int) -> None:
+    def on_run(round_number: int, lr: float, epochs: float) -> None:
         err_console.print(
-            f"  round {round_number}: training lr {fmt_lr(lr)} for {epochs} "
-            f"epoch{'s' if epochs > 1 else ''}",
+            f"  round {round_number}: training lr {fmt_lr(lr)} for {epochs:g} "
+            f"epoch{'' if epochs == 1 else 's'}",
             highlight=False,
         )
 
     def on_round(round_number: int, rows: list[dict[str, Any]]) -> None:
         console.print(verify_round_table(round_number, rows, metric))
 
-    result = verify_rates(
-        exp,
-        rates,
-        first_epochs=first_epochs,
-        max_epochs=max_epochs,
-        suggested_lr=suggested,
-        on_round=on_round,
-        on_run=on_run,
-    )
+    result = verify_rates(exp, rates, suggested_lr=suggested, on_round=on_round, on_run=on_run)
+    result.centre, result.centre_lr = centre, centre_lr
     result.config = resolved(exp)
     if main:
         write_json(folder / "verify.json", result.to_dict())
     if plot and result.candidates:
         from .plot import metric_vs_lr_chart
 
-        first = [(c["lr"], c["rounds"][0].get(metric)) for c in result.candidates if c["rounds"]]
+        first = [
+            (c["lr"], r.get(metric))
+            for c in result.candidates
+            for r in c["rounds"][:1]
+            if r["round"] == 1
+        ]
         show_chart(
             console,
             metric_vs_lr_chart(
@@ -840,14 +850,20 @@ def run_verify(
                 best=result.best_lr,
             ),
         )
+    if result.widened:
+        console.print(
+            "the winner was at the edge of the rates tried: widened with "
+            + ", ".join(fmt_lr(r) for r in result.widened)
+        )
     if result.best_lr is not None:
         note = f" (the suggestion was {fmt_lr(suggested)})" if suggested else ""
-        console.print(
-            f"[bold green]best_lr = {fmt_lr(result.best_lr)}[/]{note}; "
-            f"{result.budget_epochs_total} epochs in all"
-        )
+        console.print(f"[bold green]best_lr = {fmt_lr(result.best_lr)}[/]{note}")
     else:
         console.print("[yellow]no candidate finished without diverging[/]")
+    console.print(
+        f"cost: {result.budget_epochs_total:g} epochs in all, "
+        f"{result.cost_vs_one_training:g} x one training of {result.full_epochs} epochs"
+    )
     console.print(f"files: {folder}")
     if as_json:
         emit_json(result.to_dict())
@@ -871,7 +887,8 @@ def smoke_verify(
             centre = found.suggested_lr or sweep_middle(exp)
             rates = candidate_rates(centre, (1 / 3, 1.0))
         smoke_exp = built.experiment
-        result = verify_rates(smoke_exp, rates, max_epochs=1)
+        # One round of 1 epoch at two rates: a smoke run checks it runs, not which rate wins.
+        result = verify_rates(smoke_exp, rates, max_epochs=1, max_widenings=0)
         losses = [r.get("val_loss") for c in result.candidates for r in c["rounds"]]
         return f"{len(rates)} candidates, 1 round", [v for v in losses if v is not None], result
 

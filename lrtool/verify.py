@@ -1,23 +1,49 @@
-"""Does the suggested rate actually give the best model? Short one-cycle runs decide.
+"""Does the suggested rate actually give the best model? One-cycle runs decide.
 
 `lrtool verify` trains the experiment at a few candidate peak rates (by default the finder's
 suggestion times 1/10, 1/3, 1, 3 and 10) and keeps the best by the validation metric:
-accuracy when the experiment has it, else the validation loss. The budget is spent by
-successive halving (Jamieson & Talwalkar 2016, "Non-stochastic Best Arm Identification and
-Hyperparameter Optimization"): every candidate trains a short budget, the better half
-(rounded up) trains again with twice the budget, until one candidate is left or the next
-budget would exceed `max_epochs`.
+accuracy when the experiment has it, else the validation loss. Two rounds:
 
-Each round trains FROM SCRATCH: a fresh build with the experiment's seed, then a whole
-one-cycle over that round's epochs. One-cycle is one schedule over the whole run (warm-up,
-peak, anneal to almost zero), so continuing a finished 1-epoch cycle for 2 more epochs is not
-a 2-epoch one-cycle; only a fresh run tells how the rate does under the schedule it would
-really be used with. Re-training costs at most a factor of two (1 + 2 + 4 + ... < 2 x the
-last round), and the same seed means every candidate starts from the same weights and sees
-the same batches, so the rate is the only difference.
+1) Screen: every candidate trains a one-cycle over `SCREEN_FRACTION` (a fifth) of the real
+   run: a fifth of `train.epochs`, in whole epochs when that is at least one epoch, else one
+   epoch cut to its first batches (at least `MIN_SCREEN_BATCHES`). Its winner and the next
+   LOWER candidate go on (`FINALISTS`, 2; the next higher when the winner is the lowest).
+2) Final: the finalists train the real run, `train.epochs`, and the winner is judged there.
 
-A known bias: a 1-epoch cycle has a very short warm-up, so the first round is hard on high
-rates that a longer cycle would have tolerated. A larger `first_epochs` softens it.
+Why the last round is full length: the rate that wins a short run is not the one that wins
+the long run (short-horizon bias; Wu, Ren, Liao & Grosse 2018, "Understanding Short-Horizon
+Bias in Stochastic Meta-Optimization"). With one-cycle the short runs favour HIGH rates: a
+short cycle takes few steps, so a larger peak wins by covering more ground, while over the
+real run the same peak has many more steps in which to go unstable. lrtool's earlier 1-, 2-
+and 4-epoch rounds picked a decade too high on some tasks. Only a run at the real length is
+free of that bias, so the final comparison is one; the short screen is kept only to spend
+those full runs on two candidates instead of five. Because the screen leans high, its winner
+is where the real best lies or just above it: the final pits it against the next lower
+candidate, not against the screen's runner-up, which is as often the next HIGHER one (on
+digits the screen ranked 0.46 and 1.5 first and second; at 5 epochs 0.15 beat 0.46).
+
+Being too high costs more than being too low: the best rate often sits just under the rate
+where training diverges. So when two full-length runs score within noise of each other
+(`ACCURACY_TOLERANCE`, 0.25 accuracy points; `LOSS_TOLERANCE`, 0.5% of the validation loss),
+the lower rate wins. When the winner is the smallest or the largest rate tried and won by
+more than the noise, the best may lie beyond: one more rate, one candidate spacing further
+out, trains the full run and is compared (at most `MAX_WIDENINGS` times). A winner whose
+higher neighbour diverged is not at an edge: that neighbour found the cliff. A winner that
+only won a tie is not widened either: flat scores would make every lower rate win again.
+
+Cost, in epochs of training: 5 x 1/5 + 2 x 1 = 3 real runs, plus one per widening. One of the
+two final runs is the real training at the chosen rate (same seed, same schedule: with
+`train.freeze_epochs` 0 it is the run `lrtool train --lr-max <best_lr>` makes), so choosing
+costs two trainings beyond the one you would run anyway.
+
+Every run trains FROM SCRATCH: a fresh build with the experiment's seed, then a whole
+one-cycle over that run's length. One-cycle is one schedule over the whole run (warm-up,
+peak, anneal to almost zero), so continuing a short cycle is not a longer one-cycle. The same
+seed means every candidate starts from the same weights and sees the same batches, so the
+rate is the only difference.
+
+When the finder gives no suggestion, the candidates are centred on the rate at the lowest
+point of its raw loss, robustly smoothed, divided by `BRACKET_DIVISOR` (`bracket_centre`).
 
 Nothing here parses options, prints or writes files: the CLI does that with the result.
 """
@@ -30,6 +56,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+from numpy.typing import ArrayLike
+
 from .build import build
 from .config import Experiment
 from .errors import ConfigError
@@ -40,10 +69,29 @@ from .run import train_built
 # decade and a decade either side cover where the best rate is found in practice.
 DEFAULT_FACTORS = (0.1, 1 / 3, 1.0, 3.0, 10.0)
 
+# The screen: each candidate trains this share of the real run...
+SCREEN_FRACTION = 0.2
+# ...but never fewer batches than this: a one-cycle of a handful of steps measures nothing.
+MIN_SCREEN_BATCHES = 8
+# Candidates that go on from the screen to the full-length final.
+FINALISTS = 2
+# Full-length runs within this much of the best count as a tie, won by the lower rate.
+ACCURACY_TOLERANCE = 0.0025  # 0.25 accuracy points (accuracy is a fraction)
+LOSS_TOLERANCE = 0.005  # 0.5% of the best validation loss
+# How many times the bracket may grow by one rate when the winner sits at its edge.
+MAX_WIDENINGS = 2
+
+# No suggestion: the loss curve's robust minimum (a running median over this many decades of
+# rate, lowest point before the median first doubles from its running minimum) / this divisor.
+BRACKET_MEDIAN_DECADES = 0.5
+BRACKET_BLOW_UP = 2.0
+BRACKET_DIVISOR = 3.0
+BRACKET_MIN_POINTS = 4
+
 LRS_KEY = "--lrs"
 
 OnRound = Callable[[int, list[dict[str, Any]]], None]
-OnRun = Callable[[int, float, int], None]
+OnRun = Callable[[int, float, float], None]
 
 
 # --- pure helpers -------------------------------------------------------------------------
@@ -53,45 +101,118 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def halving_schedule(
-    n_candidates: int, first_epochs: int = 1, max_epochs: int | None = None
-) -> list[tuple[int, int]]:
-    """The rounds of successive halving: (candidates entering the round, epochs each trains).
+@dataclass(frozen=True)
+class Round:
+    """One round of verify: how many candidates enter it and how long each one trains.
 
-    Each round keeps the better half, rounded up, and doubles the epochs. It stops when one
-    candidate is left (it is the winner: a round of one compares nothing, so it is not
-    trained) or when the next round's epochs would exceed `max_epochs`.
+    Each run is a fresh one-cycle over `epochs` epochs; with `batches` set (only when epochs is
+    1) that single epoch is cut to its first `batches` batches and the cycle spans just those.
+    `run_epochs` is what one run costs in epochs: epochs, or batches / batches per epoch.
+    """
 
-    >>> halving_schedule(5)
-    [(5, 1), (3, 2), (2, 4)]
-    >>> halving_schedule(5, max_epochs=2)
-    [(5, 1), (3, 2)]
+    candidates: int
+    epochs: int
+    batches: int | None
+    run_epochs: float
+
+    @property
+    def cost_epochs(self) -> float:
+        return self.candidates * self.run_epochs
+
+
+def run_length(
+    fraction: float,
+    epochs: int,
+    batches_per_epoch: int,
+    min_batches: int = MIN_SCREEN_BATCHES,
+) -> tuple[int, int | None]:
+    """(epochs, batches) of a one-cycle run cut to `fraction` of a run of `epochs` epochs.
+
+    At least one epoch's worth: whole epochs, rounded to the nearest (a fifth of 12 epochs is
+    2). Less: one epoch cut to round(fraction x the run's batches) batches, at least
+    `min_batches`; batches None means whole epochs.
+
+    >>> run_length(0.2, 10, 8)
+    (2, None)
+    >>> run_length(0.2, 4, 100)
+    (1, 80)
+    """
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"the screen fraction must be in (0, 1], got {fraction!r}.")
+    if not _whole(epochs) or epochs < 1:
+        raise ConfigError(f"the real run must be a whole number of epochs >= 1, got {epochs!r}.")
+    if not _whole(batches_per_epoch) or batches_per_epoch < 1:
+        raise ConfigError(
+            f"an epoch must hold a whole number of batches >= 1, got {batches_per_epoch!r}."
+        )
+    if fraction * epochs >= 1:
+        return max(1, min(epochs, round(fraction * epochs))), None
+    batches = max(min_batches, round(fraction * epochs * batches_per_epoch))
+    if batches >= batches_per_epoch:
+        return 1, None
+    return 1, batches
+
+
+def verify_schedule(
+    n_candidates: int,
+    epochs: int,
+    batches_per_epoch: int,
+    screen_fraction: float = SCREEN_FRACTION,
+    finalists: int = FINALISTS,
+) -> list[Round]:
+    """The rounds verify trains: a short screen, then the finalists at the real length.
+
+    `epochs` is the real run (`train.epochs`). More candidates than `finalists`: a screen at
+    `screen_fraction` of the run keeps `finalists` (`pick_finalists`), which train the full
+    run.
+    Otherwise, or when the screen would be the full run anyway (a tiny epoch), one round at
+    the full length. One candidate: nothing to compare, nothing to train.
+
+    >>> [(r.candidates, r.epochs, r.batches) for r in verify_schedule(5, 10, 8)]
+    [(5, 2, None), (2, 10, None)]
     """
     if not _whole(n_candidates) or n_candidates < 1:
         raise ConfigError(
             f"verify needs at least one candidate rate, got {n_candidates!r} candidates."
         )
-    if not _whole(first_epochs) or first_epochs < 1:
-        raise ConfigError(
-            "first_epochs (the epochs every candidate trains in the first round) must be a "
-            f"whole number >= 1, got {first_epochs!r}."
-        )
-    if max_epochs is not None and (not _whole(max_epochs) or max_epochs < first_epochs):
-        raise ConfigError(
-            "max_epochs (the most epochs a round may train) must be a whole number >= "
-            f"first_epochs ({first_epochs}), got {max_epochs!r}."
-        )
-    rounds: list[tuple[int, int]] = []
-    alive, epochs = n_candidates, first_epochs
-    while alive > 1 and (max_epochs is None or epochs <= max_epochs):
-        rounds.append((alive, epochs))
-        alive, epochs = math.ceil(alive / 2), epochs * 2
-    return rounds
+    if not _whole(finalists) or finalists < 1:
+        raise ConfigError(f"finalists must be a whole number >= 1, got {finalists!r}.")
+    screen_epochs, screen_batches = run_length(screen_fraction, epochs, batches_per_epoch)
+    if n_candidates == 1:
+        return []
+    full = Round(n_candidates, epochs, None, float(epochs))
+    if n_candidates <= finalists or (screen_epochs, screen_batches) == (epochs, None):
+        return [full]
+    screen_run = screen_epochs if screen_batches is None else screen_batches / batches_per_epoch
+    screen_run = float(screen_run)
+    return [
+        Round(n_candidates, screen_epochs, screen_batches, screen_run),
+        Round(finalists, epochs, None, float(epochs)),
+    ]
 
 
-def schedule_epochs(schedule: Sequence[tuple[int, int]]) -> int:
-    """Total epochs a completed schedule trains: candidates x epochs, summed over rounds."""
-    return sum(n * epochs for n, epochs in schedule)
+def pick_finalists(
+    rates: Sequence[float], winner: float, finalists: int = FINALISTS
+) -> list[float]:
+    """The screen's winner and the next lower candidates, `finalists` in all, smallest first.
+
+    The screen's short cycles favour high rates, so the real best is at the winner or below
+    it. When there are not enough lower rates, the next higher ones fill the places.
+
+    >>> pick_finalists([0.01, 0.03, 0.1, 0.3, 1.0], 0.3)
+    [0.1, 0.3]
+    >>> pick_finalists([0.01, 0.03, 0.1, 0.3, 1.0], 0.01)
+    [0.01, 0.03]
+    """
+    ordered = sorted(rates)
+    i = ordered.index(winner)
+    low = max(0, min(i - (finalists - 1), len(ordered) - finalists))
+    return ordered[low : low + finalists]
+
+
+def schedule_epochs(schedule: Sequence[Round]) -> float:
+    """Total epochs a completed schedule trains (widenings apart): candidates x run length."""
+    return sum(r.cost_epochs for r in schedule)
 
 
 def _diverged(score: float | None) -> bool:
@@ -105,7 +226,7 @@ def survivors(
     higher_is_better: bool,
     val_losses: dict[float, float | None] | None = None,
 ) -> list[float]:
-    """The `keep` best rates, best first.
+    """The `keep` best rates, best first: how the screen ranks.
 
     A None or non-finite score (a diverged run) always ranks last, whichever direction is
     better. A small validation set ties often (accuracy on 30 samples moves in steps of 3.3
@@ -126,6 +247,67 @@ def survivors(
     return sorted(scores, key=key)[:keep]
 
 
+def within_noise(score: float, best: float, higher_is_better: bool) -> bool:
+    """Is `score` as good as `best` up to the noise of a validation score?
+
+    Accuracy: within ACCURACY_TOLERANCE (0.25 points). A loss: within LOSS_TOLERANCE (0.5%)
+    of the best loss's size.
+    """
+    if higher_is_better:
+        return score >= best - ACCURACY_TOLERANCE
+    return score <= best + LOSS_TOLERANCE * abs(best)
+
+
+def rank_lower_within_noise(
+    scores: dict[float, float | None], higher_is_better: bool
+) -> list[float]:
+    """How full-length runs rank, best first: the lowest rate within noise of the best wins.
+
+    Too high a rate costs more than too low (the best often sits just under the divergence
+    cliff), so a higher rate must beat a lower one by more than the noise (`within_noise`).
+    Repeated on what is left for the next places; diverged runs last, smaller rate first.
+    """
+    finite = {lr: s for lr, s in scores.items() if not _diverged(s)}
+    ranked: list[float] = []
+    while finite:
+        pick = max if higher_is_better else min
+        best = pick(finite.values())
+        winner = min(lr for lr, s in finite.items() if within_noise(s, best, higher_is_better))
+        ranked.append(winner)
+        del finite[winner]
+    return ranked + sorted(lr for lr in scores if lr not in ranked)
+
+
+def clear_win(scores: dict[float, float | None], higher_is_better: bool) -> bool:
+    """Did the best full-length score beat every other one by more than the noise?
+
+    A winner chosen only because ties go to the lower rate says the scores are flat there:
+    widening past it would only find more ties (each won by a still lower rate).
+    """
+    finite = [s for s in scores.values() if not _diverged(s)]
+    if not finite:
+        return False
+    best = (max if higher_is_better else min)(finite)
+    return sum(within_noise(s, best, higher_is_better) for s in finite) == 1
+
+
+def widened_rate(tried: Sequence[float], winner: float) -> float | None:
+    """The next rate to try when `winner` sits at the edge of the rates tried, else None.
+
+    The edge is the smallest or the largest rate tried; the step is the spacing of the two
+    rates at that edge (a factor of 10/3 between the default candidates). A winner below a
+    higher rate that diverged is not at the edge: that rate was tried, and found the cliff.
+    """
+    rates = sorted(tried)
+    if len(rates) < 2 or winner not in rates:
+        return None
+    if winner == rates[0]:
+        return rates[0] / (rates[1] / rates[0])
+    if winner == rates[-1]:
+        return rates[-1] * (rates[-1] / rates[-2])
+    return None
+
+
 def _positive(value: float) -> bool:
     return math.isfinite(value) and value > 0
 
@@ -139,6 +321,54 @@ def candidate_rates(suggested: float, factors: Sequence[float] = DEFAULT_FACTORS
     if not factors or not all(_positive(f) for f in factors):
         raise ConfigError(f"factors must be positive and finite numbers, got {list(factors)!r}.")
     return sorted({suggested * f for f in factors})
+
+
+def robust_minimum(lr: ArrayLike, loss: ArrayLike) -> float | None:
+    """The rate at the lowest point of a range test's raw loss, robust to its noise.
+
+    1) Keep the curve up to its first non-finite value (after a NaN the weights are garbage).
+    2) A running median over BRACKET_MEDIAN_DECADES (half a decade) of rate, centred, so a
+       spike or a lucky batch does not move the minimum and the curve does not lag.
+    3) Its lowest point before it first rises to BRACKET_BLOW_UP (2) x its running minimum:
+       past the blow-up a loss can settle low again at absurd rates. A median flattens the
+       bottom of a valley over a few points: the middle of that flat bottom.
+    None when fewer than BRACKET_MIN_POINTS points are usable or the rates do not increase.
+    """
+    lr = np.asarray(lr, dtype=float).reshape(-1)
+    loss = np.asarray(loss, dtype=float).reshape(-1)
+    if lr.shape != loss.shape:
+        raise ValueError(f"lr and loss differ in length: {lr.size} and {loss.size}")
+    usable = np.isfinite(lr) & np.isfinite(loss) & (lr > 0)
+    n = lr.size if usable.all() else int(np.argmin(usable))
+    lr, loss = lr[:n], loss[:n]
+    if n < BRACKET_MIN_POINTS:
+        return None
+    log_lr = np.log10(lr)
+    if np.any(np.diff(log_lr) <= 0):
+        return None
+    per_decade = (n - 1) / (log_lr[-1] - log_lr[0])
+    half = int(round(BRACKET_MEDIAN_DECADES * per_decade)) // 2
+    padded = np.pad(loss, half, mode="edge")
+    median = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1), axis=1)
+    end = n
+    if np.all(median > 0):
+        risen = np.flatnonzero(median > BRACKET_BLOW_UP * np.minimum.accumulate(median))
+        end = int(risen[0]) if risen.size else n
+    lowest = int(np.argmin(median[:end]))
+    flat = np.isclose(median[lowest:end], median[lowest], rtol=1e-12, atol=0.0)
+    width = int(np.argmin(flat)) if not flat.all() else flat.size
+    return float(lr[lowest + (width - 1) // 2])
+
+
+def bracket_centre(lr: ArrayLike, loss: ArrayLike) -> float | None:
+    """The centre of the candidates when the finder gives no suggestion: robust_minimum / 3.
+
+    A third, because the best one-cycle peak sits below the loss minimum of a range test (the
+    minimum is where the sweep's loss is about to blow up) and too high costs more than too
+    low. None when even the minimum cannot be found (too few points).
+    """
+    lowest = robust_minimum(lr, loss)
+    return None if lowest is None else lowest / BRACKET_DIVISOR
 
 
 def parse_lrs(text: str) -> list[float]:
@@ -171,33 +401,45 @@ def parse_lrs(text: str) -> list[float]:
 class VerifyResult:
     """The outcome of `lrtool verify`; `to_dict()` is verify.json.
 
-    `candidates`: one entry per rate, smallest first: {"lr", "rounds"}, one round record per
-    round it trained in: {"epochs", "val_loss", each metric, "stop_reason", "elapsed_s",
-    "rank", "kept"}. Metrics are None for a run that diverged (stop_reason "nan"); "rank"
-    (1 = best) and "kept" (went on to the next round, or won the last one) are None in a
-    round that Ctrl-C cut short.
+    `candidates`: one entry per rate, smallest first: {"lr", "rounds"}, one record per run it
+    trained: {"round", "epochs" (the run's length; a fraction when an epoch was cut),
+    "batches" (None: whole epochs), "val_loss", each metric, "stop_reason", "elapsed_s",
+    "rank", "kept"}. Metrics are None for a run that diverged (stop_reason "nan"). In the
+    screen "rank" is among the screened and "kept" means it went on to the final; full-length
+    runs (the final and any widening) are ranked together, so after a widening their "rank"
+    is among every full-length run and "kept" marks the winner. Both are None in a round that
+    Ctrl-C cut short.
     """
 
     candidates: list[dict[str, Any]]
     best_lr: float | None  # None: interrupted in round 1, or every finalist diverged
-    suggested_lr: float | None  # the finder's suggestion the candidates came from; None: --lrs
-    # Epochs of every run: a run stopped by a NaN loss counts its round's full budget (as the
-    # grid in `lrtool.bench` is charged for a diverged rate), an interrupted run counts the
-    # epochs it completed. A completed verify costs exactly schedule_epochs(schedule).
-    budget_epochs_total: int
+    suggested_lr: float | None  # the finder's suggestion; None with --lrs or without one
+    # Epochs of every run: a run stopped by a NaN loss counts its full length (as a grid is
+    # charged for a diverged rate), an interrupted run the epochs it completed. A completed
+    # verify without widening costs exactly schedule_epochs(schedule).
+    budget_epochs_total: float
+    # budget_epochs_total / the real run's epochs (train.epochs): 3.0 means three trainings.
+    cost_vs_one_training: float
+    full_epochs: int  # the real run, which the final round trains
     metric: str  # what ranks the candidates: "accuracy" (higher is better) or "val_loss"
     stop_reason: str  # completed | interrupted
     seed: int | None
     elapsed_s: float
-    schedule: list[tuple[int, int]] = field(default_factory=list)  # as planned
+    schedule: list[Round] = field(default_factory=list)  # as planned, widenings apart
+    widened: list[float] = field(default_factory=list)  # rates added at the edge, in order
+    # Where the candidates came from: "suggestion", "robust_minimum" (no suggestion: the
+    # curve's robust minimum / 3, in centre_lr) or "lrs" (given).
+    centre: str = "suggestion"
+    centre_lr: float | None = None
+    device: str | None = None
+    world_size: int = 1
+    effective_batch_size: int | None = None
     config: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=versions)
     kind: str = "verify"
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["schedule"] = [list(r) for r in self.schedule]
-        return data
+        return asdict(self)
 
 
 def ranking_metric(exp: Experiment) -> tuple[str, bool]:
@@ -217,23 +459,94 @@ def _finite_or_none(value: Any) -> Any:
 # --- the search ---------------------------------------------------------------------------
 
 
+class _Search:
+    """The state of one verify: every run's record, the budget spent, the full-length pool."""
+
+    def __init__(self, exp: Experiment, metric: str, higher: bool, on_run: OnRun | None) -> None:
+        self.exp = exp
+        self.metric = metric
+        self.higher = higher
+        self.on_run = on_run
+        self.records: dict[float, list[dict[str, Any]]] = {}
+        self.budget = 0.0
+        self.batches_per_epoch: int | None = None
+        self.built: Any = None  # the first build, kept for the first run
+        self.full: dict[float, float | None] = {}  # rate -> full-length score
+
+    def first_build(self) -> Any:
+        self.built = build(self.exp)
+        self.batches_per_epoch = len(self.built.train_data)
+        return self.built
+
+    def train(self, number: int, lr: float, rnd: Round) -> float | None:
+        """One fresh run; records it and returns its score (None: diverged)."""
+        if self.on_run is not None:
+            self.on_run(number, lr, _tidy(rnd.run_epochs))
+        built, self.built = self.built or build(self.exp), None
+        if rnd.batches is not None:
+            built.train_data.limit(rnd.batches)
+        result = train_built(built, lr, epochs=rnd.epochs, freeze_epochs=0)
+        if result.stop_reason == "interrupted":
+            # fit_one_cycle catches Ctrl-C itself: its epochs were trained all the same.
+            self.budget += len(result.epochs) * rnd.run_epochs / rnd.epochs
+            raise KeyboardInterrupt
+        self.budget += rnd.run_epochs
+        # After a NaN loss the last evaluation predates the blow-up: not a result.
+        finished = result.stop_reason == "completed"
+        values = {k: _finite_or_none(v) if finished else None for k, v in result.final.items()}
+        self.records.setdefault(lr, []).append(
+            {
+                "round": number,
+                "epochs": _tidy(rnd.run_epochs),
+                "batches": rnd.batches,
+                **values,
+                "stop_reason": result.stop_reason,
+                "elapsed_s": result.elapsed_s,
+                "rank": None,
+                "kept": None,
+            }
+        )
+        return values.get(self.metric)
+
+    def rank_full(self) -> float | None:
+        """Rank every full-length run so far; the winner, None when all diverged."""
+        ranked = rank_lower_within_noise(self.full, self.higher)
+        for rank, lr in enumerate(ranked, start=1):
+            self.records[lr][-1].update(rank=rank, kept=rank == 1)
+        return None if _diverged(self.full[ranked[0]]) else ranked[0]
+
+    def rows(self, rates: Sequence[float]) -> list[dict[str, Any]]:
+        return [{"lr": lr, **self.records[lr][-1]} for lr in sorted(rates)]
+
+
+def _tidy(epochs: float) -> float | int:
+    # 2.0 epochs reads as 2; a cut epoch keeps three decimals (0.783).
+    return int(epochs) if float(epochs).is_integer() else round(epochs, 3)
+
+
 def verify_rates(
     exp: Experiment,
     rates: Sequence[float],
     *,
-    first_epochs: int = 1,
     max_epochs: int | None = None,
     suggested_lr: float | None = None,
+    screen_fraction: float = SCREEN_FRACTION,
+    finalists: int = FINALISTS,
+    max_widenings: int = MAX_WIDENINGS,
     on_round: OnRound | None = None,
     on_run: OnRun | None = None,
 ) -> VerifyResult:
-    """Successive halving over `rates`: the rate whose one-cycle run validates best.
+    """The rate whose one-cycle run at the real length validates best (see the module doc).
 
-    Every run is `train_built(build(exp), lr, epochs=<round's epochs>, freeze_epochs=0)`:
-    a fresh build with the experiment's seed and its `train:` settings, the main cycle only.
-    `on_run(round_number, lr, epochs)` is called before each run and `on_round(round_number,
-    rows)` after each completed round (round numbers start at 1); each row is a round record
-    (see VerifyResult) with the candidate's "lr" added, smallest rate first.
+    `max_epochs` is the real run the final round trains (default `train.epochs`). Every run
+    is `train_built(build(exp), lr, epochs=..., freeze_epochs=0)`: a fresh build with the
+    experiment's seed and its `train:` settings, the main cycle only, its training data cut
+    to the round's batches when the round is shorter than an epoch. `on_run(round_number, lr,
+    epochs)` is called before each run (epochs: the run's length, a fraction for a cut epoch)
+    and `on_round(round_number, rows)` after each completed round (numbers start at 1; the
+    screen, the final, then one round per widening). Rows are run records (see VerifyResult)
+    with the candidate's "lr" added, smallest rate first: the screen's candidates, or after a
+    full-length round every full-length run so far.
 
     Ctrl-C (between runs, in a callback or inside training) stops the search: the result
     keeps every finished run, stop_reason is "interrupted" and best_lr is the best of the
@@ -247,121 +560,71 @@ def verify_rates(
         raise ConfigError(f"verify needs positive, finite candidate rates; got {rates!r}.")
     if len(set(rates)) != len(rates):
         raise ConfigError(f"verify: a candidate rate appears twice in {rates!r}.")
+    if not _whole(max_widenings) or max_widenings < 0:
+        raise ConfigError(f"max_widenings must be a whole number >= 0, got {max_widenings!r}.")
     rates = sorted(rates)
-    schedule = halving_schedule(len(rates), first_epochs, max_epochs)
-    metric, higher_is_better = ranking_metric(exp)
-    records: dict[float, list[dict[str, Any]]] = {lr: [] for lr in rates}
-    alive = list(rates)
+    full_epochs = exp.train.epochs if max_epochs is None else max_epochs
+    metric, higher = ranking_metric(exp)
+    search = _Search(exp, metric, higher, on_run)
+    built = search.first_build()
+    schedule = verify_schedule(
+        len(rates), full_epochs, search.batches_per_epoch, screen_fraction, finalists
+    )
+    search.records = {lr: [] for lr in rates}
     best_lr: float | None = rates[0] if not schedule else None
-    budget = 0
+    widened: list[float] = []
     stop_reason = "completed"
 
     try:
-        for number, (_, epochs) in enumerate(schedule, start=1):
-            scores: dict[float, float | None] = {}
-            val_losses: dict[float, float | None] = {}
-            for lr in alive:
-                if on_run is not None:
-                    on_run(number, lr, epochs)
-                result = train_built(build(exp), lr, epochs=epochs, freeze_epochs=0)
-                if result.stop_reason == "interrupted":
-                    # fit_one_cycle catches Ctrl-C itself: its epochs were trained all the same.
-                    budget += len(result.epochs)
-                    raise KeyboardInterrupt
-                budget += epochs
-                # After a NaN loss the last evaluation predates the blow-up: not a result.
-                finished = result.stop_reason == "completed"
-                values = {
-                    k: _finite_or_none(v) if finished else None for k, v in result.final.items()
-                }
-                records[lr].append(
-                    {
-                        "epochs": epochs,
-                        **values,
-                        "stop_reason": result.stop_reason,
-                        "elapsed_s": result.elapsed_s,
-                        "rank": None,
-                        "kept": None,
-                    }
-                )
-                scores[lr] = values.get(metric)
-                val_losses[lr] = values.get("val_loss")
-            ranked = survivors(scores, len(scores), higher_is_better, val_losses)
-            last_round = number == len(schedule)
-            # The last round keeps only its winner; the others keep the better half.
-            keep = 1 if last_round else math.ceil(len(alive) / 2)
-            alive = sorted(ranked[:keep])  # every round trains smallest rate first
-            best_lr = None if _diverged(scores[ranked[0]]) else ranked[0]
-            for rank, lr in enumerate(ranked, start=1):
-                records[lr][-1].update(rank=rank, kept=rank <= keep)
+        alive, number = list(rates), 0
+        for number, rnd in enumerate(schedule, start=1):
+            scores = {lr: search.train(number, lr, rnd) for lr in alive}
+            if number == len(schedule):  # the final: the real length
+                search.full.update(scores)
+                best_lr = search.rank_full()
+                rows = search.rows(search.full)
+            else:  # the screen: its winner and the next lower rate go on to the final
+                val_losses = {lr: search.records[lr][-1].get("val_loss") for lr in alive}
+                ranked = survivors(scores, len(scores), higher, val_losses)
+                alive = pick_finalists(alive, ranked[0], schedule[number].candidates)
+                for rank, lr in enumerate(ranked, start=1):
+                    search.records[lr][-1].update(rank=rank, kept=lr in alive)
+                best_lr = None if _diverged(scores[ranked[0]]) else ranked[0]
+                rows = search.rows(scores)
             if on_round is not None:
-                on_round(number, [{"lr": lr, **records[lr][-1]} for lr in rates if lr in scores])
+                on_round(number, rows)
+        # Widen: a winner at the edge of the rates tried means the best may lie beyond it.
+        full_run = Round(1, full_epochs, None, float(full_epochs))
+        while schedule and best_lr is not None and len(widened) < max_widenings:
+            new = widened_rate(list(search.records), best_lr)
+            if new is None or not clear_win(search.full, higher):
+                break
+            number += 1
+            widened.append(new)
+            search.full[new] = search.train(number, new, full_run)
+            best_lr = search.rank_full()
+            if on_round is not None:
+                on_round(number, search.rows(search.full))
     except KeyboardInterrupt:
         stop_reason = "interrupted"
 
+    budget = round(search.budget, 6)
     return VerifyResult(
-        candidates=[{"lr": lr, "rounds": records[lr]} for lr in rates],
+        candidates=[{"lr": lr, "rounds": search.records[lr]} for lr in sorted(search.records)],
         best_lr=best_lr,
         suggested_lr=suggested_lr,
         budget_epochs_total=budget,
+        cost_vs_one_training=round(budget / full_epochs, 4),
+        full_epochs=full_epochs,
         metric=metric,
         stop_reason=stop_reason,
         seed=exp.seed,
         elapsed_s=round(time.perf_counter() - started, 3),
         schedule=schedule,
+        widened=widened,
+        centre="suggestion" if suggested_lr is not None else "lrs",
+        centre_lr=suggested_lr,
+        device=str(built.device),
+        world_size=built.world_size,
+        effective_batch_size=exp.data.batch_size * built.world_size * exp.train.grad_accum,
     )
-
-
-# --- the benchmark row (`python -m lrtool.bench suggest --verify`) ------------------------
-
-
-def _task_epochs(spec: dict[str, Any]) -> int:
-    from .bench import _experiment
-
-    return _experiment(spec, 0).train.epochs
-
-
-def verify_cost(task_spec: dict[str, Any], n_candidates: int = 5) -> int:
-    """Epochs verify spends choosing a rate for one seed of a bench task.
-
-    The halving schedule with first_epochs 1 and max_epochs the task's `train.epochs`. To be
-    compared with the grid's rates x task epochs per seed. Left out: the finder's sweep (100
-    steps, a few epochs at most on the bench tasks) and the final training at the chosen
-    rate, which every method needs.
-    """
-    return schedule_epochs(halving_schedule(n_candidates, 1, _task_epochs(task_spec)))
-
-
-def bench_verify(task: str, spec: dict[str, Any], seeds: list[int]) -> dict[str, list[float]]:
-    """`suggest_benchmark`'s `extra` hook: the score of verify's pick, per seed.
-
-    Per seed, as the benchmark does for the suggestion methods: a sweep from 1e-6 to 10 in
-    100 steps, then verify around the default method's suggestion (the geometric middle of
-    the sweep when it has none) with max_epochs the task's `train.epochs`, then the full
-    training at the chosen rate that the grid's rates had. Ctrl-C stops the benchmark.
-    """
-    from .bench import _experiment, _train_score, bench_find
-    from .suggest import DEFAULT_METHOD
-
-    scores: list[float] = []
-    for seed in seeds:
-        exp = _experiment(spec, seed)
-        found = bench_find(spec, seed)
-        if found.stop_reason == "interrupted":
-            raise KeyboardInterrupt
-        suggested = found.suggestions.get(DEFAULT_METHOD)
-        if suggested is None:
-            low, high = (found.lr[0], found.lr[-1]) if found.lr else (1e-6, 10.0)
-            suggested = math.sqrt(low * high)
-        result = verify_rates(
-            exp, candidate_rates(suggested), max_epochs=exp.train.epochs, suggested_lr=suggested
-        )
-        if result.stop_reason == "interrupted":
-            raise KeyboardInterrupt
-        if result.best_lr is None:
-            # Every finalist diverged: scored as _train_score scores a diverged run.
-            regression = "accuracy" not in exp.metrics
-            scores.append(math.inf if regression else 0.0)
-        else:
-            scores.append(_train_score(spec, seed, result.best_lr))
-    return {"verify": scores}

@@ -323,14 +323,16 @@ def test_verify_with_explicit_rates_writes_verify_json(tiny_yaml, tmp_path):
         "--out",
         tmp_path,
         "--no-plot",
-        "--max-epochs",
+        "--epochs",
         "1",
     )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "verify.json").read_text())
-    assert [c["lr"] for c in data["candidates"]] == [1e-3, 1e-1]
-    assert data["best_lr"] in (1e-3, 1e-1) and data["suggested_lr"] is None
-    assert data["budget_epochs_total"] == 2
+    # 0.1 wins at the top edge of the two rates: 10, one spacing higher, is tried and diverges.
+    assert [c["lr"] for c in data["candidates"]] == pytest.approx([1e-3, 1e-1, 10.0])
+    assert data["best_lr"] == 1e-1 and data["suggested_lr"] is None
+    assert data["widened"] == pytest.approx([10.0])
+    assert data["budget_epochs_total"] == 3 and data["cost_vs_one_training"] == 3
     assert "verify round 1" in result.output
 
 
@@ -345,7 +347,7 @@ def test_verify_from_a_saved_find(tiny_yaml, tmp_path):
         "--out",
         tmp_path / "v",
         "--json",
-        "--max-epochs",
+        "--epochs",
         "1",
     )
     assert result.exit_code == 0, result.output
