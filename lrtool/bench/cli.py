@@ -1,0 +1,140 @@
+"""The command line of `python -m lrtool.bench`: parse, call one function, print, exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ..errors import LrtoolError
+from .cache import DEFAULT_CACHE
+from .tasks import TASKS, design_tasks, held_out_tasks
+
+DESCRIPTION = """\
+Benchmarks of lrtool.
+
+  speed    time per step of the sweep and of training against a plain PyTorch loop
+  prepare  fill the run cache with every task's grid of one-cycle runs and range tests
+  suggest  each suggestion rule's regret against the grid's best rate, per task, as a
+           Markdown table (stdout; progress on stderr)
+
+Runs are cached under --cache (one JSON file per run): a rerun, or a run after Ctrl-C,
+trains only what is missing.
+"""
+
+
+class _Usage(Exception):
+    """A bad option value: said in one paragraph, exit code 2."""
+
+
+def _floats(text: str, what: str, count: int | None = None) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise _Usage(f"{what} expects comma-separated numbers, got {text!r}.") from None
+    if count is not None and len(values) != count:
+        raise _Usage(f"{what} expects {count} comma-separated numbers, got {text!r}.")
+    return values
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise _Usage(
+            f"--seeds expects comma-separated whole numbers (0,1,2), got {text!r}."
+        ) from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise _Usage(f"--seeds expects distinct seeds (0,1,2), got {text!r}.")
+    return seeds
+
+
+def _task_names(args: argparse.Namespace) -> list[str]:
+    if args.tasks:
+        names = [n.strip() for n in args.tasks.split(",") if n.strip()]
+        unknown = [n for n in names if n not in TASKS]
+        if unknown or not names:
+            raise _Usage(
+                f"--tasks: unknown task {', '.join(unknown) or repr(args.tasks)}. Tasks: "
+                f"{', '.join(TASKS)}."
+            )
+        return names
+    if args.held_out:
+        return held_out_tasks()
+    if args.design:
+        return design_tasks()
+    return list(TASKS)
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--tasks", help="comma-separated task names (default: every task)")
+    which.add_argument("--held-out", action="store_true", help="the held-out tasks only")
+    which.add_argument("--design", action="store_true", help="the design tasks only")
+    parser.add_argument("--cache", default=DEFAULT_CACHE, help="run cache folder")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--per-decade", type=int, default=4, help="grid rates per decade")
+    parser.add_argument("--grid", default="1e-5,10", help="lowest,highest peak rate of the grid")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="python -m lrtool.bench",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = top.add_subparsers(dest="command", required=True)
+    sp = sub.add_parser("speed", help="time per step against a plain PyTorch loop")
+    sp.add_argument("--device", default="cpu")
+    sp.add_argument("--repeats", type=int, default=5)
+    sp.add_argument("--steps", type=int, default=200)
+    pp = sub.add_parser("prepare", help="fill the cache with the grids and range tests")
+    _add_run_options(pp)
+    sq = sub.add_parser("suggest", help="regret of each suggestion rule, as a Markdown table")
+    _add_run_options(sq)
+    sq.add_argument(
+        "--verify", action="store_true", help="add the `lrtool verify` row and its cost"
+    )
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "speed":
+            from .speed import speed
+
+            speed(args.device, args.repeats, args.steps)
+            return 0
+        names = _task_names(args)
+        seeds = _seeds(args.seeds)
+        low, high = _floats(args.grid, "--grid", 2)
+        if not 0 < low < high:
+            raise _Usage(f"--grid expects 0 < lowest < highest, got {args.grid!r}.")
+        if args.per_decade < 1 or args.jobs < 1:
+            raise _Usage("--per-decade and --jobs must be at least 1.")
+        from .suggest_quality import grid_rates, tasks_data
+
+        rates = grid_rates(low, high, args.per_decade)
+        if args.command == "prepare":
+            tasks_data(names, seeds, args.cache, args.jobs, rates)
+            print(f"cache {args.cache}: grids and range tests of {len(names)} tasks are complete")
+            return 0
+        from .table import suggest_report
+
+        print(suggest_report(names, seeds, args.cache, args.jobs, rates, args.verify))
+        return 0
+    except _Usage as err:
+        print(f"python -m lrtool.bench {args.command}: {err}", file=sys.stderr)
+        return 2
+    except LrtoolError as err:
+        print(f"python -m lrtool.bench {args.command}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "Interrupted. Every finished run is in the cache: the same command continues "
+            "from there.",
+            file=sys.stderr,
+        )
+        return 130

@@ -1,0 +1,351 @@
+"""The suggestion benchmark: its fixed split, its tasks, its run cache and its regret maths.
+
+Tests about caching replace the training and the range test with cheap deterministic stand-ins
+(and count the calls); the tasks themselves are checked by one real step each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lrtool.bench import runs
+from lrtool.bench.cache import CACHE_VERSION, Cache, rate_key, run_key
+from lrtool.bench.cli import main
+from lrtool.bench.runs import Job, run_jobs
+from lrtool.bench.suggest_quality import (
+    TaskData,
+    evaluate,
+    grid_rates,
+    interpolated_regret,
+    regret,
+    regret_of,
+    task_data,
+    tasks_data,
+)
+from lrtool.bench.table import NOISE_ROW, suggest_report
+from lrtool.bench.tasks import TASKS, Task, design_tasks, held_out_tasks, is_held_out
+from lrtool.build import build, smoke_step
+from lrtool.config import validate
+
+# --- the split and the tasks --------------------------------------------------------------
+
+# Pinned: a task added, renamed or removed changes this list on purpose, never by accident.
+HELD_OUT = [
+    "digits-mlp-sgd",
+    "digits-cnn-adamw",
+    "wine-mlp-sgd",
+    "digits-mlp-rmsprop",
+    "diabetes-mlp-adam",
+    "cancer-linear-adam",
+    "classif-mlp-bn-sgd",
+    "friedman2std-mlp-bn-adamw",
+    "shapes-cnn-sgd",
+    "digits16-cnn-sgd",
+    "motifs-cnn1d-adam",
+    "digits16-resnet-adamw",
+]
+
+
+def test_the_held_out_split_is_pinned() -> None:
+    assert held_out_tasks() == HELD_OUT
+    assert design_tasks() == [n for n in TASKS if n not in HELD_OUT]
+    # The rule, restated: sha256 of the name, modulo 3.
+    for name in TASKS:
+        digest = int(hashlib.sha256(name.encode("utf-8")).hexdigest(), 16)
+        assert is_held_out(name) == (digest % 3 == 0)
+
+
+def test_the_tasks_span_what_issue_12_asks_for() -> None:
+    assert len(TASKS) >= 24
+    families = {t.family for t in TASKS.values()}
+    assert {"linear", "mlp", "mlp-bn-dropout", "cnn2d", "cnn1d", "resnet-bn", "rnn"} <= families
+    assert "transformer" in families
+    optimizers = {
+        (t.optimizer, "momentum" in t.experiment["optimizer"].get("args", {}))
+        for t in TASKS.values()
+    }
+    assert {("sgd", True), ("sgd", False)} <= optimizers
+    assert {"adam", "adamw", "rmsprop"} <= {name for name, _ in optimizers}
+    assert {"cross_entropy", "mse", "bce_with_logits"} <= {t.loss for t in TASKS.values()}
+    batches = [t.experiment["data"]["batch_size"] for t in TASKS.values()]
+    assert min(batches) == 16 and max(batches) == 256
+    # The ten tasks the benchmark had before are still there.
+    for name in ("digits-mlp-sgd", "friedman1-mlp-adam", "moons-mlp-adamw", "diabetes-mlp-adam"):
+        assert name in TASKS
+
+
+def test_every_task_validates_builds_and_takes_one_finite_step() -> None:
+    for name, task in TASKS.items():
+        exp = validate({"device": "cpu", **task.experiment}, source=name)
+        loss = smoke_step(build(exp))
+        assert math.isfinite(loss), name
+
+
+def test_regression_tasks_are_scored_by_loss() -> None:
+    assert TASKS["friedman1-mlp-adam"].regression
+    assert TASKS["waves-cnn1d-sgd"].regression
+    assert not TASKS["cancer-linear-adam"].regression  # BCE: scored by accuracy
+
+
+def test_no_module_outside_the_bench_imports_it() -> None:
+    package = Path(__file__).resolve().parents[1] / "lrtool"
+    for path in package.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "from .bench" not in text and "import lrtool.bench" not in text, path.name
+        assert "from lrtool.bench" not in text, path.name
+
+
+# --- the cache ----------------------------------------------------------------------------
+
+
+def test_cache_round_trip_stores_non_finite_numbers_as_null(tmp_path) -> None:
+    cache = Cache(tmp_path)
+    key = run_key({"model": {"name": "mlp"}}, 0, "train", 0.0123456789)
+    assert key["lr"] == 0.0123457 and key["version"] == CACHE_VERSION
+    assert cache.get("t", key) is None
+    path = cache.put("t", key, {"score": math.nan, "loss": [1.0, math.inf]})
+    assert path.parent == tmp_path / "t" and path.name.startswith("train-")
+    assert json.loads(path.read_text())["result"] == {"score": None, "loss": [1.0, None]}
+    assert cache.get("t", key) == {"score": None, "loss": [1.0, None]}
+    # Another seed, rate or kind is another run.
+    assert cache.get("t", run_key({"model": {"name": "mlp"}}, 1, "train", 0.0123456789)) is None
+    assert cache.get("t", run_key({"model": {"name": "mlp"}}, 0, "train", 0.0124)) is None
+
+
+def test_an_interrupted_write_leaves_no_file(tmp_path, monkeypatch) -> None:
+    cache = Cache(tmp_path)
+    key = run_key({}, 0, "train", 0.1)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cache.put("t", key, {"score": 1.0})
+    assert list((tmp_path / "t").iterdir()) == []
+    assert cache.get("t", key) is None
+
+
+def test_an_unreadable_file_counts_as_missing(tmp_path) -> None:
+    cache = Cache(tmp_path)
+    key = run_key({}, 0, "train", 0.1)
+    path = cache.put("t", key, {"score": 1.0})
+    path.write_text('{"key": ', encoding="utf-8")
+    assert cache.get("t", key) is None
+
+
+# --- stand-ins for training and the range test --------------------------------------------
+
+SWEEP = np.geomspace(1e-7, 10, 100)
+
+
+def fake_score(task: Task, seed: int, lr: float) -> float | None:
+    """A smooth peak at 1e-2 (accuracy) or a valley (loss), diverged above 3."""
+    if lr > 3:
+        return None
+    distance = abs(math.log10(lr) + 2)
+    return 1.0 + distance + 0.01 * seed if task.regression else 90 - 10 * distance - seed
+
+
+class Counter:
+    def __init__(self, monkeypatch) -> None:
+        self.train: list[tuple[str, int, float]] = []
+        self.find: list[tuple[str, int]] = []
+        self.verify: list[tuple[str, int, float]] = []
+        monkeypatch.setattr(runs, "train_record", self.train_record)
+        monkeypatch.setattr(runs, "find_record", self.find_record)
+        monkeypatch.setattr(runs, "verify_record", self.verify_record)
+
+    def train_record(self, task: Task, seed: int, lr: float) -> dict:
+        self.train.append((task.name, seed, lr))
+        return {"score": fake_score(task, seed, lr), "stop_reason": "completed"}
+
+    def find_record(self, task: Task, seed: int) -> dict:
+        self.find.append((task.name, seed))
+        # A loss that falls until 1e-1 and then blows up.
+        loss = 2.0 - np.tanh(np.log10(SWEEP) + 4) + np.where(SWEEP > 0.1, 50 * (SWEEP - 0.1), 0)
+        return {
+            "lr": SWEEP.tolist(),
+            "loss": loss.tolist(),
+            "smoothed_loss": loss.tolist(),
+            "stop_reason": "completed",
+        }
+
+    def verify_record(self, task: Task, seed: int, suggested: float) -> dict:
+        self.verify.append((task.name, seed, suggested))
+        return {"best_lr": suggested * 3, "budget_epochs_total": 7.5, "stop_reason": "completed"}
+
+
+TWO = ["iris-mlp-sgd", "friedman1-mlp-adam"]
+RATES = grid_rates(1e-4, 1, 1)
+
+
+def test_a_second_run_trains_nothing(tmp_path, monkeypatch) -> None:
+    counter = Counter(monkeypatch)
+    first = tasks_data(TWO, [0, 1], tmp_path, jobs=1, rates=RATES, log=None)
+    assert len(counter.train) == 2 * 2 * len(RATES) and len(counter.find) == 2 * 2
+    counter.train.clear(), counter.find.clear()
+    second = tasks_data(TWO, [0, 1], tmp_path, jobs=1, rates=RATES, log=None)
+    assert counter.train == [] and counter.find == []
+    assert second["iris-mlp-sgd"].grid == first["iris-mlp-sgd"].grid
+    # A new seed trains that seed only.
+    tasks_data(TWO, [0, 1, 2], tmp_path, jobs=1, rates=RATES, log=None)
+    assert {seed for _, seed, _ in counter.train} == {2} and len(counter.find) == 2
+
+
+def test_ctrl_c_keeps_every_finished_run(tmp_path, monkeypatch) -> None:
+    counter = Counter(monkeypatch)
+    calls = []
+
+    def interrupted_on_the_third(task, seed, lr):
+        calls.append(lr)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return counter.train_record(task, seed, lr)
+
+    monkeypatch.setattr(runs, "train_record", interrupted_on_the_third)
+    task = TASKS["iris-mlp-sgd"]
+    jobs = [Job.of("train", task, 0, lr) for lr in RATES]
+    with pytest.raises(KeyboardInterrupt):
+        run_jobs(jobs, Cache(tmp_path), 1, log=None)
+    assert len(list((tmp_path / task.name).glob("*.json"))) == 2
+    assert not list((tmp_path / task.name).glob(".*"))  # no temporary file left behind
+    monkeypatch.setattr(runs, "train_record", counter.train_record)
+    counter.train.clear()
+    run_jobs(jobs, Cache(tmp_path), 1, log=None)
+    assert [lr for _, _, lr in counter.train] == RATES[2:]
+
+
+def test_worker_processes_give_the_same_results_as_one_process(tmp_path) -> None:
+    spec = {
+        "model": {"name": "mlp", "args": {"in_features": 4, "hidden": [8], "num_classes": 3}},
+        "data": {"name": "sklearn.iris", "batch_size": 16},
+        "train": {"epochs": 1},
+    }
+    task = Task("iris-tiny", "mlp", spec)
+    jobs = [Job.of("train", task, seed, lr) for seed in (0, 1) for lr in (0.01, 0.1)]
+    one = run_jobs(jobs, Cache(tmp_path / "one"), 1, log=None)
+    two = run_jobs(jobs, Cache(tmp_path / "two"), 2, log=None)
+    assert [one[j]["score"] for j in jobs] == [two[j]["score"] for j in jobs]
+    assert len(list((tmp_path / "two" / "iris-tiny").glob("train-*.json"))) == 4
+
+
+def test_verify_record_picks_one_of_its_candidates() -> None:
+    spec = {
+        "model": {"name": "mlp", "args": {"in_features": 4, "hidden": [8], "num_classes": 3}},
+        "data": {"name": "sklearn.iris", "batch_size": 16},
+        "train": {"epochs": 2},
+    }
+    record = runs.verify_record(Task("iris-tiny", "mlp", spec), 0, 0.03)
+    assert record["best_lr"] in record["candidates"]
+    assert record["budget_epochs_total"] > 0
+
+
+# --- regret -------------------------------------------------------------------------------
+
+
+def _synthetic(regression: bool = False) -> TaskData:
+    task = TASKS["friedman1-mlp-adam" if regression else "iris-mlp-sgd"]
+    grid = (
+        {1e-3: [2.0, 4.0], 1e-2: [1.0, 1.0], 1e-1: [3.0, math.inf]}
+        if regression
+        else {1e-3: [80.0, 70.0], 1e-2: [90.0, 100.0], 1e-1: [60.0, 50.0]}
+    )
+    return TaskData(task, [0, 1], grid, [], Cache("unused"), 1, None)
+
+
+def test_interpolated_regret_is_exact_on_a_synthetic_grid() -> None:
+    data = _synthetic()
+    assert data.best_lr == 1e-2 and data.best == 95.0
+    assert interpolated_regret(data, 0, 1e-2) == pytest.approx(5.0)
+    assert interpolated_regret(data, 1, 1e-2) == pytest.approx(-5.0)
+    # Halfway between 1e-3 and 1e-2 in log10(lr): halfway between the regrets.
+    middle = math.sqrt(1e-3 * 1e-2)
+    assert interpolated_regret(data, 0, middle) == pytest.approx((15 + 5) / 2)
+    assert interpolated_regret(data, 1, middle) == pytest.approx((25 - 5) / 2)
+    # Clamped at the ends; None costs the seed's worst grid regret.
+    assert interpolated_regret(data, 0, 1e-6) == pytest.approx(15.0)
+    assert interpolated_regret(data, 1, 5.0) == pytest.approx(45.0)
+    assert interpolated_regret(data, 0, None) == pytest.approx(35.0)
+    assert regret(data, [1e-2, middle], train=False) == pytest.approx((5 + 10) / 2)
+
+
+def test_regression_regret_is_percent_and_a_diverged_run_is_1000() -> None:
+    data = _synthetic(regression=True)
+    assert data.best_lr == 1e-2 and data.best == 1.0
+    assert interpolated_regret(data, 0, 1e-3) == pytest.approx(100.0)
+    assert interpolated_regret(data, 1, 1e-1) == pytest.approx(1000.0)
+    assert regret_of(math.inf, 1.0, True) == 1000.0
+    assert regret_of(1e15, 1.0, True) == 1000.0  # diverged in all but name
+    assert regret_of(88.0, 90.0, False) == 2.0
+
+
+def test_trained_regret_trains_each_seed_once(tmp_path, monkeypatch) -> None:
+    counter = Counter(monkeypatch)
+    data = task_data("iris-mlp-sgd", [0, 1], tmp_path, jobs=1, rates=RATES, log=None)
+    counter.train.clear()
+    value = regret(data, [0.03, None], train=True)
+    assert counter.train == [("iris-mlp-sgd", 0, rate_key(0.03))]
+    best = data.best
+    expected_seed0 = best - fake_score(data.task, 0, 0.03)
+    assert value == pytest.approx((expected_seed0 + data.worst_regret(1)) / 2)
+    regret(data, [0.03, None], train=True)
+    assert len(counter.train) == 1  # cached
+
+
+def test_evaluate_scores_a_rule_on_the_cached_range_tests(tmp_path, monkeypatch) -> None:
+    Counter(monkeypatch)
+    seen = []
+
+    def rule(lr, loss, smoothed_loss):
+        seen.append((lr.size, loss.size, smoothed_loss.size))
+        return 1e-2
+
+    fast = evaluate(rule, TWO, [0, 1], train=False, cache=tmp_path, jobs=1, log=None)
+    trained = evaluate(rule, TWO, [0, 1], train=True, cache=tmp_path, jobs=1, log=None)
+    assert set(fast) == set(TWO) and seen[0] == (100, 100, 100)
+    # 1e-2 is a grid rate: the interpolation is the real run there.
+    assert fast == pytest.approx(trained)
+
+
+# --- the table and the command ------------------------------------------------------------
+
+
+def test_the_report_has_every_row_and_the_leave_one_family_out_block(tmp_path, monkeypatch):
+    counter = Counter(monkeypatch)
+    names = ["iris-mlp-sgd", "friedman1-mlp-adam", "blobs-linear-sgd"]
+    text = suggest_report(names, [0, 1], tmp_path, 1, RATES, verify=True, log=None)
+    assert "| centered_minimum (default) |" in text
+    for row in ("| valley |", "| verify |", "(best single rate, chosen in hindsight)", NOISE_ROW):
+        assert row in text
+    assert "| mean | median | worst |" in text
+    assert "| linear | 1 |" in text and "| mean over families |" in text
+    assert "| blobs-linear-sgd | 7.5 |" in text
+    assert len(counter.verify) == len(names) * 2
+    # A second report trains nothing new.
+    counter.train.clear(), counter.find.clear(), counter.verify.clear()
+    assert suggest_report(names, [0, 1], tmp_path, 1, RATES, verify=True, log=None) == text
+    assert counter.train == counter.find == counter.verify == []
+
+
+def test_the_command_reports_a_bad_task_in_one_paragraph(capsys) -> None:
+    assert main(["suggest", "--tasks", "no-such-task"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown task no-such-task" in err and "digits-mlp-sgd" in err
+    assert main(["prepare", "--grid", "1,0.1", "--tasks", "iris-mlp-sgd"]) == 2
+    assert "--grid" in capsys.readouterr().err
+
+
+def test_prepare_fills_the_cache_for_the_chosen_tasks(tmp_path, monkeypatch, capsys) -> None:
+    counter = Counter(monkeypatch)
+    args = ["prepare", "--tasks", "iris-mlp-sgd", "--cache", str(tmp_path), "--jobs", "1"]
+    assert main([*args, "--seeds", "0", "--grid", "1e-3,1e-1", "--per-decade", "1"]) == 0
+    assert len(counter.train) == 3 and len(counter.find) == 1
+    assert "complete" in capsys.readouterr().out
