@@ -14,12 +14,9 @@ from . import distributed
 from .config import Experiment
 from .data import Batches, load_splits, use_memory
 from .errors import ComponentError, ConfigError
-from .models import build_model, parameter_groups
+from .models import build_model, output_count, parameter_groups
 from .registry import CLASSIFICATION_LOSSES, LOSSES, build_loss, metric, optimizer_class
 from .runtime import resolve_device, seed_everything
-
-# Losses on real-valued targets: accuracy makes no sense with them.
-_REGRESSION_LOSSES = {"mse", "l1", "smooth_l1", "huber"}
 
 
 @dataclass
@@ -85,13 +82,9 @@ def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
     if data_parallel:
         device = distributed.local_device(exp.device)
     device = device or resolve_device(exp.device)
-    if "accuracy" in exp.metrics and exp.loss.name in _REGRESSION_LOSSES:
-        raise ConfigError(
-            f"metrics: accuracy needs class targets, but loss {exp.loss.name!r} is a regression "
-            "loss. Use metrics: [] or [mae]."
-        )
+    # (Metric names and their fit with the loss were checked when the experiment was loaded.)
     metrics = {name: metric(name) for name in exp.metrics}
-    loss_fn = build_loss(exp.loss.name, exp.loss.args)
+    loss_fn = build_loss(exp.loss.name, exp.loss.args, exp.search_dirs)
 
     splits = load_splits(
         exp.data.name,
@@ -99,7 +92,13 @@ def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
         val_fraction=exp.data.val_fraction,
         seed=exp.seed,
         index_targets=_index_targets(exp.loss.name),
+        classes=exp.data.classes,
+        search_dirs=exp.search_dirs,
     )
+    if splits.classes is not None and exp.data.classes is None:
+        # Results carry the resolved experiment: this is how find.json and train.json record
+        # which index stands for which class name.
+        exp.data.classes = splits.classes
     in_memory = use_memory(splits, exp.data.in_memory)
     common = dict(
         batch_size=exp.data.batch_size,
@@ -114,11 +113,25 @@ def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
     val_data = Batches(splits.val, shuffle=False, **common)
     if len(train_data) == 0:
         raise ComponentError("the training split is empty; lower data.val_fraction.")
+    for split_name, part in (("training", train_data), ("validation", val_data)):
+        if part.tensors is not None:
+            _check_finite(exp.data.name, split_name, *part.tensors)
+    if _index_targets(exp.loss.name):
+        _check_class_count(exp, splits.train, train_data, val_data)
 
     # Every rank seeds identically, so the initial weights agree without a broadcast.
     seed_everything(exp.seed)
-    model = build_model(exp.model.name, exp.model.args, exp.model.weights).to(device)
+    model = build_model(
+        exp.model.name, exp.model.args, exp.model.weights, search_dirs=exp.search_dirs
+    ).to(device)
     groups = parameter_groups(model, exp.model.groups)
+    rates = exp.train.lr_max
+    if isinstance(rates, list) and len(rates) != len(groups):
+        names = ", ".join(name for name, _ in groups)
+        raise ConfigError(
+            f"train.lr_max: {len(rates)} rates for {len(groups)} parameter groups ({names}); "
+            "give one per group, earliest first, or 'LOW:HIGH' to spread them over the groups."
+        )
     optimizer = make_optimizer(exp.optimizer.name, exp.optimizer.args, groups)
     extras: dict[str, Any] = {}
     if data_parallel:
@@ -143,6 +156,61 @@ def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
     )
 
 
+def _check_finite(name: str, split_name: str, x: torch.Tensor, y: torch.Tensor) -> None:
+    """NaN or inf in the data makes every loss NaN: name the samples instead of training."""
+    for what, values in (("inputs", x), ("targets", y)):
+        if not torch.is_floating_point(values) or len(values) == 0:
+            continue
+        bad = (~torch.isfinite(values.reshape(len(values), -1))).any(dim=1)
+        if bool(bad.any()):
+            samples = bad.nonzero().flatten()[:10].tolist()
+            raise ComponentError(
+                f"data {name!r}: the {split_name} split has NaN or infinite {what} in "
+                f"{int(bad.sum())} samples (the first: {', '.join(map(str, samples))}, counting "
+                "from 0); the loss would be NaN from the first step. Clean the source."
+            )
+
+
+def _known_labels(dataset: Any) -> torch.Tensor | None:
+    """A dataset's labels without reading its samples (torchvision's `targets`), or None."""
+    while isinstance(dataset, torch.utils.data.Subset):
+        dataset = dataset.dataset
+    targets = getattr(dataset, "targets", None)
+    if targets is None or len(targets) == 0:
+        return None
+    try:
+        return torch.as_tensor(targets)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def _check_class_count(exp: Experiment, train_set: Any, *parts: Batches) -> None:
+    """Labels beyond the model's outputs fail at the first batch that holds one (on a GPU as
+    an opaque device-side assert): compare the counts before training, where it is cheap."""
+    outputs = output_count(exp.model.name, exp.model.args)
+    if outputs is None:
+        return
+    highest = -1
+    if all(part.tensors is not None for part in parts):
+        labels = [part.tensors[1] for part in parts if len(part.tensors[1])]  # type: ignore[index]
+        highest = max((int(y.max()) for y in labels if not torch.is_floating_point(y)), default=-1)
+    else:
+        known = _known_labels(train_set)
+        if known is not None and not torch.is_floating_point(known):
+            highest = int(known.max())
+    names = exp.data.classes or []
+    count = max(highest + 1, len(names))
+    if count > outputs:
+        key = "num_classes" if "num_classes" in exp.model.args else "out_features"
+        default = "" if key in exp.model.args else " (its default)"
+        listed = f": {', '.join(names[:10])}{', ...' if len(names) > 10 else ''}" if names else ""
+        raise ComponentError(
+            f"model.args.{key} is {outputs}{default}, but the data has {count} classes "
+            f"(labels 0 to {count - 1}{listed}); the loss would fail at the first batch with a "
+            f"label of {outputs} or more. Set model.args.{key}: {count}."
+        )
+
+
 def smoke_step(built: Built) -> float:
     """One forward and backward pass on one training batch: does the experiment run at all?"""
     model, loss_fn = built.model, built.loss_fn
@@ -165,6 +233,13 @@ def smoke_step(built: Built) -> float:
         raise ComponentError(
             f"loss {built.experiment.loss.name!r} must return a scalar tensor, got "
             f"{type(loss).__name__} of shape {getattr(loss, 'shape', None)}."
+        )
+    if not torch.isfinite(loss.detach()):
+        # Before any step, so no learning rate is to blame: the data or the model is.
+        raise ComponentError(
+            f"the loss of the first batch is {float(loss.detach())} before any training step: "
+            "the data holds NaN or infinite values, or the model produces them. Check the "
+            f"source of data {built.experiment.data.name!r} and the model's output."
         )
     loss.backward()
     built.optimizer.zero_grad(set_to_none=True)

@@ -1,22 +1,32 @@
 """The experiment file: its schema (one pydantic object), loading, and `--set` overrides.
 
 Every problem in a file is reported at once, one bullet per YAML key, with the line it
-stands on and, for a misspelt key, the closest valid one.
+stands on (or the flag that set it) and, for a misspelt key, the closest valid one. Loading
+also resolves each component's name and matches its args against the signature they go to,
+so `check` rejects what `train` would.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
+import numbers
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
+    PrivateAttr,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -75,6 +85,13 @@ class DataSpec(Spec):
     args: dict[str, Any] = Field(
         default_factory=dict,
         description="Arguments for the loader (root, download, path, target, standardize, ...).",
+    )
+    classes: list[str] | None = Field(
+        None,
+        description="Class names in label order (index 0 first). With CSV text labels it fixes "
+        "which label gets which index (default: sorted). Filled in from the data when the "
+        "source names its classes (CSV text labels, a torchvision dataset's classes), so every "
+        "result file records the mapping.",
     )
     batch_size: int = Field(64, ge=1, description="Mini-batch size (per process).")
     val_fraction: float = Field(
@@ -147,11 +164,114 @@ class FindSpec(Spec):
         return value
 
 
+# --- train.lr_max -------------------------------------------------------------------------
+
+LR_MAX_FORMS = (
+    "a positive number (3e-3), a list of positive numbers, one per parameter group "
+    "([1e-4, 1e-3], or 1e-4,1e-3 on the command line), 'LOW:HIGH' or ':HIGH' (1e-5:1e-3 "
+    "spreads the rates over the groups; :1e-3 gives the last group 1e-3 and the others a "
+    "tenth of it), or auto (run the range test first and train at its suggestion)"
+)
+
+
+@dataclass(frozen=True)
+class RateSlice:
+    """`LOW:HIGH` or `:HIGH`: peak rates spread over the parameter groups (fastai's slice)."""
+
+    high: float
+    low: float | None = None
+
+    def __str__(self) -> str:
+        return f"{'' if self.low is None else repr(self.low)}:{self.high!r}"
+
+
+LrMaxValue = Literal["auto"] | float | list[float] | RateSlice
+
+
+def _positive_number(value: Any) -> float | None:
+    """A finite positive float from a number or a number written as text, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, numbers.Real):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def lr_max_value(value: Any) -> LrMaxValue | None:
+    """Parse a peak rate as written in `train.lr_max` or `--lr-max`; ValueError says why not.
+
+    auto (any case), a number (also as text: "3e-3"), a list of numbers (a YAML list, or
+    comma-separated text), 'LOW:HIGH' or ':HIGH'. How many rates a list must hold depends on
+    the model's parameter groups, so that is checked when the model is built.
+    """
+    if value is None or isinstance(value, RateSlice) or value == "auto":
+        return value
+
+    def bad(detail: str = "") -> ValueError:
+        return ValueError(f"expected {LR_MAX_FORMS}; got {value!r}{detail}")
+
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == "auto":
+            return "auto"
+        if ":" in text:
+            low_text, _, high_text = text.partition(":")
+            high = _positive_number(high_text)
+            low = _positive_number(low_text) if low_text.strip() else None
+            if high is None or ":" in high_text or (low_text.strip() and low is None):
+                raise bad()
+            if low is not None and low > high:
+                raise bad(" (LOW is above HIGH: earlier groups take the smaller rate)")
+            return RateSlice(high=high, low=low)
+        if "," in text:
+            value = text.strip("[]").split(",")
+        else:
+            rate = _positive_number(text)
+            if rate is None:
+                raise bad()
+            return rate
+    if isinstance(value, (list, tuple)):
+        rates = [_positive_number(v) for v in value]
+        if not rates or any(r is None for r in rates):
+            raise bad()
+        return [float(r) for r in rates]  # type: ignore[arg-type]
+    rate = _positive_number(value)
+    if rate is None:
+        raise bad()
+    return rate
+
+
+LrMax = Annotated[
+    LrMaxValue | None,
+    PlainValidator(lr_max_value),
+    # Files and JSON keep the text the user would write: "1e-05:0.001".
+    PlainSerializer(lambda v: str(v) if isinstance(v, RateSlice) else v),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"const": "auto"},
+                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}},
+                {"type": "string", "pattern": r"^\s*[^:]*:[^:]+$"},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
+
+
 class TrainSpec(Spec):
     epochs: int = Field(5, ge=1, description="Epochs of the main one-cycle schedule.")
-    lr_max: float | list[float] | str | None = Field(
+    lr_max: LrMax = Field(
         None,
-        description="Peak rate: a number, a list (one per group), 'LOW:HIGH', ':HIGH' or 'auto'.",
+        description="Peak rate: a number, a list (one per group), 'LOW:HIGH', ':HIGH' or "
+        "'auto' (any case; numbers may be written as text).",
     )
     pct_start: float = Field(0.25, gt=0, lt=1, description="Share of steps spent warming up.")
     div_factor: float = Field(25.0, gt=0, description="Initial rate = lr_max / div_factor.")
@@ -199,6 +319,15 @@ class Experiment(Spec):
     train: TrainSpec = Field(default_factory=TrainSpec)
     output_dir: str = Field("runs", description="Where runs/<name>/<timestamp>-<command>/ go.")
 
+    # The experiment file's folder: import paths are looked for there after the current
+    # folder, as data paths are. Not a key: it is where the file is, not what it says.
+    _folder: Path | None = PrivateAttr(None)
+
+    @property
+    def search_dirs(self) -> tuple[Path, ...]:
+        """Folders searched for import-path components after the current one."""
+        return () if self._folder is None else (self._folder,)
+
     @field_validator("device")
     @classmethod
     def _device_syntax(cls, value: str) -> str:
@@ -210,8 +339,32 @@ class Experiment(Spec):
 # --- YAML ---------------------------------------------------------------------------------
 
 
+# Deeper nesting is a mistake (or an attack): PyYAML's composer recurses once per level and
+# would hit Python's recursion limit near 1,000 levels with a RecursionError.
+MAX_DEPTH = 100
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-7` as a float: YAML 1.1 wants a dot (`1.0e-7`), users don't."""
+    """SafeLoader that reads `1e-7` as a float (YAML 1.1 wants a dot, `1.0e-7`; users don't)
+    and refuses nesting deeper than MAX_DEPTH levels."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested more than {MAX_DEPTH} levels deep",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 _FLOAT = re.compile(
@@ -229,39 +382,102 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
 
 
-def parse_yaml(text: str, source: str = "<string>") -> Any:
-    """Parse YAML text with lrtool's number rules; a syntax error names the line."""
+def _compose(text: str, source: str) -> yaml.Node | None:
+    """The YAML node tree of a text; a syntax error (or too deep a nesting) names the line."""
+    loader = _Loader(text)
     try:
-        return yaml.load(text, Loader=_Loader)
+        return loader.get_single_node()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err)
         raise ConfigError(f"{source} is not valid YAML{where}: {problem}.") from None
+    finally:
+        loader.dispose()
+
+
+# Aliases (`*name`) let a few lines stand for a huge tree, or an endless one when an anchor
+# refers to itself; an experiment holds a few hundred values.
+MAX_VALUES = 100_000
+
+
+def _children(
+    path: tuple[str, ...], node: yaml.Node
+) -> list[tuple[tuple[str, ...], yaml.Node, yaml.Node]]:
+    if isinstance(node, yaml.MappingNode):
+        return [((*path, str(key.value)), key, value) for key, value in node.value]
+    if isinstance(node, yaml.SequenceNode):
+        return [((*path, str(i)), item, item) for i, item in enumerate(node.value)]
+    return []
+
+
+def _walk(root: yaml.Node | None) -> Iterator[tuple[tuple[str, ...], yaml.Node, yaml.Node]]:
+    """Every mapping entry and list item below `root`, in file order: (key path, key node,
+    value node); a list item is its own key. ValueError when aliases expand the tree beyond
+    MAX_VALUES entries or MAX_DEPTH levels (no recursion: a self-referring anchor is safe)."""
+    stack = [] if root is None else list(reversed(_children((), root)))
+    count = 0
+    while stack:
+        path, key, value = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise ValueError(f"it holds more than {MAX_VALUES:,} values once aliases are expanded")
+        if len(path) > MAX_DEPTH:
+            raise ValueError(f"it is nested more than {MAX_DEPTH} levels deep through aliases")
+        yield path, key, value
+        stack.extend(reversed(_children(path, value)))
+
+
+def _duplicate_keys(root: yaml.Node | None) -> dict[tuple[str, ...], list[int]]:
+    """Key paths written more than once in the same mapping, with every line they stand on."""
+    seen: dict[tuple[str, ...], list[int]] = {}
+    for path, key, _ in _walk(root):
+        if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+            seen.setdefault(path, []).append(key.start_mark.line + 1)
+    # A list item's "key" is its index, never repeated; a key in two list items differs by index.
+    return {path: lines for path, lines in seen.items() if len(lines) > 1}
+
+
+def _lines_text(lines: list[int]) -> str:
+    words = [str(n) for n in lines]
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def parse_yaml(text: str, source: str = "<string>") -> Any:
+    """Parse YAML text with lrtool's number rules; a syntax error names the line.
+
+    A key written twice in one mapping is an error naming both lines: YAML would silently
+    keep the last one.
+    """
+    root = _compose(text, source)
+    if root is None:
+        return None
+    try:
+        duplicates = _duplicate_keys(root)
+    except ValueError as err:
+        raise ConfigError(f"{source} cannot be used: {err}.") from None
+    if duplicates:
+        bullets = [
+            f"  • {'.'.join(path)}: lines {_lines_text(lines)}"
+            for path, lines in duplicates.items()
+        ]
+        raise ConfigError(
+            f"{source} sets the same key more than once (YAML would silently keep the last "
+            "one); keep one of each:\n" + "\n".join(bullets)
+        )
+    loader = _Loader("")
+    try:
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
 
 
 def _key_lines(text: str) -> dict[tuple[str, ...], int]:
     """Map each key path in the YAML text to its 1-based line, for error messages."""
     try:
-        root = yaml.compose(text, Loader=_Loader)
-    except yaml.YAMLError:
+        return {path: key.start_mark.line + 1 for path, key, _ in _walk(_compose(text, ""))}
+    except (ConfigError, ValueError):
         return {}
-    lines: dict[tuple[str, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                sub = (*path, str(key.value))
-                lines[sub] = key.start_mark.line + 1
-                walk(value, sub)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                lines[(*path, str(i))] = item.start_mark.line + 1
-                walk(item, (*path, str(i)))
-
-    if root is not None:
-        walk(root, ())
-    return lines
 
 
 # --- overrides ----------------------------------------------------------------------------
@@ -270,6 +486,13 @@ def _key_lines(text: str) -> dict[tuple[str, ...], int]:
 def set_key(raw: dict[str, Any], key: str, value: Any, *, origin: str = "--set") -> None:
     """Set a dotted key (`train.epochs`) in a raw config dict, creating sections as needed."""
     parts = key.strip().split(".")
+    if len(parts) > MAX_DEPTH:
+        raise ConfigError(
+            f"{origin} {key[:40]}...: the key is {len(parts)} levels deep; experiment keys are "
+            f"at most {MAX_DEPTH} (e.g. train.epochs is 2)."
+        )
+    if any(not part for part in parts):
+        raise ConfigError(f"{origin} {key}: a dotted key has a name between every two dots.")
     node = raw
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
@@ -282,16 +505,30 @@ def set_key(raw: dict[str, Any], key: str, value: Any, *, origin: str = "--set")
     node[parts[-1]] = value
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `KEY=VALUE` overrides (dotted keys, YAML-typed values) to a raw config dict."""
+def apply_overrides(
+    raw: dict[str, Any],
+    overrides: list[str],
+    origins: dict[tuple[str, ...], str] | None = None,
+) -> dict[str, Any]:
+    """Apply `KEY=VALUE` overrides (dotted keys, YAML-typed values) to a raw config dict.
+
+    `origins`, when given, records where each key's value came from (for error messages).
+    """
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(
                 f"--set expects KEY=VALUE with a dotted key (e.g. train.epochs=3), got {item!r}."
             )
-        set_key(raw, key, parse_yaml(value, source=f"--set {key}"))
+        set_key(raw, key, parse_yaml(value, source=f"--set {key.strip()}"))
+        if origins is not None:
+            origins[tuple(key.strip().split("."))] = f"--set {key.strip()}"
     return raw
+
+
+def flag_name(key: str) -> str:
+    """The command-line option that sets a dotted key: train.lr_max -> --lr-max."""
+    return "--" + key.rsplit(".", 1)[-1].replace("_", "-")
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -321,34 +558,215 @@ def _describe(err: dict[str, Any]) -> str:
         return f"unknown key{hint} (valid keys: {', '.join(valid)})"
     message = err["msg"]
     message = message.removeprefix("Value error, ")
-    if "input" in err and kind not in ("missing",) and not isinstance(err["input"], dict):
+    # Our own validators already say what they got; pydantic's built-in messages do not.
+    if (
+        "input" in err
+        and kind not in ("missing",)
+        and not isinstance(err["input"], dict)
+        and "got " not in message
+    ):
         message += f" (got {err['input']!r})"
     return message
+
+
+# One problem: the key path it is about (YAML key names) and what is wrong there.
+Problem = tuple[tuple[str, ...], str]
+
+
+def _schema_problems(err: ValidationError) -> list[Problem]:
+    problems = []
+    for item in err.errors():
+        # Literal/union errors carry the member tried ('str', 'int', ...) in loc: drop it.
+        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        problems.append((tuple(str(p) for p in loc), _describe({**item, "loc": loc})))
+    return problems
+
+
+def _nearest(loc: tuple[str, ...], table: dict[tuple[str, ...], Any]) -> Any:
+    """The entry of the longest prefix of `loc` in `table` (the key itself first)."""
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in table:
+            return table[loc[:n]]
+    return None
+
+
+def format_problems(
+    problems: list[Problem],
+    source: str,
+    lines: dict[tuple[str, ...], int],
+    origins: dict[tuple[str, ...], str] | None = None,
+) -> str:
+    """One bullet per key path: where its value came from (a YAML line, a flag), what is wrong."""
+    bullets: dict[tuple[str, ...], str] = {}
+    for loc, message in problems:
+        if loc in bullets:
+            continue  # a union field reports each member it tried; keep the first
+        origin = _nearest(loc, origins or {})
+        line = None if origin else _nearest(loc, lines)
+        at = f" (from {origin})" if origin else f" (line {line})" if line else ""
+        bullets[loc] = f"  • {'.'.join(loc) or '(top level)'}{at}: {message}"
+    count = len(bullets)
+    noun = "problem" if count == 1 else "problems"
+    return f"{source} is not a valid experiment ({count} {noun}):\n" + "\n".join(bullets.values())
 
 
 def format_validation_error(
     err: ValidationError, source: str, lines: dict[tuple[str, ...], int]
 ) -> str:
-    problems = []
-    for item in err.errors():
-        # Literal/union errors carry the member tried ('str', 'int', ...) in loc: drop it.
-        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
-        key = ".".join(str(p) for p in loc) or "(top level)"
-        line = lines.get(tuple(str(p) for p in loc))
-        at = f" (line {line})" if line else ""
-        problems.append(f"  • {key}{at}: {_describe({**item, 'loc': loc})}")
-    # One bullet per key: a union field reports each member; keep the first.
-    unique = list(dict.fromkeys(problems))
-    count = len(unique)
-    noun = "problem" if count == 1 else "problems"
-    return f"{source} is not a valid experiment ({count} {noun}):\n" + "\n".join(unique)
+    return format_problems(_schema_problems(err), source, lines)
 
 
 _UNION_TAGS = {"float", "int", "str", "list[float]", "literal['epoch']", "bool", "none"}
 
 
-def validate(raw: Any, source: str = "<config>", text: str = "") -> Experiment:
-    """Validate a raw mapping into an Experiment, reporting every problem at once."""
+def _section(raw: dict[str, Any], key: str, default: str) -> tuple[str, dict[str, Any]] | None:
+    """A component section's name and args as written, or None when the schema will object."""
+    section = raw.get(key) or {}
+    if not isinstance(section, dict):
+        return None
+    name, args = section.get("name", default), section.get("args", {})
+    if not isinstance(name, str) or not isinstance(args, dict):
+        return None
+    return name, args
+
+
+def _component_problems(
+    raw: dict[str, Any], search_dirs: tuple[Path, ...]
+) -> tuple[dict[str, dict[str, Any]], list[Problem]]:
+    """Resolve each component's name and match its args against the factory's signature.
+
+    Returns the args to keep (numbers written as text turned into numbers where the factory
+    takes a number) by section, and the problems. Names given as import paths are imported
+    here, which runs their module's code: an experiment file is as trusted as a script.
+    """
+    from .errors import ComponentError
+    from .models import model_factory
+    from .registry import (
+        CLASSIFICATION_LOSSES,
+        LOSSES,
+        METRICS,
+        check_args,
+        import_object,
+        is_import_path,
+        loss_factory,
+        optimizer_class,
+    )
+
+    fixed: dict[str, dict[str, Any]] = {}
+    problems: list[Problem] = []
+
+    def add(section: str, found: list[tuple[str | None, str]]) -> None:
+        for key, message in found:
+            problems.append(((section, "args", key) if key else (section, "args"), message))
+
+    optimizer = _section(raw, "optimizer", "sgd")
+    if optimizer:
+        name, args = optimizer
+        if "lr" in args:
+            problems.append(
+                (
+                    ("optimizer", "args", "lr"),
+                    "lrtool sets the learning rate: find sweeps it from find.start_lr to "
+                    "find.end_lr and train peaks at train.lr_max; remove it here",
+                )
+            )
+        try:
+            cls = optimizer_class(name, search_dirs)
+        except ComponentError as err:
+            problems.append((("optimizer", "name"), str(err)))
+        else:
+            kwargs, found = check_args(
+                cls, {k: v for k, v in args.items() if k != "lr"}, skip=1, hidden={"lr"}
+            )
+            add("optimizer", found)
+            if not found:
+                fixed["optimizer"] = kwargs
+                # Let the optimizer judge the values too (a negative momentum, a beta of 1.5),
+                # on a throwaway parameter: what `train` would meet at its first line.
+                import torch
+
+                try:
+                    cls([torch.zeros(1, requires_grad=True)], **kwargs)
+                except Exception as err:
+                    problems.append((("optimizer", "args"), f"{cls.__name__} refuses them: {err}"))
+
+    loss = _section(raw, "loss", "cross_entropy")
+    if loss:
+        name, args = loss
+        try:
+            factory = loss_factory(name, search_dirs)
+        except ComponentError as err:
+            problems.append((("loss", "name"), str(err)))
+        else:
+            if isinstance(factory, type):
+                kwargs, found = check_args(factory, args)
+            else:  # a function: (output, target, **args)
+                kwargs, found = check_args(factory, args, skip=2, required=False)
+            add("loss", found)
+            fixed["loss"] = kwargs
+
+    model = _section(raw, "model", "mlp")
+    if model:
+        name, args = model
+        if name == "mlp" and "args" not in (raw.get("model") or {}):
+            args = dict(_DEFAULT_MLP_ARGS)
+        try:
+            factory = model_factory(name, search_dirs)
+        except ComponentError as err:
+            problems.append((("model", "name"), str(err)))
+        else:
+            kwargs, found = check_args(factory, args)
+            add("model", found)
+            fixed["model"] = kwargs
+
+    data = _section(raw, "data", "sklearn.digits")
+    if data and is_import_path(data[0]):
+        try:
+            factory = import_object(data[0], what="dataset", search_dirs=search_dirs)
+        except ComponentError as err:
+            problems.append((("data", "name"), str(err)))
+        else:
+            kwargs, found = check_args(factory, data[1])
+            add("data", found)
+            fixed["data"] = kwargs
+
+    metrics = raw.get("metrics", ["accuracy"])
+    if isinstance(metrics, list):
+        for i, name in enumerate(metrics):
+            if isinstance(name, str) and name not in METRICS:
+                close = difflib.get_close_matches(name, list(METRICS), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                problems.append(
+                    (("metrics", str(i)), f"unknown metric{hint} (valid: {', '.join(METRICS)})")
+                )
+        loss_name = loss[0] if loss else None
+        regression = loss_name in LOSSES and loss_name not in CLASSIFICATION_LOSSES
+        if "accuracy" in metrics and regression and loss_name != "bce_with_logits":
+            problems.append(
+                (
+                    ("metrics",),
+                    f"accuracy needs class targets, but loss {loss_name!r} is a regression "
+                    "loss. Use metrics: [] or [mae].",
+                )
+            )
+    return fixed, problems
+
+
+def validate(
+    raw: Any,
+    source: str = "<config>",
+    text: str = "",
+    *,
+    origins: dict[tuple[str, ...], str] | None = None,
+    folder: Path | None = None,
+) -> Experiment:
+    """Validate a raw mapping into an Experiment, reporting every problem at once.
+
+    The schema checks each key; then each component's name is resolved and its args are
+    matched against its signature, so `check` rejects what `train` would. `text` (the YAML)
+    gives the line of each key; `origins` names the flag or `--set` that set a key instead;
+    `folder` is where import paths are looked for after the current folder.
+    """
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -356,10 +774,21 @@ def validate(raw: Any, source: str = "<config>", text: str = "") -> Experiment:
             f"{source} must be a YAML mapping of keys (model:, data:, ...), "
             f"got {type(raw).__name__}."
         )
+    problems: list[Problem] = []
+    exp = None
     try:
-        return Experiment.model_validate(raw)
+        exp = Experiment.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source, _key_lines(text))) from None
+        problems += _schema_problems(err)
+    search_dirs = () if folder is None else (folder,)
+    fixed, found = _component_problems(raw, search_dirs)
+    problems += found
+    if problems or exp is None:
+        raise ConfigError(format_problems(problems, source, _key_lines(text), origins))
+    for section, args in fixed.items():
+        getattr(exp, section).args = args
+    exp._folder = folder
+    return exp
 
 
 def load_experiment(
@@ -381,15 +810,23 @@ def load_experiment(
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"Cannot read experiment file {path}: {err}.") from None
     raw = parse_yaml(text, source=str(path))
-    if raw is not None and not isinstance(raw, dict):
+    if raw is None:
+        raise ConfigError(
+            f"Experiment file {path} is empty (no keys, only blank lines or comments). An empty "
+            "file is almost always a mistake: a wrong path or an unsaved editor. Write the keys "
+            "you mean, or `{}` to run every default (the digits MLP) on purpose."
+        )
+    if not isinstance(raw, dict):
         raise ConfigError(
             f"{path} must be a YAML mapping of keys (model:, data:, ...), got {type(raw).__name__}."
         )
-    raw = apply_overrides(dict(raw or {}), overrides or [])
+    origins: dict[tuple[str, ...], str] = {}
+    raw = apply_overrides(dict(raw), overrides or [], origins)
     for key, value in (values or {}).items():
         if value is not None:
-            set_key(raw, key, value, origin="option")
-    exp = validate(raw, source=str(path), text=text)
+            set_key(raw, key, value, origin=flag_name(key))
+            origins[tuple(key.split("."))] = flag_name(key)
+    exp = validate(raw, source=str(path), text=text, origins=origins, folder=path.parent.resolve())
     if exp.name is None:
         exp.name = path.stem
     _resolve_paths(exp, path.parent)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import csv
 import inspect
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ class Splits:
     # memory when small; "random": random augmentation or unknown code, always a DataLoader.
     kind: str
     note: str = ""
+    # Class names in label order, when the source names them (CSV text labels, a
+    # torchvision dataset's `classes`); saved with every result as data.classes.
+    classes: list[str] | None = None
 
 
 # --- batching -----------------------------------------------------------------------------
@@ -229,6 +233,14 @@ def _targets(y: Any, index_targets: bool | None) -> torch.Tensor:
     return y.unsqueeze(1) if y.ndim == 1 else y
 
 
+def _rows(indices: list[int], limit: int = 10) -> str:
+    """'3, 5 and 9' or '3, 5, ... and 40 more': row or line numbers for a message."""
+    shown = [str(i) for i in indices[:limit]]
+    if len(indices) > limit:
+        return f"{', '.join(shown)} and {len(indices) - limit} more"
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+
+
 def _tabular(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -239,8 +251,19 @@ def _tabular(
     index_targets: bool | None,
     note: str,
     reshape: list[int] | None = None,
+    classes: list[str] | None = None,
 ) -> Splits:
     x = torch.as_tensor(x, dtype=torch.float32)
+    # NaN or inf in one feature turns every loss into NaN at the first step: refuse up front.
+    bad = (~torch.isfinite(x.reshape(len(x), -1))).any(dim=1)
+    if torch.is_floating_point(torch.as_tensor(y)):
+        bad |= (~torch.isfinite(torch.as_tensor(y).reshape(len(x), -1))).any(dim=1)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten().tolist()
+        raise ComponentError(
+            f"data {note!r}: rows {_rows(rows)} (counting from 0) hold NaN or infinite values; "
+            "the loss would be NaN from the first step. Clean or drop those rows."
+        )
     y = _targets(y, index_targets)
     train, val = split(TensorDataset(x, y), val_fraction, seed)
     xt, yt = materialise(train)
@@ -259,7 +282,7 @@ def _tabular(
             raise ComponentError(
                 f"data.args.reshape: {reshape} does not fit {xt.shape[1]} features per sample."
             ) from None
-    return Splits(TensorDataset(xt, yt), TensorDataset(xv, yv), "tensors", note)
+    return Splits(TensorDataset(xt, yt), TensorDataset(xv, yv), "tensors", note, classes)
 
 
 def _sklearn(name: str, args: dict[str, Any], **common: Any) -> Splits:
@@ -292,24 +315,41 @@ def _sklearn(name: str, args: dict[str, Any], **common: Any) -> Splits:
     return _tabular(x, y, note=f"{name}", **common)
 
 
-def _csv(args: dict[str, Any], **common: Any) -> Splits:
+# What a csv source takes (standardize and reshape are shared with the sklearn sources).
+CSV_ARGS = ("path", "target", "delimiter", "standardize", "reshape")
+
+
+def _csv_number(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def _csv(args: dict[str, Any], *, classes: list[str] | None = None, **common: Any) -> Splits:
+    """A CSV file: a header row, then one sample per row; every cell problem reported at once.
+
+    Features must be numbers. The target (default: the last column) is a number, or text:
+    text labels are classes, indexed in `classes` order (default: sorted).
+    """
     path = args.get("path")
     if not path:
         raise ComponentError("data: csv needs args.path, the CSV file to read.")
     file = Path(path)
     if not file.is_file():
         raise ComponentError(f"data.args.path: CSV file {file} does not exist.")
-    unknown = set(args) - {"path", "target", "delimiter"}
+    unknown = set(args) - set(CSV_ARGS)
     if unknown:
         raise ComponentError(
-            f"data: csv takes args path, target, delimiter, standardize, reshape; got also "
-            f"{', '.join(sorted(unknown))}."
+            f"data: csv takes args {', '.join(CSV_ARGS)}; got also {', '.join(sorted(unknown))}."
         )
     with file.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle, delimiter=args.get("delimiter", ",")))
+        reader = csv.reader(handle, delimiter=args.get("delimiter", ","))
+        # Blank lines hold no sample; every other row keeps its line number for messages.
+        rows = [(reader.line_num, row) for row in reader if row]
     if len(rows) < 3:
         raise ComponentError(f"{file}: needs a header row and at least two data rows.")
-    header, body = rows[0], rows[1:]
+    header, body = rows[0][1], rows[1:]
     target = args.get("target", header[-1])
     if isinstance(target, int):
         column = target
@@ -319,32 +359,88 @@ def _csv(args: dict[str, Any], **common: Any) -> Splits:
         raise ComponentError(
             f"data.args.target: column {target!r} is not in {file}; columns: {', '.join(header)}."
         )
+    # (column, what is wrong) -> [(line, cell)], in the order met: one bullet each.
+    problems: dict[tuple[str, str], list[tuple[int, str]]] = {}
     features: list[list[float]] = []
     labels: list[str] = []
-    for line_no, row in enumerate(body, start=2):
+    for line_no, row in body:
         if len(row) != len(header):
             raise ComponentError(
                 f"{file}, line {line_no}: {len(row)} fields, the header has {len(header)}."
             )
         values = []
         for i, cell in enumerate(row):
-            if i == column:
-                continue
-            try:
-                values.append(float(cell))
-            except ValueError:
-                raise ComponentError(
-                    f"{file}, line {line_no}, column {header[i]!r}: {cell!r} is not a number. "
-                    "Features must be numeric: one-hot encode categories first."
-                ) from None
+            if not cell.strip():
+                problems.setdefault((header[i], "empty"), []).append((line_no, cell))
+            elif i != column:
+                number = _csv_number(cell)
+                if number is None:
+                    problems.setdefault((header[i], "text"), []).append((line_no, cell))
+                elif not math.isfinite(number):
+                    problems.setdefault((header[i], "nonfinite"), []).append((line_no, cell))
+                values.append(0.0 if number is None else number)
         features.append(values)
-        labels.append(row[column])
-    try:
-        y: Any = [float(v) for v in labels]
-    except ValueError:
-        classes = sorted(set(labels))  # text labels: a classification target
-        y = [classes.index(v) for v in labels]
-    return _tabular(torch.tensor(features), torch.tensor(y), note=f"csv {file.name}", **common)
+        labels.append(row[column].strip())
+    numbers = [_csv_number(v) for v in labels]
+    numeric = all(n is not None for n, label in zip(numbers, labels, strict=True) if label)
+    if numeric:
+        for (line_no, _), label, number in zip(body, labels, numbers, strict=True):
+            if label and not math.isfinite(number):  # type: ignore[arg-type]
+                problems.setdefault((header[column], "nonfinite"), []).append((line_no, label))
+    if problems:
+        raise ComponentError(_csv_report(file, problems))
+    if numeric:
+        y: Any = numbers
+        if classes is not None and any(n != int(n) or not 0 <= n < len(classes) for n in y):
+            raise ComponentError(
+                f"data.classes: names {len(classes)} classes, but the labels in {file} column "
+                f"{header[column]!r} are not all whole numbers from 0 to {len(classes) - 1}."
+            )
+    else:  # text labels: a classification target
+        known = sorted(set(labels)) if classes is None else list(classes)
+        missing = sorted(set(labels) - set(known))
+        if missing:
+            raise ComponentError(
+                f"data.classes: {file} column {header[column]!r} has labels that are not in "
+                f"data.classes: {', '.join(repr(m) for m in missing[:10])}. List every class, "
+                "or leave data.classes out to take the labels in sorted order."
+            )
+        index = {name: i for i, name in enumerate(known)}
+        y = [index[v] for v in labels]
+        classes = known
+    return _tabular(
+        torch.tensor(features), torch.tensor(y), note=f"csv {file.name}", classes=classes, **common
+    )
+
+
+def _csv_report(file: Path, problems: dict[tuple[str, str], list[tuple[int, str]]]) -> str:
+    """One paragraph naming the file, then one bullet per column and kind of problem."""
+    bullets = []
+    for (column, kind), cells in problems.items():
+        lines = _rows([line for line, _ in cells])
+        where = f"line {lines}" if len(cells) == 1 else f"lines {lines}"
+        if kind == "empty":
+            fix = (
+                "fill it in or drop the row" if len(cells) == 1 else "fill them in or drop the rows"
+            )
+            bullets.append(f"  • column {column!r}: empty on {where}; {fix}")
+        elif kind == "nonfinite":
+            shown = ", ".join(sorted({cell.strip() for _, cell in cells}))
+            bullets.append(
+                f"  • column {column!r}: {shown} on {where}; the loss would be NaN from the "
+                "first step: replace the values or drop the rows"
+            )
+        else:
+            cell = cells[0][1]
+            bullets.append(
+                f"  • column {column!r}: {cell!r} is not a number ({where}); features must be "
+                "numeric: one-hot encode categories first"
+            )
+    count = len(bullets)
+    noun = "problem" if count == 1 else "problems"
+    return f"data.args.path: {file} has cells lrtool cannot use ({count} {noun}):\n" + "\n".join(
+        bullets
+    )
 
 
 # Arguments lrtool consumes for image datasets; all others go to the torchvision class.
@@ -419,8 +515,25 @@ def _torchvision(name: str, args: dict[str, Any], *, val_fraction: float, seed: 
     return Splits(train, val, kind, name)
 
 
-def _callable(name: str, args: dict[str, Any], *, val_fraction: float, seed: int) -> Splits:
-    factory = import_object(name, what="dataset")
+def _named_classes(dataset: Dataset) -> list[str] | None:
+    """A dataset's class names (torchvision's `classes`), looking through Subsets."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    names = getattr(dataset, "classes", None)
+    if isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names):
+        return list(names)
+    return None
+
+
+def _callable(
+    name: str,
+    args: dict[str, Any],
+    *,
+    val_fraction: float,
+    seed: int,
+    search_dirs: Sequence[Path] = (),
+) -> Splits:
+    factory = import_object(name, what="dataset", search_dirs=search_dirs)
     result = call_with_args(factory, args, what=f"dataset {name!r}")
     if isinstance(result, Dataset):
         train, val = split(result, val_fraction, seed)
@@ -451,8 +564,16 @@ def load_splits(
     val_fraction: float,
     seed: int,
     index_targets: bool | None,
+    classes: list[str] | None = None,
+    search_dirs: Sequence[Path] = (),
 ) -> Splits:
-    """Build the training and validation datasets of a data spec."""
+    """Build the training and validation datasets of a data spec.
+
+    `classes` (data.classes) names the classes in label order; for a CSV with text labels it
+    also fixes which label gets which index. The returned Splits carry the class names when
+    the source or `classes` gives them. `search_dirs`: where import paths are looked for after
+    the current folder.
+    """
     args = dict(args)
     if name.startswith("sklearn.") or name == "csv":
         common = dict(
@@ -462,16 +583,25 @@ def load_splits(
             reshape=args.pop("reshape", None),
             index_targets=index_targets,
         )
-        return _sklearn(name, args, **common) if name != "csv" else _csv(args, **common)
-    if name.startswith("torchvision."):
-        return _torchvision(name, args, val_fraction=val_fraction, seed=seed)
-    if is_import_path(name):
-        return _callable(name, args, val_fraction=val_fraction, seed=seed)
-    raise unknown_name(
-        "dataset",
-        name,
-        ["csv", "sklearn.<loader>", "torchvision.<Dataset>"],
-    )
+        if name == "csv":
+            return _csv(args, classes=classes, **common)
+        splits = _sklearn(name, args, **common)
+    elif name.startswith("torchvision."):
+        splits = _torchvision(name, args, val_fraction=val_fraction, seed=seed)
+    elif is_import_path(name):
+        splits = _callable(
+            name, args, val_fraction=val_fraction, seed=seed, search_dirs=search_dirs
+        )
+    else:
+        raise unknown_name("dataset", name, ["csv", "sklearn.<loader>", "torchvision.<Dataset>"])
+    named = _named_classes(splits.train)
+    if classes is not None and named is not None and list(classes) != named:
+        raise ComponentError(
+            f"data.classes: {list(classes)} does not match the classes dataset {name!r} "
+            f"names, in its label order: {named}. Leave data.classes out to take them as given."
+        )
+    splits.classes = list(classes) if classes is not None else named
+    return splits
 
 
 def use_memory(splits: Splits, requested: bool | None) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -95,7 +96,13 @@ class Snapshot:
 
     def restore(self) -> None:
         if self.path is not None:
-            state = torch.load(self.path, map_location="cpu", weights_only=False)
+            try:
+                state = torch.load(self.path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError:
+                # Only an optimizer of the user's whose state holds objects other than
+                # tensors and plain values gets here; the file is the one __init__ wrote a
+                # moment ago (mkstemp: private to this user), so a full load trusts nothing new.
+                state = torch.load(self.path, map_location="cpu", weights_only=False)
         else:
             state = self.state
         self.model.load_state_dict(state["model"])

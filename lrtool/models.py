@@ -6,7 +6,7 @@ head last.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,24 +79,37 @@ def torchvision_builders() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-def build_model(name: str, args: dict[str, Any], weights: str | None = None) -> nn.Module:
-    """Build a model from its spec and load local pretrained weights if given."""
+def model_factory(name: str, search_dirs: Sequence[Path] = ()) -> Callable[..., Any]:
+    """The function or class a model name stands for (built-in, torchvision, import path)."""
     if is_import_path(name):
-        factory = import_object(name, what="model")
-    elif name.startswith("torchvision."):
+        return import_object(name, what="model", search_dirs=search_dirs)
+    if name.startswith("torchvision."):
         import torchvision
 
         builder = name.removeprefix("torchvision.")
         available = torchvision_builders()
         if builder not in available:
             raise unknown_name("torchvision model", builder, available)
-        factory = torchvision.models.get_model_builder(builder)
-    elif name in BUILTIN_MODELS:
-        factory = BUILTIN_MODELS[name]
-    else:
-        raise unknown_name(
-            "model", name, sorted(BUILTIN_MODELS), extra=", or torchvision.<builder>"
-        )
+        return torchvision.models.get_model_builder(builder)
+    if name in BUILTIN_MODELS:
+        return BUILTIN_MODELS[name]
+    raise unknown_name("model", name, sorted(BUILTIN_MODELS), extra=", or torchvision.<builder>")
+
+
+def output_count(name: str, args: dict[str, Any]) -> int | None:
+    """How many outputs (classes) a model's spec asks for, when its arguments say so."""
+    value = args.get("num_classes", args.get("out_features", 1) if name == "linear" else None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def build_model(
+    name: str,
+    args: dict[str, Any],
+    weights: str | None = None,
+    search_dirs: Sequence[Path] = (),
+) -> nn.Module:
+    """Build a model from its spec and load local pretrained weights if given."""
+    factory = model_factory(name, search_dirs)
     model = call_with_args(factory, args, what=f"model {name!r}")
     if not isinstance(model, nn.Module):
         raise ComponentError(

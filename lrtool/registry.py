@@ -1,8 +1,9 @@
 """Names to factories: import paths, optimizers, losses and metrics.
 
 A component is named by a short built-in name or by an import path 'package.module:callable'.
-Import paths resolve relative to the current directory too, so a `components.py` beside the
-experiment file works.
+Import paths resolve from the current folder, then from the experiment file's folder (the
+same rule as data paths), so a `components.py` beside the experiment file works from anywhere.
+Importing a module runs its code: an experiment file is as trusted as a script.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import difflib
 import functools
 import importlib
 import inspect
+import re
 import sys
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +29,33 @@ def is_import_path(name: str) -> bool:
     return ":" in name
 
 
-def import_object(path: str, *, what: str, search_dirs: tuple[Path, ...] = ()) -> Any:
-    """Resolve 'package.module:attr' (attr may be dotted), trying the current directory first."""
+def import_object(path: str, *, what: str, search_dirs: Sequence[Path] = ()) -> Any:
+    """Resolve 'package.module:attr' (attr may be dotted): the current folder first, then
+    `search_dirs` (the experiment file's folder), then the installed packages."""
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise ComponentError(
             f"{what} import path {path!r} must look like 'package.module:callable'."
         )
-    for folder in (Path.cwd(), *search_dirs):
-        if str(folder) not in sys.path:
-            sys.path.insert(0, str(folder))
+    folders = [str(Path(folder).resolve()) for folder in (Path.cwd(), *search_dirs)]
+    for folder in reversed(folders):  # inserted last = searched first: the current folder
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
+        where = " or ".join(dict.fromkeys(folders))
         raise ComponentError(
             f"{what} {path!r}: module {module_name!r} does not import ({err}). Check the "
-            "spelling, that the package is installed, or that the file is in the current folder."
+            f"spelling, that the package is installed, or that {module_name.split('.')[0]}.py "
+            f"is in {where}."
+        ) from None
+    except Exception as err:  # the module's own code raised while importing: say where
+        frames = traceback.extract_tb(err.__traceback__)
+        at = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+        raise ComponentError(
+            f"{what} {path!r}: importing module {module_name!r} failed with "
+            f"{type(err).__name__}: {err}{at}."
         ) from None
     obj: Any = module
     for part in attr.split("."):
@@ -66,6 +80,95 @@ def unknown_name(what: str, name: str, available: list[str], extra: str = "") ->
         f"Unknown {what} {name!r}.{hint} Available: {', '.join(available)}{extra}; or give an "
         "import path 'package.module:callable'."
     )
+
+
+# --- arguments against signatures --------------------------------------------------------
+
+_NUMBER_TYPE = re.compile(r"\b(float|int)\b")
+
+
+def number_from_text(text: str) -> int | float | None:
+    """The number a text spells ("3", "1e-3", " 0.9 "), or None."""
+    for kind in (int, float):
+        try:
+            return kind(text.strip())
+        except ValueError:
+            pass
+    return None
+
+
+def _takes_number(param: inspect.Parameter) -> bool:
+    """Does the parameter take a number (or a tuple of numbers, like Adam's betas)?"""
+    default = param.default
+    if isinstance(default, (tuple, list)) and default:
+        default = default[0]
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        return True
+    annotation = param.annotation
+    if annotation in (int, float):
+        return True
+    # `from __future__ import annotations` leaves annotations as text: "float | None".
+    return (
+        isinstance(annotation, str)
+        and bool(_NUMBER_TYPE.search(annotation))
+        and ("str" not in annotation)
+    )
+
+
+def _as_number(value: Any) -> Any:
+    """Numbers written as text become numbers, in lists too; anything else is left alone."""
+    if isinstance(value, str):
+        number = number_from_text(value)
+        return value if number is None else number
+    if isinstance(value, (list, tuple)):
+        return type(value)(_as_number(v) for v in value)
+    return value
+
+
+def check_args(
+    factory: Callable[..., Any],
+    args: dict[str, Any],
+    *,
+    skip: int = 0,
+    required: bool = True,
+    hidden: Collection[str] = (),
+) -> tuple[dict[str, Any], list[tuple[str | None, str]]]:
+    """Match keyword arguments against a factory's signature, as calling it would.
+
+    Returns the arguments with numbers written as text ("1e-3") turned into numbers wherever
+    the parameter takes a number, and the problems as (argument or None, message): unknown
+    arguments (with "did you mean"), and missing required ones when `required`. `skip` leaves
+    out leading parameters lrtool fills in itself (an optimizer's params); `hidden` ones are
+    not offered in the list of valid names.
+    """
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return dict(args), []  # a builtin without a signature: the call will decide
+    params = list(signature.parameters.values())[skip:]
+    named = {
+        p.name: p
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    offered = [name for name in named if name not in hidden]
+    fixed: dict[str, Any] = {}
+    problems: list[tuple[str | None, str]] = []
+    for key, value in args.items():
+        param = named.get(key)
+        if param is None and not open_ended:
+            close = difflib.get_close_matches(key, offered, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append((key, f"unknown argument{hint} (valid: {', '.join(offered)})"))
+            continue
+        fixed[key] = _as_number(value) if param is not None and _takes_number(param) else value
+    if required:
+        missing = [n for n, p in named.items() if p.default is p.empty and n not in args]
+        if missing:
+            names = ", ".join(repr(n) for n in missing)
+            problems.append((None, f"missing required argument{'s' * (len(missing) > 1)} {names}"))
+    return fixed, problems
 
 
 def call_with_args(factory: Callable[..., Any], args: dict[str, Any], *, what: str) -> Any:
@@ -93,18 +196,35 @@ def optimizer_classes() -> dict[str, type[torch.optim.Optimizer]]:
     }
 
 
-def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+# Optimizers whose step does not fit lrtool's loop: one step per mini-batch, several named
+# parameter groups, dense gradients.
+_UNSUPPORTED_OPTIMIZERS: dict[type[torch.optim.Optimizer], str] = {
+    torch.optim.LBFGS: "it needs a closure that re-evaluates the loss several times per step "
+    "and accepts a single parameter group, while the range test and one-cycle training take "
+    "one step per mini-batch over one group per layer block. Use sgd, adam or adamw",
+    torch.optim.SparseAdam: "it accepts only sparse gradients (from "
+    "nn.Embedding(sparse=True)); every other layer's gradients are dense, so the first step "
+    "would fail. Use adam or adamw (or a sparse optimizer of your own for the embeddings)",
+}
+
+
+def optimizer_class(name: str, search_dirs: Sequence[Path] = ()) -> type[torch.optim.Optimizer]:
+    """The optimizer class a name stands for; unknown and unsupported ones are errors."""
     if is_import_path(name):
-        cls = import_object(name, what="optimizer")
+        cls = import_object(name, what="optimizer", search_dirs=search_dirs)
         if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
             raise ComponentError(
                 f"optimizer {name!r} must be a torch.optim.Optimizer subclass, got {cls!r}."
             )
-        return cls
-    classes = optimizer_classes()
-    if name.lower() not in classes:
-        raise unknown_name("optimizer", name, sorted(classes))
-    return classes[name.lower()]
+    else:
+        classes = optimizer_classes()
+        if name.lower() not in classes:
+            raise unknown_name("optimizer", name, sorted(classes))
+        cls = classes[name.lower()]
+    for unsupported, why in _UNSUPPORTED_OPTIMIZERS.items():
+        if issubclass(cls, unsupported):
+            raise ComponentError(f"optimizer {name!r} cannot be used with lrtool: {why}.")
+    return cls
 
 
 # --- losses -------------------------------------------------------------------------------
@@ -123,15 +243,22 @@ LOSSES: dict[str, type[nn.Module]] = {
 CLASSIFICATION_LOSSES = {"cross_entropy", "nll"}
 
 
-def build_loss(name: str, args: dict[str, Any]) -> Callable[..., torch.Tensor]:
+def loss_factory(name: str, search_dirs: Sequence[Path] = ()) -> Callable[..., Any]:
+    """A loss class (built with the args) or a loss function (the args bound to it)."""
     if is_import_path(name):
-        obj = import_object(name, what="loss")
-        if isinstance(obj, type):
-            return call_with_args(obj, args, what=f"loss {name!r}")
-        return functools.partial(obj, **args) if args else obj
+        return import_object(name, what="loss", search_dirs=search_dirs)
     if name not in LOSSES:
         raise unknown_name("loss", name, sorted(LOSSES))
-    return call_with_args(LOSSES[name], args, what=f"loss {name!r}")
+    return LOSSES[name]
+
+
+def build_loss(
+    name: str, args: dict[str, Any], search_dirs: Sequence[Path] = ()
+) -> Callable[..., torch.Tensor]:
+    factory = loss_factory(name, search_dirs)
+    if isinstance(factory, type):
+        return call_with_args(factory, args, what=f"loss {name!r}")
+    return functools.partial(factory, **args) if args else factory
 
 
 # --- metrics ------------------------------------------------------------------------------

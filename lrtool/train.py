@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import OneCycleLR
 
+from .config import LR_MAX_FORMS, RateSlice, lr_max_value
 from .errors import ConfigError, RunFailed
 from .history import versions, write_torch_atomic
 from .runtime import (
@@ -44,24 +44,11 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 # --- peak rates per group -----------------------------------------------------------------
 
 
-def _number(value: Any) -> float | None:
-    """A finite positive float from a number or a numeric string, else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            return None
-    if not isinstance(value, numbers.Real):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) and value > 0 else None
-
-
 def parse_lr_max(value: float | str | Sequence[float | str], n_groups: int) -> list[float]:
     """The peak rate of every parameter group, earliest group first, the head last.
 
+    The syntax is the experiment file's (`config.lr_max_value`, which the schema applies
+    at load); here it is expanded to one rate per group:
     - a number, or a string such as "3e-3": the same rate for every group;
     - a list: one rate per group;
     - "LOW:HIGH": geometric spread from LOW (first group) to HIGH (last), fastai's
@@ -72,45 +59,31 @@ def parse_lr_max(value: float | str | Sequence[float | str], n_groups: int) -> l
     """
     if n_groups < 1:
         raise ValueError(f"n_groups must be at least 1, got {n_groups}")
-    expected = (
-        f"a positive number, a list of {n_groups} positive numbers (one per parameter group), "
-        "'LOW:HIGH' or ':HIGH'"
-    )
-
-    def bad(detail: str = "") -> ConfigError:
-        return ConfigError(f"{LR_MAX_KEY}: expected {expected}; got {value!r}{detail}.")
-
-    if isinstance(value, str) and value.strip().lower() == "auto":
+    try:
+        parsed = lr_max_value(value)
+    except ValueError as err:
+        raise ConfigError(f"{LR_MAX_KEY}: {err}.") from None
+    if parsed == "auto":
         raise ConfigError(
             f"{LR_MAX_KEY}: 'auto' must be resolved before training starts (run the finder and "
             "pass its suggested rate); fit_one_cycle takes numbers."
         )
-    if isinstance(value, str) and ":" in value:
-        low_text, _, high_text = value.partition(":")
-        high = _number(high_text)
-        if high is None or ":" in high_text:
-            raise bad()
-        if not low_text.strip():
-            return [high / 10] * (n_groups - 1) + [high]
-        low = _number(low_text)
-        if low is None:
-            raise bad()
-        if low > high:
-            raise bad(" (LOW is above HIGH: earlier groups take the smaller rate)")
+    if parsed is None:
+        raise ConfigError(f"{LR_MAX_KEY}: expected {LR_MAX_FORMS}; got None.")
+    if isinstance(parsed, RateSlice):
+        if parsed.low is None:
+            return [parsed.high / 10] * (n_groups - 1) + [parsed.high]
         if n_groups == 1:
-            return [high]
-        return [float(r) for r in np.geomspace(low, high, n_groups)]
-    if isinstance(value, (list, tuple)):
-        rates = [_number(v) for v in value]
-        if any(r is None for r in rates):
-            raise bad()
-        if len(rates) != n_groups:
-            raise bad(f" ({len(rates)} rates for {n_groups} parameter groups)")
-        return [float(r) for r in rates]
-    rate = _number(value)
-    if rate is None:
-        raise bad()
-    return [rate] * n_groups
+            return [parsed.high]
+        return [float(r) for r in np.geomspace(parsed.low, parsed.high, n_groups)]
+    if isinstance(parsed, list):
+        if len(parsed) != n_groups:
+            raise ConfigError(
+                f"{LR_MAX_KEY}: expected {LR_MAX_FORMS}; got {value!r} ({len(parsed)} rates "
+                f"for {n_groups} parameter groups)."
+            )
+        return parsed
+    return [parsed] * n_groups
 
 
 # --- freezing -----------------------------------------------------------------------------

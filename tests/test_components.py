@@ -280,9 +280,9 @@ def test_unknown_names_list_what_is_available():
         build(exp(data={"name": "digits"}))
 
 
-def test_bad_optimizer_args():
-    with pytest.raises(ComponentError, match="optimizer 'sgd'"):
-        build(exp(optimizer={"name": "sgd", "args": {"momentun": 0.9}}))
+def test_bad_optimizer_args_are_caught_when_loading():
+    with pytest.raises(ConfigError, match="optimizer.args.momentun: unknown argument"):
+        exp(optimizer={"name": "sgd", "args": {"momentun": 0.9}})
 
 
 COMPONENTS = """
@@ -352,14 +352,26 @@ def test_import_paths_for_every_component(components):
     [
         ("model", "my_components:not_a_model", "must return a torch.nn.Module, got int"),
         ("data", "my_components:not_a_dataset", "must return a torch Dataset"),
+    ],
+)
+def test_import_paths_returning_the_wrong_thing(components, section, name, message):
+    with pytest.raises(ComponentError, match=message):
+        build(exp(**{section: {"name": name}}))
+
+
+@pytest.mark.parametrize(
+    ("section", "name", "message"),
+    [
         ("model", "my_components:nope", "has no attribute 'nope'"),
         ("model", "no_such_module:f", "module 'no_such_module' does not import"),
         ("optimizer", "my_components:model", "must be a torch.optim.Optimizer subclass"),
+        ("data", "my_components:nope", "has no attribute 'nope'"),
+        ("loss", "no_such_module:f", "module 'no_such_module' does not import"),
     ],
 )
-def test_bad_import_paths(components, section, name, message):
-    with pytest.raises(ComponentError, match=message):
-        build(exp(**{section: {"name": name}}))
+def test_bad_import_paths_are_caught_when_loading(components, section, name, message):
+    with pytest.raises(ConfigError, match=rf"{section}.name: .*{message}"):
+        exp(**{section: {"name": name}})
 
 
 # --- batches ------------------------------------------------------------------------------

@@ -30,14 +30,14 @@ def test_exponent_without_dot_is_a_float_everywhere(write_yaml):
             """
             find: {start_lr: 1e-7, end_lr: 1E+1}
             optimizer: {name: adam, args: {eps: 1e-8, betas: [0.9, 0.999]}}
-            model: {args: {nested: {x: 2e3}}}
+            data: {args: {nested: {x: 2e3}}}
             """
         )
     )
     assert exp.find.start_lr == 1e-7 and isinstance(exp.find.start_lr, float)
     assert exp.find.end_lr == 10.0
     assert exp.optimizer.args["eps"] == 1e-8 and isinstance(exp.optimizer.args["eps"], float)
-    assert exp.model.args["nested"]["x"] == 2000.0
+    assert exp.data.args["nested"]["x"] == 2000.0
 
 
 def test_yaml_keeps_ints_strings_and_bools():
@@ -53,11 +53,11 @@ def test_yaml_keeps_ints_strings_and_bools():
 def test_set_overrides_dotted_keys_with_yaml_values(write_yaml):
     exp = load_experiment(
         write_yaml("train: {epochs: 5}\n"),
-        ["train.epochs=3", "data.batch_size=128", "optimizer.args.lr=1e-2", "metrics=[]"],
+        ["train.epochs=3", "data.batch_size=128", "optimizer.args.momentum=9e-1", "metrics=[]"],
     )
     assert exp.train.epochs == 3
     assert exp.data.batch_size == 128
-    assert exp.optimizer.args["lr"] == 0.01
+    assert exp.optimizer.args["momentum"] == 0.9
     assert exp.metrics == []
 
 
