@@ -11,17 +11,20 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
+import click
 import typer
 from rich.console import Console
 
 from . import __version__
-from .errors import EXIT_INTERRUPTED, LrtoolError, NoSuggestion
+from .errors import EXIT_INTERRUPTED, LrtoolError, NoSuggestion, UserCodeError
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok; 1 the run failed (NaN loss, failed smoke check); 2 bad input (config, "
-    "flags, files); 3 --strict and no suggestion could be made; 130 interrupted."
+    "Exit codes: 0 ok; 1 the run failed (NaN loss, failed smoke check, your model/data/loss "
+    "code raised while running); 2 bad input (config, flags, files, a model that does not fit "
+    "its data, a component that fails to build); 3 --strict and no suggestion could be made; "
+    "130 interrupted."
 )
 
 app = typer.Typer(
@@ -61,7 +64,21 @@ OutOpt = Annotated[
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print the result JSON to stdout and nothing else there.")
 ]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+DebugOpt = Annotated[
+    bool, typer.Option("--debug", help="Show the full traceback of any failure (for bug reports).")
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Seed of the weights, the split and the data order (the top-level `seed` key).",
+        show_default=False,
+    ),
+]
+# plot and compare exist to draw: they draw unless told not to, terminal or not.
+DrawOpt = Annotated[
+    bool,
+    typer.Option("--plot/--no-plot", help="Draw the chart; --no-plot prints only the table."),
+]
 PlotOpt = Annotated[
     bool | None,
     typer.Option(
@@ -86,23 +103,61 @@ SmokeTimeoutOpt = Annotated[
 ]
 
 
+# Exceptions that are how typer and click end a command on purpose, not failures.
+_WAYS_OUT = (
+    typer.Exit,
+    typer.Abort,
+    click.exceptions.Exit,
+    click.exceptions.Abort,
+    click.ClickException,
+)
+
+
 @contextmanager
-def handled(debug: bool) -> Iterator[None]:
-    """Turn lrtool errors into a red paragraph and their exit code; Ctrl-C into 130."""
+def handled(debug: bool, *, smoke: str | None = None, as_json: bool = False) -> Iterator[None]:
+    """The one error boundary: a red paragraph and an exit code, never a traceback.
+
+    lrtool errors exit with their own code; Ctrl-C with 130; an exception from code lrtool
+    calls (the user's model, data or loss, a library) names the component and shows the
+    frames from the user's files: exit 2 if it failed to build, 1 if it failed while running.
+    `--debug` lets everything through with its full traceback. `smoke` is the command of a
+    --smoke run: then every failure also ends with the greppable 'lrtool smoke:' line.
+    """
     try:
         yield
     except LrtoolError as err:
         if debug:
             raise
-        from .report import error
-
-        error(err_console, str(err))
-        raise typer.Exit(err.exit_code) from None
+        fail(err, smoke, as_json)
     except KeyboardInterrupt:
         if debug:
             raise
         err_console.print("[yellow]interrupted[/]")
+        if smoke is not None:
+            from .smoke import summary
+
+            smoke_line(summary(False, smoke, "interrupted", 0, None), as_json)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except _WAYS_OUT:
+        raise  # typer's and click's own way out, with its own exit code
+    except Exception as err:
+        if debug:
+            raise
+        fail(UserCodeError.from_exception(err), smoke, as_json)
+
+
+def fail(err: LrtoolError, smoke: str | None, as_json: bool) -> NoReturn:
+    """Print the error paragraph (and the user's frames), the smoke line if any; exit."""
+    from .report import error
+
+    error(err_console, str(err))
+    if err.details:
+        err_console.print(err.details, markup=False, highlight=False, soft_wrap=True)
+    if smoke is not None:
+        from .smoke import summary
+
+        smoke_line(summary(False, smoke, one_line(err), 0, None), as_json)
+    raise typer.Exit(err.exit_code) from None
 
 
 def out_dir(out: Path | None, output_dir: str, name: str, command: str) -> Path:
@@ -153,6 +208,15 @@ def want_plot(plot: bool | None, as_json: bool) -> bool:
     return not as_json and sys.stdout.isatty()
 
 
+def one_line(err: LrtoolError) -> str:
+    """An error for the one smoke line: its headline, or its paragraph's lines joined."""
+    headline = getattr(err, "headline", None)
+    if headline:
+        return headline
+    first, *rest = [line.strip().removeprefix("• ") for line in str(err).splitlines()]
+    return " ".join([first, "; ".join(line for line in rest if line)]).strip()
+
+
 # --- commands -----------------------------------------------------------------------------
 
 
@@ -161,17 +225,19 @@ def check(
     experiment: ExpArg,
     set_: SetOpt = None,
     device: DeviceOpt = None,
+    seed: SeedOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Validate the experiment, build everything and run one forward/backward pass."""
     with handled(debug):
-        from .build import build, smoke_step
+        from .build import smoke_step
         from .config import load_experiment
+        from .probe import checked_build
         from .report import check_report
 
-        exp = load_experiment(experiment, set_, {"device": device})
-        built = build(exp)
-        loss = smoke_step(built)
+        exp = load_experiment(experiment, set_, {"device": device, "seed": seed})
+        built = checked_build(exp)  # a mismatch of model and data, said in the file's keys
+        loss = smoke_step(built)  # then backward, and a first loss that must be finite
         check_report(Console(), built, loss)
 
 
@@ -218,6 +284,13 @@ def find(
             show_default=False,
         ),
     ] = None,
+    val_batches: Annotated[
+        int | None,
+        typer.Option(
+            help="Validation batches --val-loss evaluates at each step (default 4).",
+            show_default=False,
+        ),
+    ] = None,
     grad_accum: Annotated[
         int | None, typer.Option(help="Mini-batches per step (default 1).", show_default=False)
     ] = None,
@@ -243,13 +316,14 @@ def find(
     as_json: JsonOpt = False,
     set_: SetOpt = None,
     device: DeviceOpt = None,
+    seed: SeedOpt = None,
     smoke: SmokeOpt = False,
     smoke_batches: SmokeBatchesOpt = 4,
     smoke_timeout: SmokeTimeoutOpt = 120.0,
     debug: DebugOpt = False,
 ) -> None:
     """Run the LR range test and suggest a learning rate."""
-    with handled(debug):
+    with handled(debug, smoke="find" if smoke else None, as_json=as_json):
         from .config import load_experiment
         from .history import save_find
         from .report import sweep_progress
@@ -264,10 +338,12 @@ def find(
             "find.diverge_factor": diverge_factor,
             "find.suggest": suggest,
             "find.val_loss": val_loss,
+            "find.val_batches": val_batches,
             "find.grad_accum": grad_accum,
             "find.precision": precision,
             "find.clip_grad_norm": clip_grad_norm,
             "device": device,
+            "seed": seed,
         }
         exp = load_experiment(experiment, set_, values)
         seed_list = parse_seeds(seeds, exp.seed)
@@ -355,6 +431,7 @@ def render_find(console: Console, result: Any, folder: Path, *, plot: bool) -> N
                 suggestions=[s["suggested_lr"] for s in result.seeds],
                 consensus=result.consensus_lr,
                 title=title,
+                color=console.is_terminal,
             )
         else:
             chart = find_chart(
@@ -364,6 +441,7 @@ def render_find(console: Console, result: Any, folder: Path, *, plot: bool) -> N
                 result.suggestions,
                 result.suggestion_method,
                 title=title,
+                color=console.is_terminal,
             )
         show_chart(console, chart)
     find_summary(console, result, str(folder))
@@ -454,13 +532,14 @@ def train(
     as_json: JsonOpt = False,
     set_: SetOpt = None,
     device: DeviceOpt = None,
+    seed: SeedOpt = None,
     smoke: SmokeOpt = False,
     smoke_batches: SmokeBatchesOpt = 4,
     smoke_timeout: SmokeTimeoutOpt = 120.0,
     debug: DebugOpt = False,
 ) -> None:
     """Train with the one-cycle policy at a peak rate (or per-group rates)."""
-    with handled(debug):
+    with handled(debug, smoke="train" if smoke else None, as_json=as_json):
         from .config import load_experiment
 
         values = {
@@ -477,6 +556,7 @@ def train(
             "train.clip_grad_norm": clip_grad_norm,
             "train.eval_every": _eval_every(eval_every),
             "device": device,
+            "seed": seed,
         }
         exp = load_experiment(experiment, set_, values)
         if exp.train.lr_max is None:
@@ -509,16 +589,16 @@ def run_train(
     exp: Any, folder: Path, *, resume: Path | None, refind: bool, as_json: bool, plot: bool
 ) -> None:
     from . import distributed
-    from .build import build
     from .errors import NoSuggestion, RunFailed
     from .history import save_find, save_train
+    from .probe import checked_build
     from .report import sweep_progress, train_progress, train_summary
     from .run import find_built, train_built
     from .train import CHECKPOINT_NAME
 
     main = distributed.is_main()
     console = stdout_console(as_json)
-    built = build(exp)
+    built = checked_build(exp)
     lr_max = exp.train.lr_max
     first_find = None
     if lr_max == "auto":
@@ -562,7 +642,8 @@ def run_train(
         from .plot import compare_chart, train_charts
 
         h = result.history
-        show_chart(console, train_charts(h["step"], h["loss"], h["lr"], h["momentum"]))
+        color = console.is_terminal  # without colour, curves differ by glyph
+        show_chart(console, train_charts(h["step"], h["loss"], h["lr"], h["momentum"], color=color))
         if refound is not None:
             curves = [{"label": "after training", "lr": refound.lr, "y": refound.smoothed_loss}]
             if first_find is not None:
@@ -574,7 +655,8 @@ def run_train(
                         "y": first_find.smoothed_loss,
                     },
                 )
-            show_chart(console, compare_chart(curves, title="LR range test before/after training"))
+            title = "LR range test before/after training"
+            show_chart(console, compare_chart(curves, title=title, color=color))
     train_summary(console, result, str(folder))
     if refound is not None:
         console.print(refind_advice(refound))
@@ -642,39 +724,57 @@ def _check_rate(exp: Any) -> float:
 
 @app.command("plot")
 def plot_cmd(
-    file: Annotated[Path, typer.Argument(help="A saved find.json, refind.json or train.json.")],
+    file: Annotated[
+        Path,
+        typer.Argument(help="A saved find.json, refind.json, train.json or verify.json."),
+    ],
     save: Annotated[
         Path | None, typer.Option(help="Write a PNG (needs the 'plot' extra).", show_default=False)
     ] = None,
+    plot: DrawOpt = True,
+    set_: SetOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Redraw a saved history in the terminal (or as a PNG)."""
+    """Redraw a saved result in the terminal (or as a PNG); --no-plot prints its table.
+
+    --set find.suggest=METHOD or find.smoothing=BETA redraws a find/refind curve with another
+    suggestion method or smoothing, from the saved raw loss.
+    """
     with handled(debug):
         from .history import history_kind, read_json
-        from .plot import find_chart, save_png, train_charts
+        from .plot import find_chart, save_png, train_charts, verify_chart
+        from .report import compare_table
+        from .saved import redraw_settings, resuggested
 
-        data = read_json(file)
+        data = resuggested(read_json(file), redraw_settings(set_), str(file))
         kind = history_kind(data)
-        h = data["history"]
         if save is not None:
-            curve = (
-                {"label": file.name, "lr": h["lr"], "y": h["smoothed_loss"]}
-                if kind == "find"
-                else {"label": file.name, "step": h["step"], "y": h["loss"]}
-            )
             try:
                 save_png(
                     save,
-                    [curve],
-                    suggestions=data.get("suggestions"),
-                    x="lr" if kind == "find" else "step",
+                    [_curve_of(kind, file.name, data)],
+                    suggestions=_marks_of(kind, data),
+                    x="step" if kind == "train" else "lr",
                     title=file.name,
                 )
             except ImportError as err:
                 raise LrtoolError(str(err)) from None  # the missing extra: bad input, exit 2
             err_console.print(f"saved {save}")
             return
-        if kind == "find":
+        console = Console()
+        if not plot:
+            console.print(compare_table(kind, [file.name], [data]))
+            return
+        color = console.is_terminal
+        if kind == "verify":
+            chart = verify_chart(
+                data.get("candidates") or [],
+                metric=data.get("metric", "val_loss"),
+                best=data.get("best_lr"),
+                color=color,
+            )
+        elif kind == "find":
+            h = data["history"]
             chart = find_chart(
                 h["lr"],
                 h["loss"],
@@ -682,10 +782,34 @@ def plot_cmd(
                 data.get("suggestions") or {},
                 data.get("suggestion_method"),
                 title=str(file),
+                color=color,
             )
         else:
-            chart = train_charts(h["step"], h["loss"], h["lr"], h.get("momentum"))
-        show_chart(Console(), chart)
+            h = data["history"]
+            chart = train_charts(h["step"], h["loss"], h["lr"], h.get("momentum"), color=color)
+        show_chart(console, chart)
+
+
+def _curve_of(kind: str, label: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The curve a saved result contributes to compare (and to a PNG)."""
+    if kind == "verify":
+        metric = data.get("metric", "val_loss")
+        ran = [c for c in data.get("candidates") or [] if c.get("rounds")]
+        return {
+            "label": label,
+            "lr": [c["lr"] for c in ran],
+            "y": [c["rounds"][0].get(metric) for c in ran],
+        }
+    h = data["history"]
+    if kind == "find":
+        return {"label": label, "lr": h["lr"], "y": h["smoothed_loss"]}
+    return {"label": label, "step": h["step"], "y": h["loss"]}
+
+
+def _marks_of(kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
+    if kind == "verify":
+        return {"best": data.get("best_lr")}
+    return data.get("suggestions") if kind == "find" else None
 
 
 @app.command()
@@ -722,19 +846,22 @@ def verify(
     as_json: JsonOpt = False,
     set_: SetOpt = None,
     device: DeviceOpt = None,
+    seed: SeedOpt = None,
     smoke: SmokeOpt = False,
     smoke_batches: SmokeBatchesOpt = 4,
     smoke_timeout: SmokeTimeoutOpt = 120.0,
     debug: DebugOpt = False,
 ) -> None:
     """Screen candidate rates on short runs, then judge the best two at the real length."""
-    with handled(debug):
+    with handled(debug, smoke="verify" if smoke else None, as_json=as_json):
         from .config import load_experiment
         from .errors import ConfigError
 
         if lrs is not None and from_ is not None:
             raise ConfigError("--lrs and --from both choose the candidates: give one.")
-        exp = load_experiment(experiment, set_, {"device": device, "train.epochs": epochs})
+        exp = load_experiment(
+            experiment, set_, {"device": device, "seed": seed, "train.epochs": epochs}
+        )
         if smoke:
             smoke_verify(exp, lrs, out, smoke_batches, smoke_timeout, as_json)
             return
@@ -756,8 +883,8 @@ def _verify_candidates(
 ) -> tuple[list[float], float | None, str, float | None]:
     """The rates to try, the suggestion (None without one), where the centre came from
     ("lrs", "suggestion" or "robust_minimum") and the centre itself."""
-    from .build import build
     from .history import read_json, save_find
+    from .probe import checked_build
     from .report import sweep_progress
     from .run import find_built
     from .verify import BRACKET_MIN_POINTS, bracket_centre, candidate_rates, parse_lrs
@@ -770,7 +897,7 @@ def _verify_candidates(
         source = str(from_)
     else:
         with sweep_progress(err_console, exp.find.num_steps) as on_step:
-            found = find_built(build(exp), on_step)
+            found = find_built(checked_build(exp), on_step)
         if main:
             save_find(folder, found, exp)
         if found.stop_reason == "interrupted":
@@ -848,6 +975,7 @@ def run_verify(
                 [v for _, v in first],
                 metric=f"{metric} after round 1",
                 best=result.best_lr,
+                color=console.is_terminal,
             ),
         )
     if result.widened:
@@ -904,7 +1032,10 @@ def smoke_verify(
 @app.command()
 def compare(
     files: Annotated[
-        list[Path], typer.Argument(help="Saved find.json / refind.json (or train.json) files.")
+        list[Path],
+        typer.Argument(
+            help="Saved results of one kind: find.json / refind.json, train.json or verify.json."
+        ),
     ],
     labels: Annotated[
         str | None,
@@ -913,6 +1044,8 @@ def compare(
             show_default=False,
         ),
     ] = None,
+    plot: DrawOpt = True,
+    set_: SetOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Overlay several saved curves in one chart and tabulate their suggestions."""
@@ -921,8 +1054,10 @@ def compare(
         from .history import history_kind, read_json
         from .plot import compare_chart
         from .report import compare_table
+        from .saved import redraw_settings, resuggested
 
-        datas = [read_json(f) for f in files]
+        settings = redraw_settings(set_)
+        datas = [resuggested(read_json(f), settings, str(f)) for f in files]
         names = _labels(labels, files)
         kinds = {history_kind(d) for d in datas}
         if len(kinds) > 1:
@@ -930,24 +1065,32 @@ def compare(
                 f"{f} ({history_kind(d)})" for f, d in zip(files, datas, strict=True)
             )
             raise ConfigError(
-                "compare overlays curves of one kind: LR range tests (find.json, refind.json) "
-                f"or training histories (train.json), not both. Got {listed}."
+                "compare overlays results of one kind: LR range tests (find.json, refind.json), "
+                f"training histories (train.json) or verify runs (verify.json). Got {listed}."
             )
         kind = kinds.pop()
-        if kind == "find":
-            curves = [
-                {"label": n, "lr": d["history"]["lr"], "y": d["history"]["smoothed_loss"]}
-                for n, d in zip(names, datas, strict=True)
-            ]
-            chart = compare_chart(curves, x="lr", title="LR range tests")
-        else:
-            curves = [
-                {"label": n, "step": d["history"]["step"], "y": d["history"]["loss"]}
-                for n, d in zip(names, datas, strict=True)
-            ]
-            chart = compare_chart(curves, x="step", title="Training loss")
+        metrics = {d.get("metric") for d in datas}
+        if kind == "verify" and len(metrics) > 1:
+            ranked = ", ".join(sorted(map(str, metrics)))
+            raise ConfigError(
+                f"compare: these verify runs were ranked by different metrics ({ranked}); "
+                "compare runs ranked by the same one."
+            )
         console = Console()
-        show_chart(console, chart)
+        if plot:
+            curves = [_curve_of(kind, n, d) for n, d in zip(names, datas, strict=True)]
+            title = {
+                "find": "LR range tests",
+                "train": "Training loss",
+                "verify": f"{metrics.pop()} after round 1",
+            }[kind]
+            chart = compare_chart(
+                curves,
+                x="step" if kind == "train" else "lr",
+                title=title,
+                color=console.is_terminal,
+            )
+            show_chart(console, chart)
         console.print(compare_table(kind, names, datas))
 
 

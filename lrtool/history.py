@@ -134,16 +134,19 @@ def read_json(path: str | Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path} is not valid JSON ({err}).") from None
-    if not isinstance(data, dict) or "history" not in data:
+    if not isinstance(data, dict) or ("history" not in data and data.get("kind") != "verify"):
         raise ConfigError(
-            f"{path} is not an lrtool history (find.json, refind.json or train.json): it has no "
-            "'history' field."
+            f"{path} is not an lrtool history (find.json, refind.json or train.json) nor a "
+            "verify.json: it has no 'history' field."
         )
     return data
 
 
 def history_kind(data: dict[str, Any]) -> str:
-    """'find' (find and refind curves: loss against lr) or 'train' (loss against step)."""
+    """'find' (find and refind curves: loss against lr), 'train' (loss against step) or
+    'verify' (a metric against candidate rates)."""
+    if data.get("kind") == "verify":
+        return "verify"
     if "epochs" in data:
         return "train"
     return "find"

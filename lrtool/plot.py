@@ -182,10 +182,12 @@ def multi_find_chart(
         series_color = palette[i % len(palette)]
         lx = _log_or_none(seeds[i] if i < len(seeds) else None)
         on_chart = _within(lx, xlo, xhi)
+        # Without colour each curve's mark needs a glyph of its own (not the curves' "hd").
+        glyph = "▲" if color else SERIES_MARKERS[1 + i % (len(SERIES_MARKERS) - 1)]
         if on_chart:
-            rug.append((lx, series_color))
+            rug.append((lx, series_color, glyph))
         if band:
-            symbol = "▲" if on_chart else "·"
+            symbol = glyph if on_chart else "·"
         else:
             symbol = _series_marker(i, color)
         text = f"{label} {10**lx:.1e}" if on_chart else label
@@ -213,9 +215,9 @@ def multi_find_chart(
                     marker = _series_marker(i, color)
                     series_color = SERIES_COLORS[i % len(SERIES_COLORS)]
                     _curve(fig, x, y, (ylo, yhi), series_color, marker, color)
-        for rx, rug_color in rug:
+        for rx, rug_color, glyph in rug:
             # A rug along the bottom edge keeps the marks off the curves.
-            fig.draw(fig.signal([rx], [ylo], marker=_marker("▲", rug_color, color)))
+            fig.draw(fig.signal([rx], [ylo], marker=_marker(glyph, rug_color, color)))
         _label_marks(fig, marks, xlim, (ylo, yhi), width, rows, color)
         return canvas.render()
 
@@ -364,6 +366,29 @@ def metric_vs_lr_chart(
             _dots(fig, np.array([m.x]), np.interp([m.x], x, y), (ylo, yhi), "●", m.color, color)
         _label_marks(fig, marks, xlim, (ylo, yhi), width, rows, color)
         return canvas.render()
+
+
+def verify_chart(
+    candidates: Sequence[Mapping[str, Any]],
+    *,
+    metric: str,
+    best: float | None = None,
+    width: int = 80,
+    height: int = 20,
+    color: bool = True,
+) -> str:
+    """verify.json's chart: every candidate's ``metric`` after the first round (the one all of
+    them trained) against its peak rate, the best rate marked."""
+    first = [(c.get("lr"), c["rounds"][0].get(metric)) for c in candidates if c.get("rounds")]
+    return metric_vs_lr_chart(
+        [lr for lr, _ in first],
+        [value for _, value in first],
+        metric=f"{metric} after round 1",
+        best=best,
+        width=width,
+        height=height,
+        color=color,
+    )
 
 
 def save_png(

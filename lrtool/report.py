@@ -201,7 +201,8 @@ def train_summary(console: Console, result: Any, out_dir: str) -> None:
 
 
 def compare_table(kind: str, names: list[str], datas: list[dict[str, Any]]) -> Table:
-    """One column per saved run: its suggestions (finds) or its final metrics (training)."""
+    """One column per saved run: its suggestions (finds), its final metrics (training) or its
+    best rate (verify)."""
     table = Table(title_justify="left")
     table.add_column("")
     for name in names:
@@ -219,6 +220,15 @@ def compare_table(kind: str, names: list[str], datas: list[dict[str, Any]]) -> T
         table.add_row("stop reason", *[str(d.get("stop_reason", "—")) for d in datas])
         table.add_row("steps", *[str(d.get("steps", "—")) for d in datas])
         return table
+    if kind == "verify":
+        table.title = "Verified rates"
+        table.add_row("best_lr", *[fmt_lr(d.get("best_lr")) for d in datas], style="bold green")
+        table.add_row("suggested_lr", *[fmt_lr(d.get("suggested_lr")) for d in datas])
+        table.add_row("ranked by", *[str(d.get("metric", "—")) for d in datas])
+        table.add_row("best's score", *[_fmt(_best_score(d)) for d in datas])
+        table.add_row("candidates", *[str(len(d.get("candidates") or [])) for d in datas])
+        table.add_row("epochs in all", *[str(d.get("budget_epochs_total", "—")) for d in datas])
+        return table
     table.title = "Final metrics"
     lrs = []
     for d in datas:
@@ -229,6 +239,14 @@ def compare_table(kind: str, names: list[str], datas: list[dict[str, Any]]) -> T
     for key in keys:
         table.add_row(key, *[_fmt((d.get("final") or {}).get(key)) for d in datas])
     return table
+
+
+def _best_score(data: dict[str, Any]) -> Any:
+    """The metric of a verify run's best rate, from the last round it trained in."""
+    for candidate in data.get("candidates") or []:
+        if candidate.get("lr") == data.get("best_lr") and candidate.get("rounds"):
+            return candidate["rounds"][-1].get(data.get("metric", "val_loss"))
+    return None
 
 
 def batch_line(result: Any) -> str:

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from .build import Built, build
+from .build import Built
 from .config import Experiment, resolved
 from .errors import ConfigError
 from .finder import find_lr
 from .history import FindResult
+from .probe import checked_build
 from .suggest import consensus
 from .train import TrainResult
 
@@ -94,7 +95,7 @@ def run_find(
     results: list[FindResult] = []
     for seed in seeds or [exp.seed]:
         run_exp = exp.model_copy(update={"seed": seed})
-        built = build(run_exp)
+        built = checked_build(run_exp)
         label = f"find (seed {seed})" if len(seeds or []) > 1 else "find"
         with progress(label) if progress else nullcontext() as on_step:
             result = find_built(built, on_step)

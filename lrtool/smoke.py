@@ -234,11 +234,13 @@ def run_smoke(
     """Build the smoke experiment, run the checks and `body(built)`, return (summary, result).
 
     `body` runs the command on the built components and returns (detail, losses, result).
-    Raises SmokeFailed / LrtoolError with the summary line as the message.
+    Raises SmokeFailed / LrtoolError with the summary line as the message; any other exception
+    (the user's own code) passes through, and the CLI's error boundary prints its line.
     """
     import time
 
     from .build import build
+    from .probe import probe
 
     started = time.perf_counter()
     smoke_exp, note = smoke_experiment(exp, batches)
@@ -246,6 +248,7 @@ def run_smoke(
         with deadline(timeout):
             built = build(smoke_exp)
             limit_data(built, batches)
+            probe(built)  # a model that does not fit its data, said in the experiment's keys
             check_gradients(built)
             check_learning(built, learning_rate)
             detail, losses, result = body(built)

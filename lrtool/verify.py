@@ -63,6 +63,7 @@ from .build import build
 from .config import Experiment
 from .errors import ConfigError
 from .history import versions
+from .probe import checked_build
 from .run import train_built
 
 # The finder's suggestion is an estimate, usually right within a factor of a few: half a
@@ -474,7 +475,7 @@ class _Search:
         self.full: dict[float, float | None] = {}  # rate -> full-length score
 
     def first_build(self) -> Any:
-        self.built = build(self.exp)
+        self.built = checked_build(self.exp)  # model and data fit, or a clear error
         self.batches_per_epoch = len(self.built.train_data)
         return self.built
 

@@ -371,7 +371,7 @@ def test_compare_overlays_finds_and_rejects_mixed_kinds(tiny_yaml, tmp_path):
     assert ok.exit_code == 0, ok.output
     assert "before" in ok.stdout and "after" in ok.stdout and "Suggestions" in ok.stdout
     mixed = invoke("compare", tmp_path / "refind.json", tmp_path / "train.json")
-    assert mixed.exit_code == 2 and "not both" in mixed.output
+    assert mixed.exit_code == 2 and "results of one kind" in mixed.output
     labels = invoke("compare", tmp_path / "refind.json", "--labels", "a,b")
     assert labels.exit_code == 2 and "--labels" in labels.output
 

@@ -132,7 +132,9 @@ def test_slow_model_hits_the_timeout(broken):
 def test_experiment_that_does_not_build_exits_2(write_yaml):
     result = smoke("find", str(write_yaml("model: {name: mlpp}\n")))
     assert result.exit_code == 2
-    assert "lrtool smoke: FAILED (find: Unknown model 'mlpp'" in result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("lrtool smoke:")]
+    assert len(lines) == 1 and lines[0].startswith("lrtool smoke: FAILED (find: ")
+    assert "Unknown model 'mlpp'" in lines[0]
 
 
 def test_good_experiment_passes_find_train_and_verify(tiny_yaml, tmp_path):

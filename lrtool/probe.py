@@ -1,0 +1,251 @@
+"""The probe: one batch through the model and the loss before a run starts.
+
+A model that does not fit its data (`num_classes: 5` on ten classes, `in_features: 32` on 64
+features) would otherwise fail deep in the training loop in torch's words ("Target 7 is out of
+bounds", "mat1 and mat2 shapes cannot be multiplied"). The probe meets it once, at the start of
+find, train, verify, check and --smoke, and says it in the experiment's keys: "the model
+outputs 5 classes but the targets go up to 9: set model.args.num_classes: 10".
+
+The probe leaves no trace: the random state, BatchNorm statistics and gradients are as before,
+so a probed run gives the same numbers as an unprobed one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import traceback
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Subset, TensorDataset
+
+from .build import Built, build
+from .config import Experiment
+from .data import Batches
+from .errors import ComponentError, user_frames
+from .registry import CLASSIFICATION_LOSSES
+from .runtime import preserved_rng
+
+# Model arguments that set the number of outputs, most common first.
+_OUTPUT_KEYS = ("num_classes", "out_features", "n_classes", "classes", "num_outputs", "out_dim")
+_MATMUL = re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
+_CHANNELS = re.compile(r"expected input\[[\d, ]+\] to have (\d+) channels, but got (\d+) channels")
+
+
+# --- pure: what a mismatch means in the experiment's keys ---------------------------------
+
+
+def output_key(model_name: str, model_args: dict[str, Any]) -> str | None:
+    """The model argument that sets its number of outputs, if lrtool can tell."""
+    for key in _OUTPUT_KEYS:
+        if key in model_args:
+            return key
+    if model_name in ("mlp", "cnn") or model_name.startswith("torchvision."):
+        return "num_classes"
+    if model_name == "linear":
+        return "out_features"
+    return None
+
+
+def class_mismatch(
+    loss_name: str,
+    output_shape: tuple[int, ...],
+    max_target: int | None,
+    model_name: str,
+    model_args: dict[str, Any],
+) -> str | None:
+    """The message for class-index targets beyond the model's outputs, or None if they fit.
+
+    Cross-entropy and NLL read the classes along dimension 1 of the output.
+    """
+    if loss_name not in CLASSIFICATION_LOSSES or len(output_shape) < 2 or max_target is None:
+        return None
+    classes = output_shape[1]
+    if max_target < classes:
+        return None
+    key = output_key(model_name, model_args)
+    fix = (
+        f"set model.args.{key}: {max_target + 1}"
+        if key
+        else f"make the model output {max_target + 1} classes (its last layer)"
+    )
+    return f"the model outputs {classes} classes but the targets go up to {max_target}: {fix}."
+
+
+def input_mismatch(
+    error_text: str,
+    input_shape: tuple[int, ...],
+    model_name: str,
+    model_args: dict[str, Any],
+) -> str | None:
+    """The message for a first layer that does not take the data's features (or channels).
+
+    Recognised from torch's own words; a mismatch deeper in the model (between two of its
+    layers) is the model's business and gives None.
+    """
+    shape = tuple(input_shape)
+    found = _MATMUL.search(error_text)
+    if found:
+        has, expects = int(found[2]), int(found[3])
+        # A flattening model sees all features at once, a Linear on the last axis only those.
+        if has not in (math.prod(shape[1:]), shape[-1]):
+            return None
+        key = (
+            "in_features"
+            if "in_features" in model_args or model_name in ("mlp", "linear")
+            else None
+        )
+        fix = f"set model.args.in_features: {has}" if key else f"make its first layer take {has}"
+        return (
+            f"the model expects {expects} input features but the data has {has} (batches of "
+            f"shape {shape}): {fix}."
+        )
+    found = _CHANNELS.search(error_text)
+    if found and len(shape) > 1:
+        expects, has = int(found[1]), int(found[2])
+        if has != shape[1]:
+            return None
+        key = "in_channels" in model_args or model_name == "cnn"
+        fix = f"set model.args.in_channels: {has}" if key else f"make its first layer take {has}"
+        return (
+            f"the model expects {expects} input channels but the images have {has} (batches of "
+            f"shape {shape}): {fix}."
+        )
+    return None
+
+
+# --- the largest class index in the data --------------------------------------------------
+
+
+def _dataset_targets(dataset: Dataset) -> torch.Tensor | None:
+    """All targets of a dataset without reading its samples, when it keeps them apart."""
+    if isinstance(dataset, Subset):
+        base = _dataset_targets(dataset.dataset)
+        return None if base is None else base[torch.as_tensor(dataset.indices, dtype=torch.long)]
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) == 2:
+        return dataset.tensors[1]
+    targets = getattr(dataset, "targets", None)  # torchvision datasets, ImageFolder
+    if targets is None:
+        return None
+    try:
+        return torch.as_tensor(targets)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def max_target(batches: Batches, ignore_index: int | None = None) -> int | None:
+    """The largest integer target of a split; None when targets are not class indices."""
+    targets = batches.tensors[1] if batches.tensors is not None else None
+    if targets is None:
+        targets = _dataset_targets(batches.dataset)
+    if targets is None or targets.is_floating_point() or targets.is_complex():
+        return None
+    if ignore_index is not None:
+        targets = targets[targets != ignore_index]
+    return int(targets.max()) if targets.numel() else None
+
+
+# --- the probe ------------------------------------------------------------------------------
+
+
+def probe_data(built: Built) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first training batch (a failure here is the dataset's)."""
+    return next(iter(built.train_data))
+
+
+def probe_model(built: Built, x: torch.Tensor) -> torch.Tensor:
+    """The model on one batch; a first layer that does not fit the data is bad input."""
+    spec = built.experiment.model
+    try:
+        return built.model(x)
+    except Exception as err:
+        message = input_mismatch(str(err), tuple(x.shape), spec.name, spec.args)
+        if message is not None:
+            raise ComponentError(message) from None
+        if _from_user_code(err):
+            raise  # the user's own code: the CLI shows their frames
+        raise ComponentError(
+            f"the model failed on a batch of inputs of shape {tuple(x.shape)}: {err}"
+        ) from None
+
+
+def probe_loss(built: Built, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The loss on the model's output and the batch's targets."""
+    spec = built.experiment.loss
+    try:
+        loss = built.loss_fn(output, y)
+    except Exception as err:
+        if _from_user_code(err):
+            raise
+        raise ComponentError(
+            f"loss {spec.name!r} failed on outputs of shape {tuple(output.shape)} and targets "
+            f"of shape {tuple(y.shape)} ({y.dtype}): {err}"
+        ) from None
+    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+        raise ComponentError(
+            f"loss {spec.name!r} must return a scalar tensor, got {type(loss).__name__} of "
+            f"shape {getattr(loss, 'shape', None)}."
+        )
+    return loss
+
+
+def _from_user_code(err: BaseException) -> bool:
+    return bool(user_frames(traceback.extract_tb(err.__traceback__)))
+
+
+def probe(built: Built, *, backward: bool = False) -> float:
+    """Run one training batch through the model and the loss (and backward if asked).
+
+    Raises ComponentError, in the experiment's keys, when model and data do not fit; an
+    exception from the user's own model, data or loss code passes through unchanged. Returns
+    the loss. The random state, buffers (BatchNorm statistics) and gradients are restored.
+    """
+    model = built.model
+    saved = {name: b.detach().clone() for name, b in model.named_buffers()}
+    was_training = model.training
+    try:
+        with preserved_rng(), torch.set_grad_enabled(backward):
+            x, y = probe_data(built)
+            model.train()
+            output = probe_model(built, x)
+            _check_classes(built, output, y)
+            loss = probe_loss(built, output, y)
+            if backward:
+                loss.backward()
+    finally:
+        model.train(was_training)
+        model.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                if name in saved:
+                    buffer.copy_(saved[name])
+    return float(loss.detach())
+
+
+def _check_classes(built: Built, output: torch.Tensor, y: torch.Tensor) -> None:
+    """Targets beyond the model's outputs, anywhere in the data, not just in this batch."""
+    exp = built.experiment
+    if exp.loss.name not in CLASSIFICATION_LOSSES:
+        return
+    ignore = exp.loss.args.get("ignore_index", -100)
+    tops = [max_target(b, ignore) for b in (built.train_data, built.val_data)]
+    if not (y.is_floating_point() or y.is_complex()) and (y != ignore).any():
+        tops.append(int(y[y != ignore].max()))
+    known = [t for t in tops if t is not None]
+    message = class_mismatch(
+        exp.loss.name,
+        tuple(output.shape),
+        max(known) if known else None,
+        exp.model.name,
+        exp.model.args,
+    )
+    if message is not None:
+        raise ComponentError(message)
+
+
+def checked_build(exp: Experiment, **kwargs: Any) -> Built:
+    """`build(exp)`, then the probe: what every workflow starts with."""
+    built = build(exp, **kwargs)
+    probe(built)
+    return built
