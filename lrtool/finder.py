@@ -31,7 +31,15 @@ from .runtime import (
     set_rng_state,
     to_device,
 )
-from .suggest import DEFAULT_METHOD, SUGGESTERS, still_falling, suggest_all, why_no_suggestion
+from .suggest import (  # noqa: F401  (smooth: re-exported, the public name of old)
+    DEFAULT_METHOD,
+    SUGGESTERS,
+    Smoother,
+    smooth,
+    still_falling,
+    suggest_all,
+    why_no_suggestion,
+)
 
 # Above this many bytes of weights and optimizer state, the snapshot goes to disk instead of
 # doubling the model in memory.
@@ -51,21 +59,6 @@ def sweep_rates(start_lr: float, end_lr: float, num_steps: int, mode: str = "exp
     if mode == "linear":
         return np.linspace(start_lr, end_lr, num_steps)
     raise ConfigError(f"find.mode must be exp or linear (got {mode!r}).")
-
-
-class _Smoother:
-    """Bias-corrected exponential moving average, as in Adam: avg / (1 - beta^t), one value at
-    a time, with the best value so far for the divergence test."""
-
-    def __init__(self, beta: float) -> None:
-        self.beta, self.avg, self.t, self.best = beta, 0.0, 0, math.inf
-
-    def update(self, loss: float) -> float:
-        self.t += 1
-        self.avg = self.beta * self.avg + (1 - self.beta) * loss
-        value = self.avg / (1 - self.beta**self.t)
-        self.best = min(self.best, value)
-        return value
 
 
 class Snapshot:
@@ -132,12 +125,6 @@ def _to_cpu(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_to_cpu(v) for v in obj]
     return obj
-
-
-def smooth(losses: Iterable[float], beta: float) -> list[float]:
-    """The smoothed curve of a whole loss history (what the sweep records as it goes)."""
-    smoother = _Smoother(beta)
-    return [smoother.update(loss) for loss in losses]
 
 
 def cycle(data: Iterable[Any]) -> Iterator[Any]:
@@ -221,7 +208,7 @@ def find_lr(
     lrs: list[float] = []
     losses: list[float] = []
     smoothed: list[float] = []
-    smoother = _Smoother(smoothing)
+    smoother = Smoother(smoothing)
     pending: list[tuple[float, torch.Tensor]] = []
     stop_reason = "completed"
     started = time.perf_counter()
@@ -287,7 +274,7 @@ def find_lr(
     suggested = suggestions.get(suggest)
     warning = None
     if suggested is None:
-        warning = why_no_suggestion(lrs, smoothed) or (
+        warning = why_no_suggestion(lrs, losses) or (
             f"the {suggest} method found no sensible rate on this curve."
         )
     elif stop_reason == "completed" and still_falling(lrs, losses):

@@ -13,7 +13,8 @@ log10(lr) axis.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +24,8 @@ Suggester = Callable[[np.ndarray, np.ndarray], float | None]
 
 # Fewer usable points than this and no rule can tell a descent from noise.
 MIN_POINTS = 4
-# The curve must fall by at least this fraction of its starting loss to count as a descent.
-MIN_RELATIVE_DROP = 0.01
 # The rule `lrtool find` reports unless told otherwise, chosen by the one-cycle benchmark.
-DEFAULT_METHOD = "centered_minimum"
+DEFAULT_METHOD = "robust_minimum"
 
 
 @dataclass(frozen=True)
@@ -86,17 +85,6 @@ def _prepare(lr: ArrayLike, loss: ArrayLike) -> _Curve | str:
             f"follows {lr[i]:.3g}; the range test must sweep upward."
         )
 
-    # 3) "Never decreases": loss[0] - min(loss) is zero, or under MIN_RELATIVE_DROP (1 %)
-    #    of |loss[0]|, on the trimmed curve. This covers a curve that rises or stays flat
-    #    from its first usable point; every rule would then only pick noise.
-    drop = loss[0] - loss.min()
-    if drop <= 0 or drop < MIN_RELATIVE_DROP * abs(loss[0]):
-        percent = 100 * max(drop, 0.0) / abs(loss[0]) if loss[0] != 0 else 0.0
-        return (
-            f"the loss never decreases: it falls by only {percent:.2g}% from its starting "
-            f"value {loss[0]:.4g} ({100 * MIN_RELATIVE_DROP:g}% needed); sweep a wider range "
-            f"(a lower start_lr if it rises from the start, a higher end_lr if it stays flat)."
-        )
     return _Curve(lr=lr, loss=loss, log_lr=log_lr)
 
 
@@ -106,9 +94,37 @@ def _curve(lr: ArrayLike, loss: ArrayLike) -> _Curve | None:
 
 
 def why_no_suggestion(lr: ArrayLike, loss: ArrayLike) -> str | None:
-    """A sentence saying why no rule can suggest a rate for this curve, or None if they can."""
-    prepared = _prepare(lr, loss)
-    return prepared if isinstance(prepared, str) else None
+    """A sentence saying why no rule can suggest a rate for this curve, or None if they can.
+
+    Give it the raw loss: whether the sweep learned anything is judged on the robust,
+    unlagged view of it (`view_curve`), never on the lagging EMA, which may barely have moved
+    by the time the raw loss has fallen and turned up again.
+    """
+    view = view_curve(lr, loss)
+    if isinstance(view, str):
+        return view
+    return why_it_did_not_learn(view)
+
+
+class Smoother:
+    """Bias-corrected exponential moving average, as in Adam: avg / (1 - beta^t), one value at
+    a time, with the best value so far for the divergence test."""
+
+    def __init__(self, beta: float) -> None:
+        self.beta, self.avg, self.t, self.best = beta, 0.0, 0, math.inf
+
+    def update(self, loss: float) -> float:
+        self.t += 1
+        self.avg = self.beta * self.avg + (1 - self.beta) * loss
+        value = self.avg / (1 - self.beta**self.t)
+        self.best = min(self.best, value)
+        return value
+
+
+def smooth(losses: Iterable[float], beta: float) -> list[float]:
+    """The smoothed curve of a whole loss history (what the sweep records as it goes)."""
+    smoother = Smoother(beta)
+    return [smoother.update(loss) for loss in losses]
 
 
 # --- fastai's rules --------------------------------------------------------------------
@@ -246,6 +262,185 @@ def centered_minimum(lr: ArrayLike, loss: ArrayLike) -> float | None:
     return float(curve.lr[int(np.argmin(centred[:end]))] / CENTERED_DIVISOR)
 
 
+# --- the robust view of the raw loss: did it learn, where is it lowest, where did it blow up -
+
+# "It learned" needs a fall of the zero-lag loss by more than this many step-to-step noise
+# standard deviations of the raw loss (and by LEARNED_RELATIVE of its level).
+LEARNED_NOISE_MULTIPLE = 2.0
+LEARNED_RELATIVE = 0.005
+START_POINTS = 5
+
+
+@dataclass(frozen=True)
+class CurveView:
+    """A range-test curve as the robust rules see it: the raw loss, cut at its first
+    non-finite value, smoothed without lag, with its noise level and landmarks.
+
+    Indices refer to `lr`. Values are in log(loss) when every loss is positive (a loss is
+    multiplicative: a fall from 2.3 to 1.15 means as much as one from 0.2 to 0.1), else raw.
+    """
+
+    lr: np.ndarray
+    loss: np.ndarray  # the raw loss
+    values: np.ndarray  # the raw loss (log when positive)
+    zero_lag: np.ndarray  # centered_curve of the same
+    start: float  # where the loss started: the median of the first tenth of `values`
+    noise: float  # step-to-step standard deviation of `values` (robust: from the MAD)
+    learned_at: int | None  # first point clearly below the starting level, or None
+    blow_up: int  # first point of the blow-up after learning (len(lr) if none)
+    lowest: int  # the zero-lag minimum before the blow-up
+    log_scale: bool  # values are log(loss)
+
+    @property
+    def drop(self) -> float:
+        return float(self.start - self.zero_lag[self.lowest])
+
+
+def step_noise(values: np.ndarray) -> float:
+    """Standard deviation of the noise on a curve, from its second differences.
+
+    Second differences cancel a locally straight trend (the descent itself), so what is left
+    is noise; the median absolute deviation (x 1.4826, as for a Gaussian) ignores the spikes
+    of a blow-up; / sqrt(6) because a second difference of independent draws has variance 6.
+    """
+    second = np.diff(values, n=2)
+    if second.size == 0:
+        return 0.0
+    mad = float(np.median(np.abs(second - np.median(second))))
+    return 1.4826 * mad / np.sqrt(6)
+
+
+def view_curve(lr: ArrayLike, loss: ArrayLike) -> CurveView | str:
+    """The robust view of a raw range-test curve, or a sentence saying why there is none."""
+    lr = np.asarray(lr, dtype=float).reshape(-1)
+    loss = np.asarray(loss, dtype=float).reshape(-1)
+    if lr.shape != loss.shape:
+        raise ValueError(
+            f"lr and loss must have the same length; got {lr.size} learning rates "
+            f"and {loss.size} losses"
+        )
+    recorded = lr.size
+    usable = np.isfinite(lr) & np.isfinite(loss) & (lr > 0)
+    finite = recorded if usable.all() else int(np.argmin(usable))
+    lr, loss = lr[:finite], loss[:finite]
+    if lr.size < MIN_POINTS:
+        extra = f", only the first {finite} finite" if finite < recorded else ""
+        return (
+            f"too few usable points: {lr.size} left, at least {MIN_POINTS} needed "
+            f"({recorded} recorded{extra}); run the range test with more steps"
+            + (" or a lower end_lr, so the loss stays finite longer." if extra else ".")
+        )
+    log_lr = np.log10(lr)
+    if np.any(np.diff(log_lr) <= 0):
+        i = int(np.argmax(np.diff(log_lr) <= 0))
+        return (
+            f"the learning rates must increase strictly, but {lr[i + 1]:.3g} "
+            f"follows {lr[i]:.3g}; the range test must sweep upward."
+        )
+    positive = bool(np.all(loss > 0))
+    values = np.log(loss) if positive else loss
+    zero_lag = centered_curve(log_lr, loss)
+    noise = step_noise(values)
+
+    # 1) It learned once the zero-lag loss stands clearly below where it started: by more
+    #    than the raw loss's step-to-step noise (the lagging EMA may barely have moved yet).
+    #    Where it started is the median of the first tenth of the sweep (5 points at least):
+    #    the first point alone is as noisy as any other.
+    start = float(np.median(values[: max(START_POINTS, lr.size // 10)]))
+    scale = 1.0 if positive else max(abs(start), 1e-12)
+    needed = max(LEARNED_NOISE_MULTIPLE * noise, LEARNED_RELATIVE * scale)
+    below = np.flatnonzero(start - zero_lag > needed)
+    learned_at = int(below[0]) if below.size else None
+
+    # 2) A blow-up counts only after learning: before it, a rise is the noise of the flat
+    #    start (a regression loss throws spikes there). It is the zero-lag loss standing
+    #    BLOW_UP_FACTOR above its running minimum (in log space), or above its start level.
+    blow_up = lr.size
+    if learned_at is not None:
+        rise = np.log(BLOW_UP_FACTOR) if positive else needed
+        running = np.minimum.accumulate(zero_lag)
+        risen = np.flatnonzero((zero_lag > running + rise) | (zero_lag > start + needed))
+        risen = risen[risen > learned_at]
+        if risen.size:
+            blow_up = int(risen[0])
+    lowest = int(np.argmin(zero_lag[:blow_up]))
+    return CurveView(
+        lr, loss, values, zero_lag, start, noise, learned_at, blow_up, lowest, positive
+    )
+
+
+def why_it_did_not_learn(view: CurveView) -> str | None:
+    """A sentence when the raw loss never falls clearly below its starting level."""
+    if view.learned_at is not None:
+        return None
+    return (
+        f"the loss never clearly decreases: its smoothed value falls by at most "
+        f"{max(view.drop, 0.0):.3g} from the start, within the noise of the raw loss "
+        f"(step-to-step noise {view.noise:.3g}{' in log(loss)' if view.log_scale else ''}); "
+        "sweep a wider range (a lower start_lr if it rises from the start, a higher end_lr "
+        "if it stays flat) or use a larger batch (data.batch_size)."
+    )
+
+
+# The default, chosen by `python -m lrtool.bench suggest --design` (README, "Which
+# suggestion?"): the larger of two readings of where the loss bottoms out.
+ZERO_LAG_DIVISOR = 3.0  # a third of the rate at the zero-lag minimum
+RULE_SMOOTHING = 0.98  # the EMA this rule reads, whatever find.smoothing the sweep used
+
+
+def robust_minimum(lr: ArrayLike, loss: ArrayLike) -> float | None:
+    """lrtool's default: the larger of fastai's `minimum` (a tenth of the rate where the EMA
+    of the loss is lowest) and a third of the rate where the zero-lag loss is lowest before
+    it blows up. Give it the raw loss (`suggest_all` does).
+
+    1) The raw loss must clearly fall (`view_curve`): judged against its own step noise, so
+       a lagging EMA that has barely moved does not veto a curve that learned.
+    2) fastai's minimum reads the EMA, which trails the raw loss: on a slow, rounded bottom
+       its minimum sits well right of the real one and a tenth of it lands near the best rate.
+       On a sharp cliff the EMA has no time to lag, and a tenth is far too careful: there a
+       third of the zero-lag minimum (no lag by construction) is the better reading.
+    3) Both are well below the blow-up: the cost of being too high (divergence) is far larger
+       than that of being a little low, so neither reading is pushed towards the minimum.
+    """
+    view = view_curve(lr, loss)
+    if isinstance(view, str) or view.learned_at is None:
+        return None
+    zero_lag = float(view.lr[view.lowest]) / ZERO_LAG_DIVISOR
+    fastai = minimum(view.lr, smooth(view.loss, RULE_SMOOTHING))
+    return zero_lag if fastai is None else max(zero_lag, fastai)
+
+
+def robust_rates(lr: ArrayLike, loss: ArrayLike) -> dict[str, float] | None:
+    """The landmarks of the robust view, as rates: where the loss first stands clearly below
+    its start (`learned`), where its zero-lag curve is lowest before the blow-up (`lowest`),
+    where that curve falls fastest on the way there (`steepest`) and where it blows up
+    (`blow_up`, None if it never does). None when the curve did not clearly learn."""
+    view = view_curve(lr, loss)
+    if isinstance(view, str) or view.learned_at is None:
+        return None
+    descent = view.zero_lag[: view.lowest + 1]
+    slopes = np.diff(descent) / np.diff(np.log10(view.lr[: view.lowest + 1]))
+    steepest = int(np.argmin(slopes)) if slopes.size else view.lowest
+    # The bottom: the stretch around the lowest point where the zero-lag loss stays within
+    # the raw loss's step noise of its minimum. On a noisy curve which point of a flat bottom
+    # happens to be lowest is chance; the stretch is not.
+    near = view.zero_lag[: view.blow_up] <= view.zero_lag[view.lowest] + view.noise
+    first = last = view.lowest
+    while first > 0 and near[first - 1]:
+        first -= 1
+    while last + 1 < near.size and near[last + 1]:
+        last += 1
+    return {
+        "bottom": float(np.sqrt(view.lr[first] * view.lr[last])),
+        "bottom_first": float(view.lr[first]),
+        "bottom_last": float(view.lr[last]),
+        "learned": float(view.lr[view.learned_at]),
+        "lowest": float(view.lr[view.lowest]),
+        "steepest": float(view.lr[steepest]),
+        "blow_up": float(view.lr[view.blow_up]) if view.blow_up < view.lr.size else None,
+    }
+
+
 def still_falling(lr: ArrayLike, loss: ArrayLike, tail: float = 0.1) -> bool:
     """True when the zero-lag loss is lowest in the last `tail` of the sweep: the curve has
     not turned up yet, so its minimum (and the right rate) may lie beyond the last rate."""
@@ -260,6 +455,7 @@ def still_falling(lr: ArrayLike, loss: ArrayLike, tail: float = 0.1) -> bool:
 
 
 SUGGESTERS: dict[str, Suggester] = {
+    "robust_minimum": robust_minimum,
     "centered_minimum": centered_minimum,
     "valley": valley,
     "steep": steep,
@@ -268,15 +464,16 @@ SUGGESTERS: dict[str, Suggester] = {
 }
 
 # Rules that smooth for themselves and want the raw loss rather than the lagging EMA.
-RAW_LOSS_RULES = {"centered_minimum"}
+RAW_LOSS_RULES = {"robust_minimum", "centered_minimum"}
 
 
 def suggest_all(
     lr: ArrayLike, smoothed_loss: ArrayLike, loss: ArrayLike | None = None
 ) -> dict[str, float | None]:
     """Every rule in SUGGESTERS by name: fastai's on the smoothed loss, lrtool's on the raw
-    loss when given. A curve `why_no_suggestion` rejects gets None everywhere."""
-    if why_no_suggestion(lr, smoothed_loss) is not None:
+    loss when given. A curve `why_no_suggestion` rejects (judged on the raw loss when given)
+    gets None everywhere."""
+    if why_no_suggestion(lr, smoothed_loss if loss is None else loss) is not None:
         return dict.fromkeys(SUGGESTERS)
     return {
         name: rule(lr, loss if name in RAW_LOSS_RULES and loss is not None else smoothed_loss)
