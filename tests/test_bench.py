@@ -33,6 +33,7 @@ from lrtool.bench.table import NOISE_ROW, suggest_report
 from lrtool.bench.tasks import TASKS, Task, design_tasks, held_out_tasks, is_held_out
 from lrtool.build import build, smoke_step
 from lrtool.config import validate
+from lrtool.suggest import DEFAULT_METHOD, SUGGESTERS
 
 # --- the split and the tasks --------------------------------------------------------------
 
@@ -322,8 +323,10 @@ def test_the_report_has_every_row_and_the_leave_one_family_out_block(tmp_path, m
     counter = Counter(monkeypatch)
     names = ["iris-mlp-sgd", "friedman1-mlp-adam", "blobs-linear-sgd"]
     text = suggest_report(names, [0, 1], tmp_path, 1, RATES, verify=True, log=None)
-    assert "| centered_minimum (default) |" in text
-    for row in ("| valley |", "| verify |", "(best single rate, chosen in hindsight)", NOISE_ROW):
+    assert f"| {DEFAULT_METHOD} (default) |" in text
+    for rule in SUGGESTERS:
+        assert f"| {rule} |" in text or rule == DEFAULT_METHOD
+    for row in ("| verify |", "(best single rate, chosen in hindsight)", NOISE_ROW):
         assert row in text
     assert "| mean | median | worst |" in text
     assert "| linear | 1 |" in text and "| mean over families |" in text
