@@ -6,10 +6,11 @@ Errors are turned into a red paragraph and an exit code here and nowhere else.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -57,7 +58,8 @@ OutOpt = Annotated[
     Path | None,
     typer.Option(
         "--out",
-        help="Output folder (default: runs/<name>/<timestamp>-<command>/).",
+        help="Output folder, new or holding no other run's files (default: a new "
+        "runs/<name>/<timestamp>-<command>/).",
         show_default=False,
     ),
 ]
@@ -161,10 +163,36 @@ def fail(err: LrtoolError, smoke: str | None, as_json: bool) -> NoReturn:
 
 
 def out_dir(out: Path | None, output_dir: str, name: str, command: str) -> Path:
+    """The run's folder, created and proved writable before any work (ConfigError if not).
+
+    `--out DIR` must not hold another run's files. Without it each run gets a folder of its
+    own, `output_dir/name/<timestamp>-<command>`, with `-2`, `-3`, ... when a run started in
+    the same second took the name. Under torchrun only rank 0 creates it: it alone writes.
+    """
+    from .history import fresh_folder, new_run_folder
+
     if out is not None:
-        return out
+        return fresh_folder(out)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(output_dir) / name / f"{stamp}-{command}"
+    if _launched_rank() != 0:
+        return Path(output_dir) / name / f"{stamp}-{command}"
+    return new_run_folder(Path(output_dir) / name, f"{stamp}-{command}")
+
+
+def _launched_rank() -> int:
+    """torchrun's RANK, read before the process group exists (0 without torchrun)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+@contextmanager
+def discarded_if_empty(folder: Path, out: Path | None) -> Iterator[Path]:
+    """Remove a run folder lrtool named (no --out) if the run ends before writing into it."""
+    try:
+        yield folder
+    finally:
+        if out is None:
+            with suppress(OSError):  # not empty, or already gone: keep it as it is
+                folder.rmdir()
 
 
 def stdout_console(as_json: bool) -> Console:
@@ -174,10 +202,13 @@ def stdout_console(as_json: bool) -> Console:
     return err_console if as_json else Console(quiet=not distributed.is_main())
 
 
-def emit_json(data: dict[str, Any]) -> None:
+def emit_json(data: dict[str, Any], folder: Path | None = None) -> None:
+    """Print the result JSON; with `folder`, also where its files went (`"folder"`)."""
     from . import distributed
     from .history import to_json
 
+    if folder is not None:
+        data = {**data, "folder": str(folder)}
     if distributed.is_main():
         typer.echo(to_json(data), nl=False)
 
@@ -351,7 +382,7 @@ def find(
             smoke_find(exp, out, smoke_batches, smoke_timeout, as_json)
             return
         folder = out_dir(out, exp.output_dir, exp.name, "find")
-        with data_parallel(exp.device) as main:
+        with discarded_if_empty(folder, out), data_parallel(exp.device) as main:
             result = run_find(
                 exp,
                 seed_list,
@@ -361,7 +392,7 @@ def find(
                 save_find(folder, result, exp)
             render_find(stdout_console(as_json), result, folder, plot=want_plot(plot, as_json))
             if as_json:
-                emit_json(result.to_dict())
+                emit_json(result.to_dict(), folder)
         if result.stop_reason == "interrupted":
             raise KeyboardInterrupt
         if strict and result.suggested_lr is None:
@@ -401,12 +432,14 @@ def smoke_find(exp: Any, out: Path | None, batches: int, timeout: float, as_json
         return f"{result.steps} steps", result.loss, result
 
     mid = sweep_middle(exp)
+    if out is not None:
+        out = out_dir(out, exp.output_dir, exp.name, "find")  # checked before the run
     with smoke_reporting(as_json):
         line, result = run_smoke("find", exp, batches, timeout, mid, body)
     folder = temp_out(out)
     save_find(folder, result, exp)
     if as_json:
-        emit_json(result.to_dict())
+        emit_json(result.to_dict(), folder)
     smoke_line(line, as_json)
 
 
@@ -474,6 +507,7 @@ def _eval_every(text: str | None) -> str | int | None:
 
 @app.command()
 def train(
+    ctx: typer.Context,
     experiment: ExpArg,
     lr_max: Annotated[
         str | None,
@@ -522,7 +556,11 @@ def train(
     ] = None,
     resume: Annotated[
         Path | None,
-        typer.Option(help="Continue the interrupted run in this folder.", show_default=False),
+        typer.Option(
+            help="Continue the interrupted run in this folder (or its checkpoint.pt), at the "
+            "checkpoint's rate; refused if a setting that changes the run differs.",
+            show_default=False,
+        ),
     ] = None,
     refind: Annotated[
         bool, typer.Option("--refind", help="Run the finder again on the trained model.")
@@ -559,7 +597,7 @@ def train(
             "seed": seed,
         }
         exp = load_experiment(experiment, set_, values)
-        if exp.train.lr_max is None:
+        if exp.train.lr_max is None and resume is None:
             from .errors import ConfigError
 
             raise ConfigError(
@@ -569,25 +607,77 @@ def train(
         if smoke:
             smoke_train(exp, out, smoke_batches, smoke_timeout, as_json)
             return
-        if resume is not None and out is not None and resume != out:
+        rates = None
+        if resume is not None:
             from .errors import ConfigError
+            from .history import writable_folder
+            from .run import prepare_resume, resume_paths
 
-            raise ConfigError("--resume continues in its own folder: leave out --out.")
-        folder = resume or out_dir(out, exp.output_dir, exp.name, "train")
-        with data_parallel(exp.device):
-            run_train(
-                exp,
-                folder,
-                resume=resume,
-                refind=refind,
-                as_json=as_json,
-                plot=want_plot(plot, as_json),
-            )
+            folder, _ = resume_paths(resume)
+            if out is not None and out.resolve() != folder.resolve():
+                raise ConfigError("--resume continues in its own folder: leave out --out.")
+            resumed = prepare_resume(exp, resume, lr_max_given=lr_max is not None)
+            writable_folder(folder, "--resume")  # it exists (it holds the checkpoint)
+            exp, rates, resume = resumed.experiment, resumed.lr_max, resumed.checkpoint
+        else:
+            folder = out_dir(out, exp.output_dir, exp.name, "train")
+        with discarded_if_empty(folder, out) if resume is None else nullcontext():
+            with data_parallel(exp.device):
+                run_train(
+                    exp,
+                    folder,
+                    resume=resume,
+                    lr_max=rates,
+                    refind=refind,
+                    as_json=as_json,
+                    plot=want_plot(plot, as_json),
+                    resume_command=resume_command(ctx, folder),
+                )
+
+
+def resume_command(ctx: typer.Context, folder: Path) -> str:
+    """The command that continues this train run: what was typed, with --resume FOLDER.
+
+    Rebuilt from every option given on the command line (so each setting the run started
+    with comes back and the resume is not refused); the rate comes from the checkpoint, and
+    options that only choose the output or the display are left out.
+    """
+    import shlex
+
+    skip = {"lr_max", "resume", "out", "plot", "as_json", "debug"}
+    words = ["lrtool", "train"]
+    for param in ctx.command.params:
+        name = param.name or ""
+        source = ctx.get_parameter_source(name)
+        if name in skip or name.startswith("smoke") or getattr(source, "name", "") != "COMMANDLINE":
+            continue
+        value = ctx.params[name]
+        if param.param_type_name == "argument":
+            words.append(str(value))
+        elif getattr(param, "is_flag", False):
+            words.append(param.opts[0] if value else param.secondary_opts[0])
+        elif getattr(param, "multiple", False):
+            for item in value:
+                words += [param.opts[0], str(item)]
+        else:
+            words += [param.opts[0], str(value)]
+    words += ["--resume", str(folder)]
+    return shlex.join(words)
 
 
 def run_train(
-    exp: Any, folder: Path, *, resume: Path | None, refind: bool, as_json: bool, plot: bool
+    exp: Any,
+    folder: Path,
+    *,
+    resume: Path | None,
+    refind: bool,
+    as_json: bool,
+    plot: bool,
+    lr_max: float | list[float] | str | None = None,
+    resume_command: str | None = None,
 ) -> None:
+    """Train (after the finder with `auto`); `resume` is a checkpoint file and `lr_max` its
+    rates (see run.prepare_resume). `resume_command` is printed when Ctrl-C stops the run."""
     from . import distributed
     from .errors import NoSuggestion, RunFailed
     from .history import save_find, save_train
@@ -599,7 +689,7 @@ def run_train(
     main = distributed.is_main()
     console = stdout_console(as_json)
     built = checked_build(exp)
-    lr_max = exp.train.lr_max
+    lr_max = exp.train.lr_max if lr_max is None else lr_max
     first_find = None
     if lr_max == "auto":
         with sweep_progress(err_console, exp.find.num_steps) as on_step:
@@ -615,9 +705,6 @@ def run_train(
             )
         lr_max = first_find.suggested_lr
         console.print(f"--lr-max auto: training at {lr_max:.2e} ({first_find.suggestion_method})")
-    resume_file = None
-    if resume is not None:
-        resume_file = resume / CHECKPOINT_NAME
     steps = -(-len(built.train_data) // exp.train.grad_accum)
     total = exp.train.epochs + exp.train.freeze_epochs
     with train_progress(err_console, steps, total) as (on_step, on_epoch):
@@ -625,12 +712,16 @@ def run_train(
             built,
             lr_max,
             checkpoint=folder if main else None,
-            resume=resume_file,
+            resume=resume,
             on_step=on_step,
             on_epoch=on_epoch,
         )
+    # Ctrl-C put the model back to the checkpoint's weights (those `final` describes); with
+    # no checkpoint yet there are no weights worth keeping.
+    resumable = (folder / CHECKPOINT_NAME).is_file()
+    keep_model = result.stop_reason != "interrupted" or resumable
     if main:
-        save_train(folder, result, exp, distributed.unwrap(built.model))
+        save_train(folder, result, exp, distributed.unwrap(built.model) if keep_model else None)
     refound = None
     if refind and result.stop_reason == "completed":
         with sweep_progress(err_console, exp.find.num_steps, "refind") as on_step:
@@ -660,8 +751,15 @@ def run_train(
     train_summary(console, result, str(folder))
     if refound is not None:
         console.print(refind_advice(refound))
+    if result.stop_reason == "interrupted":
+        if resumable and resume_command:
+            console.print(
+                f"to resume: {resume_command}", markup=False, highlight=False, soft_wrap=True
+            )
+        elif not resumable:
+            console.print("stopped before the first epoch ended: no checkpoint to resume from.")
     if as_json:
-        emit_json(result.to_dict())
+        emit_json(result.to_dict(), folder)
     if result.stop_reason == "interrupted":
         raise KeyboardInterrupt
     if result.stop_reason == "nan":
@@ -674,9 +772,9 @@ def run_train(
 
 def refind_advice(refound: Any) -> str:
     """After training the curve is flat, then rises: use a tenth of the start of the rise."""
-    from .suggest import rise_start
+    from .run import refind_rise
 
-    start = rise_start(refound.lr, refound.smoothed_loss)
+    start = refind_rise(refound.lr, refound.loss)
     if start is None:
         return "refind: the loss does not rise within the sweep; no rate to advise."
     return (
@@ -704,11 +802,14 @@ def smoke_train(exp: Any, out: Path | None, batches: int, timeout: float, as_jso
         return f"{len(result.history['step'])} steps", result.history["loss"], (result, built)
 
     lr = _check_rate(exp)
+    if out is not None:
+        out = out_dir(out, exp.output_dir, exp.name, "train")  # checked before the run
     with smoke_reporting(as_json):
         line, (result, built) = run_smoke("train", exp, batches, timeout, lr, body)
-    save_train(temp_out(out), result, exp, built.model)
+    folder = temp_out(out)
+    save_train(folder, result, exp, built.model)
     if as_json:
-        emit_json(result.to_dict())
+        emit_json(result.to_dict(), folder)
     smoke_line(line, as_json)
 
 
@@ -746,6 +847,10 @@ def plot_cmd(
         from .report import compare_table
         from .saved import redraw_settings, resuggested
 
+        if save is not None:
+            from .history import writable_folder
+
+            writable_folder(save.parent, "--save")  # before reading, drawing and failing
         data = resuggested(read_json(file), redraw_settings(set_), str(file))
         kind = history_kind(data)
         if save is not None:
@@ -994,7 +1099,7 @@ def run_verify(
     )
     console.print(f"files: {folder}")
     if as_json:
-        emit_json(result.to_dict())
+        emit_json(result.to_dict(), folder)
     if result.stop_reason == "interrupted":
         raise KeyboardInterrupt
 
@@ -1021,11 +1126,14 @@ def smoke_verify(
         return f"{len(rates)} candidates, 1 round", [v for v in losses if v is not None], result
 
     mid = sweep_middle(exp)
+    if out is not None:
+        out = out_dir(out, exp.output_dir, exp.name, "verify")  # checked before the run
     with smoke_reporting(as_json):
         line, result = run_smoke("verify", exp, batches, timeout, mid, body)
-    write_json(temp_out(out) / "verify.json", result.to_dict())
+    folder = temp_out(out)
+    write_json(folder / "verify.json", result.to_dict())
     if as_json:
-        emit_json(result.to_dict())
+        emit_json(result.to_dict(), folder)
     smoke_line(line, as_json)
 
 

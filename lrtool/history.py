@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -47,6 +48,9 @@ class FindResult:
     seeds: list[dict[str, Any]] | None = None
     consensus_lr: float | None = None
     spread: float | None = None
+    # How many seeds ran to the end: the consensus is theirs (Ctrl-C can stop one midway).
+    seeds_finished: int | None = None
+    seeds_requested: int | None = None
 
     @property
     def lr(self) -> list[float]:
@@ -63,22 +67,41 @@ class FindResult:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         if self.seeds is None:
-            for key in ("seeds", "consensus_lr", "spread"):
+            for key in ("seeds", "consensus_lr", "spread", "seeds_finished", "seeds_requested"):
                 data.pop(key)
         return data
 
     def csv_rows(self) -> tuple[list[str], list[list[Any]]]:
+        """find.csv: one row per sweep step, counted from 1 like train.csv and `on_step`."""
         h = self.history
         rows = [
             [i, lr, loss, sm]
             for i, (lr, loss, sm) in enumerate(
-                zip(h["lr"], h["loss"], h["smoothed_loss"], strict=True)
+                zip(h["lr"], h["loss"], h["smoothed_loss"], strict=True), start=1
             )
         ]
         return ["step", "lr", "loss", "smoothed_loss"], rows
 
 
 # --- atomic files -------------------------------------------------------------------------
+
+
+def file_mode() -> int:
+    """The mode `open()` would give a new file: 0o666 less the umask (0o644 under umask 022)."""
+    # The umask can only be read by setting it; set it straight back.
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def publish(tmp: str | Path, path: str | Path) -> None:
+    """Move a finished temp file into place with the mode a plain `open()` would have given.
+
+    mkstemp creates its files 0600 (private); without the chmod every result would be
+    unreadable to the rest of a team sharing the runs folder.
+    """
+    os.chmod(tmp, file_mode())
+    os.replace(tmp, path)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -91,11 +114,92 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+# --- run folders --------------------------------------------------------------------------
+
+# Every file a run writes into its folder. A folder holding any of them belongs to another run.
+RUN_FILES = (
+    "find.json",
+    "find.csv",
+    "refind.json",
+    "refind.csv",
+    "train.json",
+    "train.csv",
+    "epochs.csv",
+    "verify.json",
+    "config.yaml",
+    "model.pt",
+    "checkpoint.pt",
+)
+
+
+def _why(err: OSError) -> str:
+    if isinstance(err, FileExistsError):
+        return "it is a file, not a folder"
+    if isinstance(err, NotADirectoryError):
+        return "a part of the path is a file, not a folder"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    return err.strerror or str(err)
+
+
+def writable_folder(path: str | Path, what: str = "--out") -> Path:
+    """Create `path` (parents too) and prove a file can be written in it, before any work.
+
+    Checked up front because a run that can only fail at the end, when it saves, has wasted
+    the whole run and lost its result. Raises ConfigError naming the folder and the reason.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".lrtool-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(
+            f"{what}: cannot write files to {path}: {_why(err)}. Choose a folder you can write "
+            "to, or fix its permissions."
+        ) from None
+    return path
+
+
+def fresh_folder(path: str | Path) -> Path:
+    """A writable `path` that holds no other run's files: results are never overwritten."""
+    path = writable_folder(path)
+    taken = [name for name in RUN_FILES if (path / name).exists()]
+    if taken:
+        raise ConfigError(
+            f"--out: {path} already holds another run's files ({', '.join(taken)}); lrtool "
+            "does not overwrite results. Give a new folder with --out, or leave --out out for "
+            "a fresh runs/<name>/<timestamp>-<command>/ folder. To continue an interrupted "
+            f"training run, use train --resume {path}."
+        )
+    return path
+
+
+def new_run_folder(parent: str | Path, stem: str) -> Path:
+    """Create parent/stem, or stem-2, stem-3, ... when another run took it first.
+
+    `mkdir` without exist_ok is atomic: of two runs started in the same second, exactly one
+    gets each name, so neither replaces the other's files.
+    """
+    parent = writable_folder(parent, "output_dir")
+    for n in itertools.count(1):
+        path = parent / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise ConfigError(f"output_dir: cannot create {path}: {_why(err)}.") from None
+        return path
+    raise AssertionError("unreachable")
 
 
 def _finite(value: Any) -> Any:
@@ -175,7 +279,7 @@ def write_torch_atomic(path: str | Path, obj: Any) -> Path:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:  # Ctrl-C included: the previous file stays whole
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -447,7 +447,9 @@ def save_png(
     try:
         with os.fdopen(fd, "wb") as fh:
             fig.savefig(fh, format="png")
-        os.replace(tmp, target)
+        from .history import publish
+
+        publish(tmp, target)  # mkstemp's 0600 would hide the PNG from everyone else
     except BaseException:
         # Leave nothing half-written behind, whatever went wrong (including Ctrl-C).
         if os.path.exists(tmp):

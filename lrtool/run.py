@@ -9,7 +9,12 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
 
 from .build import Built
 from .config import Experiment, resolved
@@ -17,8 +22,8 @@ from .errors import ConfigError
 from .finder import find_lr
 from .history import FindResult
 from .probe import checked_build
-from .suggest import consensus
-from .train import TrainResult
+from .suggest import MIN_POINTS, centered_curve, consensus
+from .train import CHECKPOINT_NAME, TrainResult, load_checkpoint
 
 # Above this max/min ratio of the seeds' suggestions, the suggestion is called unstable.
 UNSTABLE_SPREAD = 3.0
@@ -91,20 +96,34 @@ def run_find(
 
     `progress(label)` is a context manager yielding the `on_step` callback of one sweep (the
     CLI passes a rich progress bar); it is entered once per seed.
+
+    Ctrl-C keeps what finished: the result has stop reason "interrupted", every finished seed
+    with its history, and a consensus over the finished seeds only. A Ctrl-C before any sweep
+    recorded a step is raised again (there is nothing to keep).
     """
-    results: list[FindResult] = []
-    for seed in seeds or [exp.seed]:
-        run_exp = exp.model_copy(update={"seed": seed})
-        built = checked_build(run_exp)
-        label = f"find (seed {seed})" if len(seeds or []) > 1 else "find"
-        with progress(label) if progress else nullcontext() as on_step:
-            result = find_built(built, on_step)
-        results.append(result)
-        if result.stop_reason == "interrupted":
-            break
-    if len(results) == 1 and len(seeds or []) <= 1:
-        return results[0]
-    return combine_seeds(results, exp)
+    seeds = seeds or [exp.seed]
+    finished: list[FindResult] = []
+    cut: FindResult | None = None  # the seed Ctrl-C stopped midway, if it recorded steps
+    interrupted = False
+    try:
+        for seed in seeds:
+            built = checked_build(exp.model_copy(update={"seed": seed}))
+            label = f"find (seed {seed})" if len(seeds) > 1 else "find"
+            with progress(label) if progress else nullcontext() as on_step:
+                result = find_built(built, on_step)
+            if result.stop_reason == "interrupted":
+                cut, interrupted = result, True
+                break
+            finished.append(result)
+    except KeyboardInterrupt:  # between sweeps: building a model, opening a progress bar
+        interrupted = True
+    if len(seeds) == 1:
+        if cut is None and not finished:
+            raise KeyboardInterrupt
+        return cut or finished[0]
+    if not finished and cut is None:
+        raise KeyboardInterrupt
+    return combine_seeds(finished, exp, cut=cut, interrupted=interrupted, requested=len(seeds))
 
 
 def median_curve(results: list[FindResult]) -> dict[str, list[float]]:
@@ -122,37 +141,55 @@ def median_curve(results: list[FindResult]) -> dict[str, list[float]]:
     }
 
 
-def combine_seeds(results: list[FindResult], exp: Experiment) -> FindResult:
-    method = results[0].suggestion_method
-    consensus_lr, spread = consensus([r.suggested_lr for r in results])
+def combine_seeds(
+    finished: list[FindResult],
+    exp: Experiment,
+    *,
+    cut: FindResult | None = None,
+    interrupted: bool = False,
+    requested: int | None = None,
+) -> FindResult:
+    """The consensus of the seeds that finished; `cut` (a sweep Ctrl-C stopped) is listed in
+    `seeds` with its partial history but counts for neither the consensus nor the curve."""
+    requested = requested or len(finished) + (cut is not None)
+    first = finished[0] if finished else cut
+    assert first is not None, "combine_seeds needs at least one result"
+    consensus_lr, spread = consensus([r.suggested_lr for r in finished])
     suggestions = {
-        name: consensus([r.suggestions.get(name) for r in results])[0]
-        for name in results[0].suggestions
+        name: consensus([r.suggestions.get(name) for r in finished])[0]
+        for name in first.suggestions
     }
     warnings = []
-    if consensus_lr is None:
-        warnings.append("no seed gave a suggestion: " + (results[0].warning or ""))
+    if interrupted:
+        warnings.append(
+            f"interrupted: {len(finished)} of {requested} seeds finished; the consensus and "
+            "the curve are theirs."
+        )
+    if consensus_lr is None and finished:
+        warnings.append("no seed gave a suggestion: " + (finished[0].warning or ""))
     elif spread is not None and spread > UNSTABLE_SPREAD:
         warnings.append(
             f"the suggestion is unstable across seeds: the largest is {spread:.1f}x the smallest "
             f"(above {UNSTABLE_SPREAD:g}x). Try more steps (find.num_steps), a larger batch "
             "(data.batch_size) or the validation loss (find.val_loss: true)."
         )
-    interrupted = any(r.stop_reason == "interrupted" for r in results)
+    # The median curve of the finished seeds; a cut seed's steps would shorten it to its own.
+    curve = median_curve(finished) if finished else dict(first.history)
+    everyone = [*finished, *([cut] if cut is not None else [])]
     combined = FindResult(
         suggested_lr=consensus_lr,
-        suggestion_method=method,
+        suggestion_method=first.suggestion_method,
         suggestions=suggestions,
-        history=median_curve(results),
-        stop_reason="interrupted" if interrupted else results[0].stop_reason,
-        steps=min(r.steps for r in results),
+        history=curve,
+        stop_reason="interrupted" if interrupted else first.stop_reason,
+        steps=len(curve["lr"]),
         seed=exp.seed,
-        device=results[0].device,
-        elapsed_s=round(sum(r.elapsed_s for r in results), 3),
+        device=first.device,
+        elapsed_s=round(sum(r.elapsed_s for r in everyone), 3),
         warning=" ".join(warnings) or None,
         config=resolved(exp),
-        world_size=results[0].world_size,
-        effective_batch_size=results[0].effective_batch_size,
+        world_size=first.world_size,
+        effective_batch_size=first.effective_batch_size,
     )
     combined.seeds = [
         {
@@ -163,10 +200,12 @@ def combine_seeds(results: list[FindResult], exp: Experiment) -> FindResult:
             "steps": r.steps,
             "history": r.history,
         }
-        for r in results
+        for r in everyone
     ]
     combined.consensus_lr = consensus_lr
     combined.spread = spread
+    combined.seeds_finished = len(finished)
+    combined.seeds_requested = requested
     return combined
 
 
@@ -200,6 +239,7 @@ def train_built(
         device=built.device,
         seed=exp.seed,
         reduce=built.extras.get("reduce"),
+        config=resolved(exp),
         **settings,
     )
     result.config = resolved(exp)
@@ -208,3 +248,131 @@ def train_built(
         exp.data.batch_size * built.world_size * settings.get("grad_accum", 1)
     )
     return result
+
+
+# --- resuming -----------------------------------------------------------------------------
+
+# Keys a resumed run may change: they name or place the run, choose the hardware, or only
+# decide what is evaluated and when (the finder does not run on resume); none changes what the
+# weights become. train.lr_max is checked as the rates themselves, by the trainer.
+RESUME_FREE_KEYS = ("name", "output_dir", "device", "find", "train.eval_every", "train.lr_max")
+UNSET = "(unset)"
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}: one entry per leaf (an empty mapping has none)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def resume_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(dotted key, checkpoint's value, this run's value) for every setting that differs,
+    apart from RESUME_FREE_KEYS. A key only one side has shows UNSET on the other."""
+    old, new = _flatten(saved), _flatten(current)
+    conflicts = []
+    for key in dict.fromkeys([*old, *new]):
+        if any(key == free or key.startswith(free + ".") for free in RESUME_FREE_KEYS):
+            continue
+        before, after = old.get(key, UNSET), new.get(key, UNSET)
+        if key == "data.classes" and after in (None, UNSET):
+            continue  # filled in from the data when the run was built; the data is compared
+        if before != after:
+            conflicts.append((key, before, after))
+    return conflicts
+
+
+@dataclass
+class Resume:
+    """What `train --resume` continues: the checkpoint, its folder, and the run's rates."""
+
+    folder: Path
+    checkpoint: Path
+    lr_max: float | list[float] | str  # the peaks to train at: the checkpoint's, or --lr-max
+    experiment: Experiment  # this run's experiment, train.lr_max as the interrupted run had it
+
+
+def resume_paths(path: str | Path) -> tuple[Path, Path]:
+    """`--resume DIR` or `--resume DIR/checkpoint.pt`: (the run's folder, its checkpoint)."""
+    path = Path(path)
+    if path.is_file() or path.suffix == ".pt":
+        return path.parent, path
+    return path, path / CHECKPOINT_NAME
+
+
+def prepare_resume(exp: Experiment, path: str | Path, *, lr_max_given: bool) -> Resume:
+    """Check that `exp` is the run the checkpoint was cut from; refuse (ConfigError, listing
+    every differing key) anything a resume could not honour.
+
+    The peak rates come from the checkpoint unless `lr_max_given` (a number: the trainer checks
+    it matches); `auto` never runs the finder again, it was resolved when the run began.
+    """
+    folder, checkpoint = resume_paths(path)
+    state = load_checkpoint(checkpoint)
+    saved_config = state.get("config")
+    if saved_config is not None:
+        conflicts = resume_conflicts(saved_config, resolved(exp))
+        if conflicts:
+            listed = "\n".join(f"  • {key}: {old!r} → {new!r}" for key, old, new in conflicts)
+            raise ConfigError(
+                f"resume: {checkpoint} was written by a run with other settings; resuming it "
+                f"with these would not continue that run (checkpoint → now):\n{listed}\n"
+                "Resume with the interrupted run's settings (its config.yaml is in "
+                f"{folder}), or start a fresh run without --resume."
+            )
+    rates = [float(r) for r in state["settings"]["lr_max"]]
+    if lr_max_given and exp.train.lr_max != "auto":
+        return Resume(folder, checkpoint, exp.train.lr_max, exp)
+    # config.yaml then says what the run was started with (auto, a slice), not the rates.
+    data = resolved(exp)
+    data["train"]["lr_max"] = saved_config["train"]["lr_max"] if saved_config else rates
+    resumed = Experiment.model_validate(data)
+    resumed._folder = exp._folder  # import paths are still looked for beside the same file
+    return Resume(folder, checkpoint, rates, resumed)
+
+
+# --- the refind advice --------------------------------------------------------------------
+
+# A re-find curve has risen for good once its zero-lag loss stays above 1.5x its lowest point
+# so far; the rise starts after the last point within 10 % of the flat part's median level.
+RISE_CONFIRM = 1.5
+RISE_LIFT = 1.1
+
+
+def refind_rise(lr: ArrayLike, loss: ArrayLike) -> float | None:
+    """Where a re-find curve (flat on a trained model, then rising) starts to rise for good.
+
+    Judged like the finder's default rule, on the raw loss smoothed without lag
+    (`suggest.centered_curve`), in three steps:
+    1) the final rise: the last stretch where the curve stays above RISE_CONFIRM x its running
+       minimum (a bump in the noise that comes back down is not it);
+    2) the flat level: the median of the curve before that stretch (the minimum of a noisy
+       curve is an outlier, the median is not);
+    3) the start: the point after the last one within RISE_LIFT of that level.
+    None when the curve does not end risen, or has fewer than MIN_POINTS finite points.
+    """
+    lr = np.asarray(lr, dtype=float).reshape(-1)
+    loss = np.asarray(loss, dtype=float).reshape(-1)
+    usable = np.isfinite(lr) & np.isfinite(loss) & (lr > 0)
+    end = lr.size if usable.all() else int(np.argmin(usable))  # cut at the first NaN
+    lr, loss = lr[:end], loss[:end]
+    if lr.size < MIN_POINTS or np.any(np.diff(lr) <= 0):
+        return None
+    centred = centered_curve(np.log10(lr), loss)  # log(loss) when every loss is positive
+    if np.all(loss > 0):
+        confirm, lift = np.log(RISE_CONFIRM), np.log(RISE_LIFT)
+    else:  # a loss of zero: compare the values themselves
+        scale = float(np.median(np.abs(centred))) or 1.0
+        confirm, lift = (RISE_CONFIRM - 1) * scale, (RISE_LIFT - 1) * scale
+    risen = centred > np.minimum.accumulate(centred) + confirm  # 1)
+    if not risen[-1]:
+        return None
+    rise = int(np.flatnonzero(~risen)[-1]) + 1
+    level = float(np.median(centred[:rise]))  # 2)
+    start = int(np.flatnonzero(centred[:rise] <= level + lift)[-1]) + 1  # 3)
+    return float(lr[start])

@@ -326,6 +326,7 @@ def _native_rng(state: dict[str, Any]) -> dict[str, Any]:
 def _check_resume(saved: dict[str, Any], current: dict[str, Any], path: str | Path) -> None:
     """The schedule must be the one the checkpoint was cut from, or resuming means nothing."""
     labels = {
+        "lr_max": "the peak rate of each group (train.lr_max)",
         "groups": "the number of parameter groups",
         "steps_per_epoch": "optimizer steps per epoch (batches / train.grad_accum)",
     }
@@ -457,6 +458,7 @@ def fit_one_cycle(
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     checkpoint: str | Path | None = None,
     resume: str | Path | None = None,
+    config: dict[str, Any] | None = None,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     sync_every: int | None = None,
 ) -> TrainResult:
@@ -485,9 +487,16 @@ def fit_one_cycle(
     `on_step(step, lr, loss)` is called as losses are read (loss None for the non-finite
     one); `on_epoch(record)` after each epoch. With `checkpoint` (a folder), checkpoint.pt is
     replaced atomically after every completed epoch; `resume` (that file) continues from the
-    epoch after it and, on CPU, ends bit-identical to an uninterrupted run. `seed` seeds every
-    RNG at the start of a fresh run (not on resume, where the saved states are restored).
-    `reduce` averages a tensor across processes (data-parallel runs).
+    epoch after it and, on CPU, ends bit-identical to an uninterrupted run. `config` (the
+    resolved experiment, plain data) is stored in the checkpoint so that a resume can be
+    checked against the run it continues. `seed` seeds every RNG at the start of a fresh run
+    (not on resume, where the saved states are restored). `reduce` averages a tensor across
+    processes (data-parallel runs).
+
+    Ctrl-C with a checkpoint puts the model back to the last checkpoint's weights, the point
+    `resume` continues from, and `final` is the last evaluation up to it: the weights and
+    `final` then describe the same model. Interrupted before the first checkpoint, `final`
+    is empty (every value None).
     """
     started = time.perf_counter()
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -537,8 +546,10 @@ def fit_one_cycle(
         history={"step": [], "lr": [], "momentum": [] if mom_key else None, "loss": []}
     )
     saved: dict[str, Any] | None = None
+    last_checkpoint: Path | None = None  # the file Ctrl-C rolls the model back to
     if resume is not None:
         saved = load_checkpoint(resume)
+        last_checkpoint = Path(resume)
         _check_resume(saved["settings"], settings, resume)
         model.load_state_dict(saved["model"])
         if scaler is not None and saved["scaler"] is not None:
@@ -644,6 +655,7 @@ def fit_one_cycle(
         progress.evals.append({"step": progress.step, "epoch": epoch + 1, **values})
 
     def save(phase: _Phase, scheduler: OneCycleLR) -> None:
+        nonlocal last_checkpoint
         progress.elapsed_s = round(elapsed_before + time.perf_counter() - started, 3)
         state = {
             "format": CHECKPOINT_FORMAT,
@@ -657,8 +669,9 @@ def fit_one_cycle(
             "rng": _portable_rng(rng_state()),
             "data_epoch": getattr(train_data, "epoch", None),
             "settings": settings,
+            "config": config,
         }
-        save_checkpoint(checkpoint, state)
+        last_checkpoint = save_checkpoint(checkpoint, state)
 
     def run_epoch(epoch: int, phase: _Phase, scheduler: OneCycleLR) -> bool:
         """One pass over the training data; True when a NaN loss stops the run."""
@@ -724,7 +737,17 @@ def fit_one_cycle(
         model.train(was_training)
         optimizer.zero_grad(set_to_none=True)
 
-    final_eval = progress.evals[-1] if progress.evals else {}
+    evals = progress.evals
+    if stop_reason == "interrupted" and checkpoint is not None:
+        # The weights of a half-finished epoch are no use to anyone: go back to the ones the
+        # checkpoint holds (those `--resume` continues from) and report their evaluation.
+        kept_step = 0
+        if last_checkpoint is not None:
+            state = load_checkpoint(last_checkpoint)
+            model.load_state_dict(state["model"])
+            kept_step = state["progress"]["step"]
+        evals = [e for e in evals if e["step"] <= kept_step]
+    final_eval = evals[-1] if evals else {}
     return TrainResult(
         lr_max=rates[0] if len(set(rates)) == 1 else rates,
         epochs=progress.epochs,

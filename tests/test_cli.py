@@ -92,6 +92,7 @@ def test_find_json_prints_only_json_to_stdout(tiny_yaml, tmp_path):
     result = invoke("find", tiny_yaml, "--out", tmp_path, "--json")
     assert result.exit_code == 0
     data = json.loads(result.stdout)
+    assert data.pop("folder") == str(tmp_path)  # stdout also says where the files went
     assert data == json.loads((tmp_path / "find.json").read_text())
 
 
@@ -131,7 +132,15 @@ def test_strict_without_suggestion_exits_3(tiny_yaml, tmp_path):
     data = json.loads((tmp_path / "find.json").read_text())
     assert data["suggested_lr"] is None and data["warning"]
     loose = invoke(
-        "find", tiny_yaml, "--out", tmp_path, "--no-plot", "--start-lr", "100", "--end-lr", "1e6"
+        "find",
+        tiny_yaml,
+        "--out",
+        tmp_path / "loose",
+        "--no-plot",
+        "--start-lr",
+        "100",
+        "--end-lr",
+        "1e6",
     )
     assert loose.exit_code == 0 and "warning" in loose.output
 

@@ -115,4 +115,5 @@ def test_torchrun_cli_writes_one_set_of_files(write_yaml, tmp_path):
     data = json.loads(proc.stdout)  # rank 0 alone printed, so stdout is one JSON document
     assert data["world_size"] == 2 and data["effective_batch_size"] == 32
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "find.csv", "find.json"]
+    assert data.pop("folder") == str(out)
     assert json.loads((out / "find.json").read_text()) == data

@@ -1,0 +1,450 @@
+"""Nothing lost (issue 13): folders checked before the work, never shared, every finished seed
+kept on Ctrl-C, resume refusing what it cannot honour, readable files, sound refind advice."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from lrtool.cli import app, refind_advice
+from lrtool.history import new_run_folder
+from lrtool.run import refind_rise, resume_conflicts
+
+runner = CliRunner()
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def replace_build(monkeypatch, stand_in) -> None:
+    """Put `stand_in` wherever lrtool's modules hold `build` (each imports it by name)."""
+    import lrtool.build
+    import lrtool.run  # noqa: F401  (loaded with what it imports, so among the modules below)
+    import lrtool.verify  # noqa: F401
+
+    real = lrtool.build.build
+    for name, module in list(sys.modules.items()):
+        if name.startswith("lrtool.") and getattr(module, "build", None) is real:
+            monkeypatch.setattr(module, "build", stand_in)
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Fail the test if anything gets built: the command must stop before any work."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the run started before its output folder was checked")
+
+    replace_build(monkeypatch, refuse)
+
+
+def interrupting_sweep(label_to_stop: str, at_step: int):
+    """A stand-in for report.sweep_progress that presses Ctrl-C in one labelled sweep."""
+
+    @contextmanager
+    def sweep(console, total, label="find"):
+        def on_step(step, *args):
+            if label == label_to_stop and step == at_step:
+                raise KeyboardInterrupt
+
+        yield on_step
+
+    return sweep
+
+
+def interrupting_training(at_step: int):
+    """A stand-in for report.train_progress whose step callback presses Ctrl-C."""
+
+    @contextmanager
+    def training(console, steps, epochs):
+        def on_step(step, *args):
+            if step == at_step:
+                raise KeyboardInterrupt
+
+        yield on_step, lambda record: None
+
+    return training
+
+
+# --- the output folder is checked before any work -----------------------------------------
+
+
+COMMANDS = [
+    ("find",),
+    ("train", "--lr-max", "0.1"),
+    ("verify", "--lrs", "1e-3,1e-2"),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+def test_out_on_a_file_or_under_one_exits_2_before_any_work(tiny_yaml, tmp_path, no_work, command):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder\n")
+    for out, why in ((a_file, "is a file"), (a_file / "sub", "a part of the path is a file")):
+        started = time.perf_counter()
+        result = invoke(command[0], tiny_yaml, *command[1:], "--out", out, "--no-plot")
+        assert time.perf_counter() - started < 5
+        assert result.exit_code == 2, result.output
+        text = one_line(result.output)
+        assert f"cannot write files to {out}" in text and why in text
+        assert "Traceback" not in result.output
+    assert a_file.read_text() == "not a folder\n"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_dir_exits_2_before_any_work(write_yaml, tmp_path, no_work):
+    from conftest import TINY
+
+    runs = tmp_path / "runs"
+    runs.mkdir(mode=0o555)
+    try:
+        result = invoke("find", write_yaml(TINY + f"output_dir: {runs}\n"), "--no-plot")
+    finally:
+        runs.chmod(0o755)
+    assert result.exit_code == 2 and "permission denied" in one_line(result.output)
+
+
+def test_unwritable_folder_is_reported_before_any_work(tiny_yaml, tmp_path, no_work, monkeypatch):
+    # Root ignores permissions, so the refusal is staged: the probe file cannot be created.
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("lrtool.history.tempfile.mkstemp", denied)
+    result = invoke("train", tiny_yaml, "--lr-max", "0.1", "--out", tmp_path / "o", "--no-plot")
+    assert result.exit_code == 2
+    assert "permission denied" in one_line(result.output)
+
+
+def test_plot_save_under_a_file_exits_2(tiny_yaml, tmp_path):
+    pytest.importorskip("matplotlib")
+    assert invoke("find", tiny_yaml, "--out", tmp_path / "f", "--no-plot").exit_code == 0
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    result = invoke("plot", tmp_path / "f" / "find.json", "--save", a_file / "curve.png")
+    assert result.exit_code == 2 and "it is a file, not a folder" in one_line(result.output)
+
+
+# --- every run gets a folder of its own ---------------------------------------------------
+
+
+def test_run_folders_started_in_the_same_second_differ(tmp_path):
+    first = new_run_folder(tmp_path / "runs" / "tiny", "20261128-165702-find")
+    second = new_run_folder(tmp_path / "runs" / "tiny", "20261128-165702-find")
+    assert first.name == "20261128-165702-find" and second.name == "20261128-165702-find-2"
+    assert first.is_dir() and second.is_dir()
+
+
+def test_two_finds_in_the_same_second_keep_both_results(write_yaml, tmp_path, monkeypatch):
+    from conftest import TINY
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("lrtool.cli.time.strftime", lambda fmt: "20261128-165702")
+    path = write_yaml(TINY)
+    outputs = [invoke("find", path, "--no-plot", "--json") for _ in range(2)]
+    folders = [json.loads(r.stdout)["folder"] for r in outputs]
+    assert folders == ["runs/tiny/20261128-165702-find", "runs/tiny/20261128-165702-find-2"]
+    for r, folder in zip(outputs, folders, strict=True):
+        saved = json.loads((tmp_path / folder / "find.json").read_text())
+        assert saved["elapsed_s"] == json.loads(r.stdout)["elapsed_s"]  # each kept its own
+
+
+def test_two_processes_started_together_print_different_folders(write_yaml, tmp_path):
+    from conftest import TINY
+
+    path = write_yaml(TINY.replace("num_steps: 30", "num_steps: 8"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "lrtool", "find", str(path), "--no-plot", "--json"]
+    procs = [
+        subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    folders = {json.loads(out)["folder"] for out in outs}
+    assert len(folders) == 2
+    assert all((tmp_path / f / "find.json").is_file() for f in folders)
+
+
+def test_out_holding_another_runs_results_is_refused(tiny_yaml, tmp_path):
+    out = tmp_path / "out"
+    assert invoke("find", tiny_yaml, "--out", out, "--no-plot").exit_code == 0
+    before = (out / "find.json").read_bytes()
+    again = invoke("train", tiny_yaml, "--lr-max", "0.1", "--out", out, "--no-plot")
+    assert again.exit_code == 2
+    assert "already holds another run's files (find.json" in one_line(again.output)
+    assert (out / "find.json").read_bytes() == before and not (out / "train.json").exists()
+
+
+def test_a_failed_run_leaves_no_empty_folder(write_yaml, tmp_path, monkeypatch):
+    from conftest import TINY
+
+    monkeypatch.chdir(tmp_path)
+    bad = write_yaml(TINY.replace("sklearn.iris", "sklearn.no_such_loader"))
+    assert invoke("find", bad, "--no-plot").exit_code == 2
+    assert not list(tmp_path.glob("runs/tiny/*"))
+
+
+# --- Ctrl-C during find --seeds -----------------------------------------------------------
+
+
+def test_ctrl_c_in_the_second_seed_keeps_the_first(tiny_yaml, tmp_path, monkeypatch):
+    monkeypatch.setattr("lrtool.report.sweep_progress", interrupting_sweep("find (seed 3)", 5))
+    result = invoke("find", tiny_yaml, "--out", tmp_path, "--seeds", "0,3,7", "--no-plot")
+    assert result.exit_code == 130
+    data = json.loads((tmp_path / "find.json").read_text())
+    assert data["stop_reason"] == "interrupted"
+    assert data["seeds_finished"] == 1 and data["seeds_requested"] == 3
+    first, cut = data["seeds"]
+    assert first["seed"] == 0 and first["stop_reason"] != "interrupted"
+    assert cut["seed"] == 3 and cut["stop_reason"] == "interrupted" and cut["steps"] == 5
+    # The curve and the consensus are those of the finished seed, not cut to 5 steps.
+    assert data["history"] == first["history"] and data["steps"] == first["steps"] > 5
+    assert data["suggested_lr"] == data["consensus_lr"] == pytest.approx(first["suggested_lr"])
+    with (tmp_path / "find.csv").open() as f:
+        assert len(list(csv.reader(f))) == first["steps"] + 1
+    assert "1 of 3 seeds finished" in one_line(result.output)
+
+
+def test_ctrl_c_between_two_seeds_still_writes_the_finished_one(tiny_yaml, tmp_path, monkeypatch):
+    from lrtool.build import build
+
+    calls = []
+
+    def build_then_ctrl_c(exp, **kwargs):
+        calls.append(exp.seed)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # while the second seed's model is being built
+        return build(exp, **kwargs)
+
+    replace_build(monkeypatch, build_then_ctrl_c)
+    result = invoke("find", tiny_yaml, "--out", tmp_path / "f", "--seeds", "2", "--no-plot")
+    assert result.exit_code == 130
+    data = json.loads((tmp_path / "f" / "find.json").read_text())
+    assert data["seeds_finished"] == 1 and [s["seed"] for s in data["seeds"]] == [0]
+    assert data["suggested_lr"] == pytest.approx(data["seeds"][0]["suggested_lr"])
+
+
+# --- resume -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cut_run(tiny_yaml, tmp_path, monkeypatch):
+    """A train run stopped by Ctrl-C in its second epoch (7 steps an epoch): its folder."""
+    folder = tmp_path / "cut"
+    with monkeypatch.context() as patch:
+        patch.setattr("lrtool.report.train_progress", interrupting_training(10))
+        stopped = invoke("train", tiny_yaml, "--lr-max", "0.1", "--out", folder, "--no-plot")
+    assert stopped.exit_code == 130
+    return folder, stopped
+
+
+@pytest.mark.parametrize(
+    ("change", "listed"),
+    [
+        (["--set", "seed=4"], "seed: 0 → 4"),
+        (
+            ["--set", "optimizer.args.weight_decay=0.01"],
+            "optimizer.args.weight_decay: '(unset)' → 0.01",
+        ),
+        (["--set", "data.batch_size=8"], "data.batch_size: 16 → 8"),
+        (["--set", "optimizer.name=rmsprop"], "optimizer.name: 'sgd' → 'rmsprop'"),
+        (["--set", "model.args.hidden=[16]"], "model.args.hidden: [8] → [16]"),
+    ],
+    ids=["seed", "weight_decay", "batch_size", "optimizer", "model"],
+)
+def test_resume_refuses_a_changed_run_listing_each_key(tiny_yaml, cut_run, change, listed):
+    folder, _ = cut_run
+    config = (folder / "config.yaml").read_text()
+    result = invoke("train", tiny_yaml, "--resume", folder, *change, "--no-plot")
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert listed in result.output and "checkpoint → now" in result.output
+    assert (folder / "config.yaml").read_text() == config  # nothing rewritten
+
+
+def test_resume_conflicts_ignores_what_does_not_change_the_run():
+    saved = {
+        "name": "a",
+        "seed": 0,
+        "device": "cpu",
+        "output_dir": "runs",
+        "find": {"num_steps": 100},
+        "train": {"epochs": 5, "eval_every": "epoch", "lr_max": "auto"},
+        "optimizer": {"name": "sgd", "args": {}},
+    }
+    current = {
+        "name": "b",
+        "seed": 0,
+        "device": "cuda",
+        "output_dir": "elsewhere",
+        "find": {"num_steps": 30},
+        "train": {"epochs": 5, "eval_every": 3, "lr_max": 0.1},
+        "optimizer": {"name": "sgd", "args": {"weight_decay": 0.1}},
+    }
+    assert resume_conflicts(saved, current) == [("optimizer.args.weight_decay", "(unset)", 0.1)]
+
+
+def test_resume_a_checkpoint_file_takes_its_rate_and_prints_how_to_resume(
+    tiny_yaml, tmp_path, cut_run
+):
+    whole = tmp_path / "whole"
+    assert invoke("train", tiny_yaml, "--lr-max", "0.1", "--out", whole, "--no-plot").exit_code == 0
+    folder, stopped = cut_run
+    # The printed command resumes; the rate comes from the checkpoint (no --lr-max in it).
+    line = next(x for x in stopped.output.splitlines() if x.startswith("to resume: "))
+    words = shlex.split(line.removeprefix("to resume: "))
+    assert words[:2] == ["lrtool", "train"] and "--lr-max" not in words
+    assert words[-2:] == ["--resume", str(folder)]
+    words[-1] = str(folder / "checkpoint.pt")  # the file works as well as the folder
+    resumed = invoke(*words[1:])
+    assert resumed.exit_code == 0, resumed.output
+    a = torch.load(whole / "model.pt", weights_only=True)
+    b = torch.load(folder / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert yaml.safe_load((folder / "config.yaml").read_text())["train"]["lr_max"] == 0.1
+
+
+def test_resume_of_an_auto_run_does_not_run_the_finder_again(tiny_yaml, tmp_path, monkeypatch):
+    folder = tmp_path / "auto"
+    with monkeypatch.context() as patch:
+        patch.setattr("lrtool.report.train_progress", interrupting_training(10))
+        stopped = invoke("train", tiny_yaml, "--lr-max", "auto", "--out", folder, "--no-plot")
+    assert stopped.exit_code == 130
+    found = json.loads((folder / "find.json").read_text())
+
+    def no_finder(*args, **kwargs):
+        raise AssertionError("resume ran the finder again")
+
+    monkeypatch.setattr("lrtool.run.find_built", no_finder)
+    for lr_max in ([], ["--lr-max", "auto"]):
+        resumed = invoke("train", tiny_yaml, *lr_max, "--resume", folder, "--json")
+        assert resumed.exit_code == 0, resumed.output
+        assert json.loads(resumed.stdout)["lr_max"] == pytest.approx(found["suggested_lr"])
+        assert json.loads((folder / "find.json").read_text()) == found
+
+
+def test_after_ctrl_c_model_pt_holds_the_weights_final_describes(cut_run):
+    folder, _ = cut_run
+    saved = torch.load(folder / "checkpoint.pt", weights_only=True)
+    model = torch.load(folder / "model.pt", weights_only=True)
+    assert all(torch.equal(saved["model"][k], model[k]) for k in model)
+    data = json.loads((folder / "train.json").read_text())
+    assert data["final"]["val_loss"] == data["epochs"][-1]["val_loss"] is not None
+    assert len(data["history"]["step"]) > saved["progress"]["step"]  # the partial epoch kept
+
+
+def test_ctrl_c_in_the_first_epoch_writes_no_model_and_says_so(tiny_yaml, tmp_path, monkeypatch):
+    monkeypatch.setattr("lrtool.report.train_progress", interrupting_training(3))
+    out = tmp_path / "early"
+    result = invoke("train", tiny_yaml, "--lr-max", "0.1", "--out", out, "--no-plot")
+    assert result.exit_code == 130
+    assert "no checkpoint to resume from" in result.output
+    assert not (out / "model.pt").exists() and (out / "train.json").exists()
+
+
+# --- files are as readable as any other ------------------------------------------------------
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_files_follow_the_umask(tiny_yaml, tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        out = tmp_path / "out"
+        result = invoke("train", tiny_yaml, "--lr-max", "auto", "--out", out, "--no-plot")
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert {"find.json", "train.csv", "config.yaml", "model.pt", "checkpoint.pt"} <= set(modes)
+    assert set(modes.values()) == {0o666 & ~umask}
+
+
+# --- the refind advice --------------------------------------------------------------------
+
+
+def flat_noisy_then_rising(seed: int):
+    """A re-find curve like digits' after training: flat at 0.02 with batch noise of e^(±0.5)
+    (a trained model's batch losses vary tenfold), rising as lr^3 from 1.0, cut where the
+    sweep's smoothed loss passes 4x its best (the finder's stop). Returns lr, raw, EMA loss."""
+    rng = np.random.default_rng(seed)
+    lr = np.geomspace(1e-5, 10, 100)
+    loss = 0.02 * np.exp(0.5 * rng.standard_normal(lr.size))
+    loss *= np.where(lr > 1.0, lr**3, 1.0)
+    smoothed, average = [], 0.0
+    for i, value in enumerate(loss, start=1):  # bias-corrected EMA, beta 0.98, as find_lr
+        average = 0.98 * average + 0.02 * value
+        smoothed.append(average / (1 - 0.98**i))
+    smoothed = np.array(smoothed)
+    stop = int(np.flatnonzero(smoothed > 4 * np.minimum.accumulate(smoothed))[0]) + 1
+    return lr[:stop], loss[:stop], smoothed[:stop]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_refind_rise_is_found_where_the_curve_rises_not_in_the_noise(seed):
+    lr, loss, _ = flat_noisy_then_rising(seed)
+    assert 1.0 / 4 < refind_rise(lr, loss) < 1.0 * 1.5
+
+
+def test_refind_rise_needs_a_rise():
+    lr = np.geomspace(1e-6, 1, 60)
+    assert refind_rise(lr, np.full(60, 0.3)) is None
+    assert refind_rise(lr, 0.3 * (1 + 0.05 * np.sin(np.arange(60)))) is None
+    assert refind_rise(lr[:3], [0.3, 0.3, 3.0]) is None
+
+
+def test_refind_advice_reads_the_raw_loss_not_the_noisy_start():
+    # On this curve the old rule (running minimum of the EMA + 10 % of its range) said 1.7e-05:
+    # the EMA's first, least averaged, steps.
+    lr, loss, smoothed = flat_noisy_then_rising(2)
+    refound = type("Refound", (), {})()
+    refound.lr, refound.loss, refound.smoothed_loss = list(lr), list(loss), list(smoothed)
+    advice = refind_advice(refound)
+    rise = float(advice.split("near ")[1].split(";")[0])
+    assert 1.0 / 4 < rise < 1.0 * 1.5, advice
+    assert f"use about {rise / 10:.2e}" in advice
+
+
+# --- one step numbering, and --json says where the files went ------------------------------
+
+
+def test_find_and_train_count_steps_from_one(tiny_yaml, tmp_path):
+    invoke("train", tiny_yaml, "--lr-max", "auto", "--out", tmp_path / "t", "--no-plot")
+    with (tmp_path / "t" / "find.csv").open() as f:
+        find_rows = list(csv.DictReader(f))
+    with (tmp_path / "t" / "train.csv").open() as f:
+        train_rows = list(csv.DictReader(f))
+    assert find_rows[0]["step"] == train_rows[0]["step"] == "1"
+    assert int(find_rows[-1]["step"]) == len(find_rows)
+    data = json.loads((tmp_path / "t" / "train.json").read_text())
+    assert data["history"]["step"][0] == 1
+    assert [int(r["step"]) for r in train_rows] == data["history"]["step"]
+
+
+def test_json_says_where_the_files_went(write_yaml, tmp_path, monkeypatch):
+    from conftest import TINY
+
+    monkeypatch.chdir(tmp_path)
+    path = write_yaml(TINY)
+    found = json.loads(invoke("find", path, "--json").stdout)
+    assert Path(found["folder"]).parent == Path("runs/tiny")
+    assert (tmp_path / found["folder"] / "find.json").is_file()
+    trained = invoke("train", path, "--lr-max", "0.1", "--out", tmp_path / "t", "--json")
+    assert json.loads(trained.stdout)["folder"] == str(tmp_path / "t")
