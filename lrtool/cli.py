@@ -987,7 +987,7 @@ def _verify_candidates(
     exp: Any, folder: Path, lrs: str | None, from_: Path | None, main: bool
 ) -> tuple[list[float], float | None, str, float | None]:
     """The rates to try, the suggestion (None without one), where the centre came from
-    ("lrs", "suggestion" or "robust_minimum") and the centre itself."""
+    ("lrs", "suggestion" or "loss_minimum") and the centre itself."""
     from .history import read_json, save_find
     from .probe import checked_build
     from .report import sweep_progress
@@ -1018,7 +1018,7 @@ def _verify_candidates(
             f"to find its lowest loss (at least {BRACKET_MIN_POINTS} finite ones needed): run "
             "the finder with more steps (find.num_steps) or give the candidates with --lrs."
         )
-    return candidate_rates(centre), None, "robust_minimum", centre
+    return candidate_rates(centre), None, "loss_minimum", centre
 
 
 def run_verify(
@@ -1039,7 +1039,7 @@ def run_verify(
     console = stdout_console(as_json)
     rates, suggested, centre, centre_lr = _verify_candidates(exp, folder, lrs, from_, main)
     metric, higher = ranking_metric(exp)
-    if centre == "robust_minimum":
+    if centre == "loss_minimum":
         console.print(
             f"verify: no suggested rate; the candidates surround the lowest point of the loss "
             f"curve / {BRACKET_DIVISOR:g} = {fmt_lr(centre_lr)}"

@@ -4,8 +4,8 @@
 suggestion times 1/10, 1/3, 1, 3 and 10) and keeps the best by the validation metric:
 accuracy when the experiment has it, else the validation loss. Two rounds:
 
-1) Screen: every candidate trains a one-cycle over `SCREEN_FRACTION` (a fifth) of the real
-   run: a fifth of `train.epochs`, in whole epochs when that is at least one epoch, else one
+1) Screen: every candidate trains a one-cycle over `SCREEN_FRACTION` (a tenth) of the real
+   run: a tenth of `train.epochs`, in whole epochs when that is at least one epoch, else one
    epoch cut to its first batches (at least `MIN_SCREEN_BATCHES`). Its winner and the next
    LOWER candidate go on (`FINALISTS`, 2; the next higher when the winner is the lowest).
 2) Final: the finalists train the real run, `train.epochs`, and the winner is judged there.
@@ -31,7 +31,7 @@ out, trains the full run and is compared (at most `MAX_WIDENINGS` times). A winn
 higher neighbour diverged is not at an edge: that neighbour found the cliff. A winner that
 only won a tie is not widened either: flat scores would make every lower rate win again.
 
-Cost, in epochs of training: 5 x 1/5 + 2 x 1 = 3 real runs, plus one per widening. One of the
+Cost, in epochs of training: 5 x 1/10 + 2 x 1 = 2.5 real runs, plus one per widening. One of the
 two final runs is the real training at the chosen rate (same seed, same schedule: with
 `train.freeze_epochs` 0 it is the run `lrtool train --lr-max <best_lr>` makes), so choosing
 costs two trainings beyond the one you would run anyway.
@@ -56,7 +56,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 from numpy.typing import ArrayLike
 
 from .build import build
@@ -65,13 +64,14 @@ from .errors import ConfigError
 from .history import versions
 from .probe import checked_build
 from .run import train_built
+from .suggest import view_curve
 
 # The finder's suggestion is an estimate, usually right within a factor of a few: half a
 # decade and a decade either side cover where the best rate is found in practice.
 DEFAULT_FACTORS = (0.1, 1 / 3, 1.0, 3.0, 10.0)
 
 # The screen: each candidate trains this share of the real run...
-SCREEN_FRACTION = 0.2
+SCREEN_FRACTION = 0.1
 # ...but never fewer batches than this: a one-cycle of a handful of steps measures nothing.
 MIN_SCREEN_BATCHES = 8
 # Candidates that go on from the screen to the full-length final.
@@ -84,8 +84,6 @@ MAX_WIDENINGS = 2
 
 # No suggestion: the loss curve's robust minimum (a running median over this many decades of
 # rate, lowest point before the median first doubles from its running minimum) / this divisor.
-BRACKET_MEDIAN_DECADES = 0.5
-BRACKET_BLOW_UP = 2.0
 BRACKET_DIVISOR = 3.0
 BRACKET_MIN_POINTS = 4
 
@@ -324,51 +322,23 @@ def candidate_rates(suggested: float, factors: Sequence[float] = DEFAULT_FACTORS
     return sorted({suggested * f for f in factors})
 
 
-def robust_minimum(lr: ArrayLike, loss: ArrayLike) -> float | None:
-    """The rate at the lowest point of a range test's raw loss, robust to its noise.
-
-    1) Keep the curve up to its first non-finite value (after a NaN the weights are garbage).
-    2) A running median over BRACKET_MEDIAN_DECADES (half a decade) of rate, centred, so a
-       spike or a lucky batch does not move the minimum and the curve does not lag.
-    3) Its lowest point before it first rises to BRACKET_BLOW_UP (2) x its running minimum:
-       past the blow-up a loss can settle low again at absurd rates. A median flattens the
-       bottom of a valley over a few points: the middle of that flat bottom.
-    None when fewer than BRACKET_MIN_POINTS points are usable or the rates do not increase.
+def loss_minimum(lr: ArrayLike, loss: ArrayLike) -> float | None:
+    """The rate at the lowest point of a range test's raw loss, robust to its noise: the
+    zero-lag minimum before the first blow-up of `suggest.view_curve` (the view the default
+    rule reads). None when the curve has too few usable points or the rates do not increase.
     """
-    lr = np.asarray(lr, dtype=float).reshape(-1)
-    loss = np.asarray(loss, dtype=float).reshape(-1)
-    if lr.shape != loss.shape:
-        raise ValueError(f"lr and loss differ in length: {lr.size} and {loss.size}")
-    usable = np.isfinite(lr) & np.isfinite(loss) & (lr > 0)
-    n = lr.size if usable.all() else int(np.argmin(usable))
-    lr, loss = lr[:n], loss[:n]
-    if n < BRACKET_MIN_POINTS:
-        return None
-    log_lr = np.log10(lr)
-    if np.any(np.diff(log_lr) <= 0):
-        return None
-    per_decade = (n - 1) / (log_lr[-1] - log_lr[0])
-    half = int(round(BRACKET_MEDIAN_DECADES * per_decade)) // 2
-    padded = np.pad(loss, half, mode="edge")
-    median = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1), axis=1)
-    end = n
-    if np.all(median > 0):
-        risen = np.flatnonzero(median > BRACKET_BLOW_UP * np.minimum.accumulate(median))
-        end = int(risen[0]) if risen.size else n
-    lowest = int(np.argmin(median[:end]))
-    flat = np.isclose(median[lowest:end], median[lowest], rtol=1e-12, atol=0.0)
-    width = int(np.argmin(flat)) if not flat.all() else flat.size
-    return float(lr[lowest + (width - 1) // 2])
+    view = view_curve(lr, loss)
+    return None if isinstance(view, str) else float(view.lr[view.lowest])
 
 
 def bracket_centre(lr: ArrayLike, loss: ArrayLike) -> float | None:
-    """The centre of the candidates when the finder gives no suggestion: robust_minimum / 3.
+    """The centre of the candidates when the finder gives no suggestion: loss_minimum / 3.
 
     A third, because the best one-cycle peak sits below the loss minimum of a range test (the
     minimum is where the sweep's loss is about to blow up) and too high costs more than too
     low. None when even the minimum cannot be found (too few points).
     """
-    lowest = robust_minimum(lr, loss)
+    lowest = loss_minimum(lr, loss)
     return None if lowest is None else lowest / BRACKET_DIVISOR
 
 
@@ -428,7 +398,7 @@ class VerifyResult:
     elapsed_s: float
     schedule: list[Round] = field(default_factory=list)  # as planned, widenings apart
     widened: list[float] = field(default_factory=list)  # rates added at the edge, in order
-    # Where the candidates came from: "suggestion", "robust_minimum" (no suggestion: the
+    # Where the candidates came from: "suggestion", "loss_minimum" (no suggestion: the
     # curve's robust minimum / 3, in centre_lr) or "lrs" (given).
     centre: str = "suggestion"
     centre_lr: float | None = None

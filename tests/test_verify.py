@@ -20,10 +20,10 @@ from lrtool.verify import (
     bracket_centre,
     candidate_rates,
     clear_win,
+    loss_minimum,
     parse_lrs,
     pick_finalists,
     rank_lower_within_noise,
-    robust_minimum,
     run_length,
     schedule_epochs,
     survivors,
@@ -73,10 +73,10 @@ def test_run_length_rejects_bad_arguments(args: tuple, words: str) -> None:
 @pytest.mark.parametrize(
     ("n", "epochs", "per_epoch", "finalists", "expected"),
     [
-        # The default: a fifth of the run for five, then the best two at the real length.
-        (5, 10, 8, 2, [Round(5, 2, None, 2.0), Round(2, 10, None, 10.0)]),
-        (5, 4, 100, 2, [Round(5, 1, 80, 0.8), Round(2, 4, None, 4.0)]),
-        (8, 5, 23, 3, [Round(8, 1, None, 1.0), Round(3, 5, None, 5.0)]),
+        # The default: a tenth of the run for five, then the best two at the real length.
+        (5, 10, 8, 2, [Round(5, 1, None, 1.0), Round(2, 10, None, 10.0)]),
+        (5, 4, 100, 2, [Round(5, 1, 40, 0.4), Round(2, 4, None, 4.0)]),
+        (8, 5, 23, 3, [Round(8, 1, 12, 12 / 23), Round(3, 5, None, 5.0)]),
         # Nothing to screen: two candidates (or the finalists' number) go straight to the final.
         (2, 10, 8, 2, [Round(2, 10, None, 10.0)]),
         (3, 10, 8, 3, [Round(3, 10, None, 10.0)]),
@@ -95,11 +95,11 @@ def test_verify_schedule(
         assert (schedule[-1].epochs, schedule[-1].batches) == (epochs, None)
 
 
-def test_schedule_epochs_costs_three_trainings_by_default() -> None:
-    # 5 x a fifth + 2 x the whole run: three trainings, whatever the run's length.
-    assert schedule_epochs(verify_schedule(5, 10, 8)) == 5 * 2 + 2 * 10 == 3 * 10
-    assert schedule_epochs(verify_schedule(5, 4, 100)) == pytest.approx(5 * 0.8 + 2 * 4)
-    assert schedule_epochs(verify_schedule(5, 40, 30)) == 5 * 8 + 2 * 40 == 3 * 40
+def test_schedule_epochs_costs_two_and_a_half_trainings_by_default() -> None:
+    # 5 x a tenth + 2 x the whole run: two and a half trainings, whatever the run's length.
+    assert schedule_epochs(verify_schedule(5, 10, 8)) == 5 * 1 + 2 * 10 == 2.5 * 10
+    assert schedule_epochs(verify_schedule(5, 4, 100)) == pytest.approx(5 * 0.4 + 2 * 4)
+    assert schedule_epochs(verify_schedule(5, 40, 30)) == 5 * 4 + 2 * 40 == 2.5 * 40
 
 
 @pytest.mark.parametrize(
@@ -258,49 +258,49 @@ def _valley(lr: np.ndarray, lowest: float) -> np.ndarray:
     return np.where(x < 0, np.minimum(1 - x, 2.5), 1 + x)
 
 
-def test_robust_minimum_finds_the_valley() -> None:
+def test_loss_minimum_finds_the_valley() -> None:
     loss = _valley(SWEEP, 1e-2)
-    assert robust_minimum(SWEEP, loss) == pytest.approx(1e-2)
+    assert loss_minimum(SWEEP, loss) == pytest.approx(1e-2)
     assert bracket_centre(SWEEP, loss) == pytest.approx(1e-2 / 3)
 
 
-def test_robust_minimum_ignores_a_spike_and_a_lucky_batch() -> None:
+def test_loss_minimum_ignores_a_spike_and_a_lucky_batch() -> None:
     loss = _valley(SWEEP, 1e-2)
-    assert robust_minimum(SWEEP, loss) == pytest.approx(1e-2)
+    assert loss_minimum(SWEEP, loss) == pytest.approx(1e-2)
     loss[20] = 50.0  # a spike on the plateau
     loss[46] = 0.01  # one lucky batch at 4e-2, past the minimum: the raw argmin
     assert int(np.argmin(loss)) == 46
-    assert robust_minimum(SWEEP, loss) == pytest.approx(1e-2)
+    assert loss_minimum(SWEEP, loss) == pytest.approx(1e-2)
 
 
-def test_robust_minimum_stops_at_the_first_blow_up() -> None:
+def test_loss_minimum_stops_at_the_first_blow_up() -> None:
     # After the blow-up the loss settles lower again at absurd rates (Adam on a regression):
     # the minimum that counts is the one before.
     loss = _valley(SWEEP, 1e-3)
     loss[SWEEP > 1] = 0.5
     assert int(np.argmin(loss)) > 60
-    assert robust_minimum(SWEEP, loss) == pytest.approx(1e-3)
+    assert loss_minimum(SWEEP, loss) == pytest.approx(1e-3)
 
 
-def test_robust_minimum_cuts_at_the_first_nan() -> None:
+def test_loss_minimum_cuts_at_the_first_nan() -> None:
     loss = _valley(SWEEP, 1e-2)
     loss[40:] = np.nan  # from 1e-2 on: the last finite point is the lowest
     loss[45] = 0.001  # finite again after the NaN: garbage, ignored
-    assert robust_minimum(SWEEP, loss) == pytest.approx(SWEEP[39])
+    assert loss_minimum(SWEEP, loss) == pytest.approx(SWEEP[39])
 
 
-def test_robust_minimum_needs_enough_increasing_points() -> None:
-    assert robust_minimum([1e-3, 1e-2, 1e-1], [1.0, 0.5, 2.0]) is None
-    assert robust_minimum([1e-3, 1e-2, 1e-1, 1.0, 10.0], [1.0, math.nan, 1, 1, 1]) is None
-    assert robust_minimum([1e-3, 1e-2, 1e-2, 1e-1], [1.0, 0.9, 0.8, 0.7]) is None
+def test_loss_minimum_needs_enough_increasing_points() -> None:
+    assert loss_minimum([1e-3, 1e-2, 1e-1], [1.0, 0.5, 2.0]) is None
+    assert loss_minimum([1e-3, 1e-2, 1e-1, 1.0, 10.0], [1.0, math.nan, 1, 1, 1]) is None
+    assert loss_minimum([1e-3, 1e-2, 1e-2, 1e-1], [1.0, 0.9, 0.8, 0.7]) is None
     assert bracket_centre([], []) is None
     with pytest.raises(ValueError, match="length"):
-        robust_minimum([1e-3, 1e-2], [1.0])
+        loss_minimum([1e-3, 1e-2], [1.0])
 
 
-def test_robust_minimum_of_a_short_sweep() -> None:
+def test_loss_minimum_of_a_short_sweep() -> None:
     # Four points, under half a decade each: no smoothing, the plain minimum.
-    assert robust_minimum([1e-4, 1e-2, 1.0, 100.0], [2.0, 1.0, 1.5, 9.0]) == 1e-2
+    assert loss_minimum([1e-4, 1e-2, 1.0, 100.0], [2.0, 1.0, 1.5, 9.0]) == 1e-2
 
 
 # --- the search, with a stand-in for training ---------------------------------------------
@@ -347,7 +347,7 @@ def test_the_winner_is_judged_at_the_real_length(monkeypatch: pytest.MonkeyPatch
         return (full if epochs == 10 else short)[lr]
 
     calls = fake_training(monkeypatch, accuracy)
-    result = verify_rates(validate(_iris(10)), RATES3)
+    result = verify_rates(validate(_iris(10)), RATES3, screen_fraction=0.2)
     assert calls == [(lr, 2, None) for lr in RATES3] + [(1e-2, 10, None), (1e-1, 10, None)]
     assert result.best_lr == 1e-2
     by_lr = {c["lr"]: c["rounds"] for c in result.candidates}
@@ -378,7 +378,7 @@ def test_the_screens_runner_up_above_the_winner_does_not_go_on(monkeypatch) -> N
     short = {1e-3: 0.5, 1e-2: 0.6, 1e-1: 0.9, 1.0: 0.8}
     full = {1e-2: 0.9, 1e-1: 0.85, 1.0: 0.7}
     calls = fake_training(monkeypatch, lambda lr, epochs: (full if epochs == 10 else short)[lr])
-    result = verify_rates(validate(_iris(10)), [1e-3, 1e-2, 1e-1, 1.0])
+    result = verify_rates(validate(_iris(10)), [1e-3, 1e-2, 1e-1, 1.0], screen_fraction=0.2)
     assert calls[4:] == [(1e-2, 10, None), (1e-1, 10, None)]
     screen = {c["lr"]: c["rounds"][0] for c in result.candidates}
     assert (screen[1.0]["rank"], screen[1.0]["kept"]) == (2, False)
@@ -403,6 +403,7 @@ def test_widening_at_the_high_edge(monkeypatch: pytest.MonkeyPatch) -> None:
         validate(_iris(10)),
         RATES3,
         on_round=lambda number, rows: rounds.append((number, [r["lr"] for r in rows])),
+        screen_fraction=0.2,
     )
     # The winner 0.1 sat at the top of the rates tried: 1 was added, won, then 10; two
     # widenings at most, so 100 is never tried.
@@ -423,7 +424,7 @@ def test_widening_at_the_high_edge(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_diverged_higher_rate_is_the_cliff_not_an_edge(monkeypatch) -> None:
     accuracy = {1e-3: 0.5, 1e-2: 0.6, 1e-1: 0.7, 1.0: None}
     fake_training(monkeypatch, lambda lr, epochs: accuracy[round(lr, 12)])
-    result = verify_rates(validate(_iris(10)), RATES3)
+    result = verify_rates(validate(_iris(10)), RATES3, screen_fraction=0.2)
     # 0.1 won at the edge, so 1 was tried; it diverged: 0.1 stays, no second widening.
     assert result.widened == pytest.approx([1.0])
     assert result.best_lr == 1e-1
@@ -432,33 +433,33 @@ def test_a_diverged_higher_rate_is_the_cliff_not_an_edge(monkeypatch) -> None:
     assert diverged["stop_reason"] == "nan" and diverged["rank"] == 3
 
     # Given from the start, the diverged rate is no edge either: nothing is added.
-    result = verify_rates(validate(_iris(10)), [*RATES3, 1.0])
+    result = verify_rates(validate(_iris(10)), [*RATES3, 1.0], screen_fraction=0.2)
     assert result.widened == [] and result.best_lr == 1e-1
 
 
 def test_widening_at_the_low_edge_and_not_on_a_tie(monkeypatch) -> None:
     accuracy = {1e-4: 0.95, 1e-3: 0.9, 1e-2: 0.8, 1e-1: 0.7, 1e-5: 0.7}
     fake_training(monkeypatch, lambda lr, epochs: accuracy[round(lr, 12)])
-    result = verify_rates(validate(_iris(10)), RATES3)
+    result = verify_rates(validate(_iris(10)), RATES3, screen_fraction=0.2)
     assert result.widened == pytest.approx([1e-4, 1e-5]) and result.best_lr == 1e-4
 
     # The smallest rate won only because ties go to the lower rate: the scores are flat
     # there, and a still lower rate would win the same way. No widening.
     accuracy.update({1e-3: 0.8})
-    result = verify_rates(validate(_iris(10)), RATES3)
+    result = verify_rates(validate(_iris(10)), RATES3, screen_fraction=0.2)
     assert result.best_lr == 1e-3 and result.widened == []
 
 
 def test_no_widening_when_asked_for_none(monkeypatch) -> None:
     fake_training(monkeypatch, lambda lr, epochs: {1e-3: 0.5, 1e-2: 0.6, 1e-1: 0.7}[lr])
-    result = verify_rates(validate(_iris(10)), RATES3, max_widenings=0)
+    result = verify_rates(validate(_iris(10)), RATES3, max_widenings=0, screen_fraction=0.2)
     assert result.best_lr == 1e-1 and result.widened == []
 
 
 def test_a_screen_shorter_than_an_epoch_cuts_the_epoch(monkeypatch) -> None:
     # batch_size 4: 30 batches an epoch; a fifth of 2 epochs is 12 batches of one cycle.
     calls = fake_training(monkeypatch, lambda lr, epochs: {1e-3: 0.5, 1e-2: 0.6, 1e-1: 0.55}[lr])
-    result = verify_rates(validate(_iris(2, batch_size=4)), RATES3)
+    result = verify_rates(validate(_iris(2, batch_size=4)), RATES3, screen_fraction=0.2)
     assert result.schedule == [Round(3, 1, 12, 0.4), Round(2, 2, None, 2.0)]
     assert calls == [(lr, 1, 12) for lr in RATES3] + [(1e-3, 2, None), (1e-2, 2, None)]
     assert [r["epochs"] for r in result.candidates[-1]["rounds"]] == [0.4]
@@ -479,7 +480,9 @@ def test_a_real_cut_epoch_trains_that_many_steps(monkeypatch) -> None:
         return result
 
     monkeypatch.setattr(verify_module, "train_built", train_built)
-    verify_rates(validate(_iris(2, batch_size=4)), [1e-2, 1e-1, 1.0], max_widenings=0)
+    verify_rates(
+        validate(_iris(2, batch_size=4)), [1e-2, 1e-1, 1.0], max_widenings=0, screen_fraction=0.2
+    )
     assert steps == [12, 12, 12, 60, 60]  # 12 batches each, then 2 epochs of 30
 
 
@@ -682,7 +685,7 @@ def test_cli_verify_brackets_the_curve_without_a_suggestion(write_yaml, tmp_path
     data = json.loads(result.stdout)
     found = json.loads((out / "find.json").read_text())
     assert found["suggested_lr"] is None and data["suggested_lr"] is None
-    assert data["centre"] == "robust_minimum"
+    assert data["centre"] == "loss_minimum"
     history = found["history"]
     assert data["centre_lr"] == pytest.approx(bracket_centre(history["lr"], history["loss"]))
     assert [c["lr"] for c in data["candidates"]] == pytest.approx(
@@ -699,7 +702,7 @@ def test_cli_verify_from_a_find_json_without_a_suggestion(write_yaml, tmp_path) 
         "verify", flat, "--from", tmp_path / "f" / "find.json", "--out", tmp_path / "v", "--json"
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["centre"] == "robust_minimum"
+    assert json.loads(result.stdout)["centre"] == "loss_minimum"
 
 
 def test_cli_verify_without_enough_points_exits_3(write_yaml, tmp_path) -> None:

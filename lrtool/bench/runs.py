@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from .. import verify
 from ..build import build
 from ..run import find_built, train_built
 from ..verify import candidate_rates, verify_rates
@@ -60,6 +61,16 @@ class Job:
             settings = self.task.exp(self.seed).find.model_dump(mode="json")
             settings.pop("suggest", None)  # which rule is shown does not change the sweep
             extra = {"find": settings}
+        if self.kind == "verify":
+            # verify's own defaults: a changed schedule must not read an old pick.
+            extra = {
+                "verify": {
+                    "factors": list(verify.DEFAULT_FACTORS),
+                    "screen_fraction": verify.SCREEN_FRACTION,
+                    "finalists": verify.FINALISTS,
+                    "max_widenings": verify.MAX_WIDENINGS,
+                }
+            }
         return run_key(self.task.experiment, self.seed, self.kind, self.lr, extra)
 
 
