@@ -946,6 +946,15 @@ def verify(
             show_default=False,
         ),
     ] = None,
+    max_epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--max-epochs",
+            min=1,
+            hidden=True,
+            help="Deprecated (0.1's longest round, now the real run): the same as --epochs.",
+        ),
+    ] = None,
     plot: PlotOpt = None,
     out: OutOpt = None,
     as_json: JsonOpt = False,
@@ -964,8 +973,12 @@ def verify(
 
         if lrs is not None and from_ is not None:
             raise ConfigError("--lrs and --from both choose the candidates: give one.")
+        if epochs is not None and max_epochs is not None:
+            raise ConfigError("--max-epochs is the old name of --epochs: give one.")
         exp = load_experiment(
-            experiment, set_, {"device": device, "seed": seed, "train.epochs": epochs}
+            experiment,
+            set_,
+            {"device": device, "seed": seed, "train.epochs": epochs or max_epochs},
         )
         if smoke:
             smoke_verify(exp, lrs, out, smoke_batches, smoke_timeout, as_json)

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 import lrtool.verify as verify_module
@@ -710,3 +711,32 @@ def test_cli_verify_without_enough_points_exits_3(write_yaml, tmp_path) -> None:
     result = invoke("verify", short, "--out", tmp_path / "v", "--no-plot")
     assert result.exit_code == 3
     assert "too few usable points" in result.output and "--lrs" in result.output
+
+
+def test_max_epochs_is_still_accepted_as_the_old_name_of_epochs(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from lrtool.cli import app
+
+    path = tmp_path / "iris.yaml"
+    path.write_text(yaml.safe_dump(_iris(3)))
+    runner = CliRunner()
+    old = runner.invoke(
+        app,
+        [
+            "verify",
+            str(path),
+            "--lrs",
+            "1e-2,1e-1",
+            "--max-epochs",
+            "1",
+            "--out",
+            str(tmp_path / "a"),
+            "--json",
+            "--no-plot",
+        ],
+    )
+    assert old.exit_code == 0, old.output
+    assert json.loads(old.stdout)["full_epochs"] == 1
+    both = runner.invoke(app, ["verify", str(path), "--epochs", "1", "--max-epochs", "1"])
+    assert both.exit_code == 2
