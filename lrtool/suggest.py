@@ -39,21 +39,10 @@ class _Curve:
 
 def _prepare(lr: ArrayLike, loss: ArrayLike) -> _Curve | str:
     """Return the curve every rule works on, or a sentence saying why there is none."""
-    lr = np.asarray(lr, dtype=float).reshape(-1)
-    loss = np.asarray(loss, dtype=float).reshape(-1)
-    if lr.shape != loss.shape:
-        raise ValueError(
-            f"lr and loss must have the same length; got {lr.size} learning rates "
-            f"and {loss.size} losses"
-        )
-    recorded = lr.size
-
-    # 1) Cut at the first non-finite point, as fastai does at the first NaN: after it the
-    #    weights are garbage, so later finite values say nothing. Doing this *before* the
-    #    end trim below means the trim drops the blow-up that led to the NaN.
-    usable = np.isfinite(lr) & np.isfinite(loss) & (lr > 0)
-    finite = recorded if usable.all() else int(np.argmin(usable))
-    lr, loss = lr[:finite], loss[:finite]
+    # 1) Cut at the first non-finite point. Doing this *before* the end trim below means the
+    #    trim drops the blow-up that led to the NaN.
+    lr, loss, recorded = _finite_prefix(lr, loss)
+    finite = lr.size
 
     # 2) Trim like fastai's lr_find (recorder[num_it//10:-5]): the first n//10 points are
     #    noisy (the EMA is still warming up), the last ones are the blow-up. We trim the end
@@ -77,15 +66,39 @@ def _prepare(lr: ArrayLike, loss: ArrayLike) -> _Curve | str:
             f"({', '.join(details)}); {advice}."
         )
 
-    log_lr = np.log10(lr)
-    if np.any(np.diff(log_lr) <= 0):
-        i = int(np.argmax(np.diff(log_lr) <= 0))
+    not_increasing = _not_increasing(lr)
+    if not_increasing:
+        return not_increasing
+    return _Curve(lr=lr, loss=loss, log_lr=np.log10(lr))
+
+
+def _finite_prefix(lr: ArrayLike, loss: ArrayLike) -> tuple[np.ndarray, np.ndarray, int]:
+    """Both as float arrays, cut at the first non-finite point, and how many were recorded.
+
+    As fastai does at the first NaN: after it the weights are garbage, so later finite values
+    say nothing.
+    """
+    lr = np.asarray(lr, dtype=float).reshape(-1)
+    loss = np.asarray(loss, dtype=float).reshape(-1)
+    if lr.shape != loss.shape:
+        raise ValueError(
+            f"lr and loss must have the same length; got {lr.size} learning rates "
+            f"and {loss.size} losses"
+        )
+    usable = np.isfinite(lr) & np.isfinite(loss) & (lr > 0)
+    finite = lr.size if usable.all() else int(np.argmin(usable))
+    return lr[:finite], loss[:finite], lr.size
+
+
+def _not_increasing(lr: np.ndarray) -> str | None:
+    steps = np.diff(np.log10(lr))
+    if np.any(steps <= 0):
+        i = int(np.argmax(steps <= 0))
         return (
             f"the learning rates must increase strictly, but {lr[i + 1]:.3g} "
             f"follows {lr[i]:.3g}; the range test must sweep upward."
         )
-
-    return _Curve(lr=lr, loss=loss, log_lr=log_lr)
+    return None
 
 
 def _curve(lr: ArrayLike, loss: ArrayLike) -> _Curve | None:
@@ -312,31 +325,18 @@ def step_noise(values: np.ndarray) -> float:
 
 def view_curve(lr: ArrayLike, loss: ArrayLike) -> CurveView | str:
     """The robust view of a raw range-test curve, or a sentence saying why there is none."""
-    lr = np.asarray(lr, dtype=float).reshape(-1)
-    loss = np.asarray(loss, dtype=float).reshape(-1)
-    if lr.shape != loss.shape:
-        raise ValueError(
-            f"lr and loss must have the same length; got {lr.size} learning rates "
-            f"and {loss.size} losses"
-        )
-    recorded = lr.size
-    usable = np.isfinite(lr) & np.isfinite(loss) & (lr > 0)
-    finite = recorded if usable.all() else int(np.argmin(usable))
-    lr, loss = lr[:finite], loss[:finite]
+    lr, loss, recorded = _finite_prefix(lr, loss)
     if lr.size < MIN_POINTS:
-        extra = f", only the first {finite} finite" if finite < recorded else ""
+        extra = f", only the first {lr.size} finite" if lr.size < recorded else ""
         return (
             f"too few usable points: {lr.size} left, at least {MIN_POINTS} needed "
             f"({recorded} recorded{extra}); run the range test with more steps"
             + (" or a lower end_lr, so the loss stays finite longer." if extra else ".")
         )
+    not_increasing = _not_increasing(lr)
+    if not_increasing:
+        return not_increasing
     log_lr = np.log10(lr)
-    if np.any(np.diff(log_lr) <= 0):
-        i = int(np.argmax(np.diff(log_lr) <= 0))
-        return (
-            f"the learning rates must increase strictly, but {lr[i + 1]:.3g} "
-            f"follows {lr[i]:.3g}; the range test must sweep upward."
-        )
     positive = bool(np.all(loss > 0))
     values = np.log(loss) if positive else loss
     zero_lag = centered_curve(log_lr, loss)
