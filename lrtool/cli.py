@@ -14,7 +14,6 @@ from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import click
 import typer
 from rich.console import Console
 
@@ -105,14 +104,17 @@ SmokeTimeoutOpt = Annotated[
 ]
 
 
-# Exceptions that are how typer and click end a command on purpose, not failures.
-_WAYS_OUT = (
-    typer.Exit,
-    typer.Abort,
-    click.exceptions.Exit,
-    click.exceptions.Abort,
-    click.ClickException,
-)
+# Exceptions that are how typer and click end a command on purpose, not failures. Typer
+# versions raise click's own; newer ones vendor click and may run without it installed.
+_WAYS_OUT: tuple[type[BaseException], ...] = (typer.Exit, typer.Abort)
+if hasattr(typer, "TyperException"):
+    _WAYS_OUT += (typer.TyperException,)
+try:
+    import click
+except ImportError:  # typer >= 0.29 needs no click
+    pass
+else:
+    _WAYS_OUT += (click.exceptions.Exit, click.exceptions.Abort, click.ClickException)
 
 
 @contextmanager
