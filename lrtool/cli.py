@@ -104,8 +104,8 @@ SmokeTimeoutOpt = Annotated[
 ]
 
 
-# Exceptions that are how typer and click end a command on purpose, not failures. Typer
-# versions raise click's own; newer ones vendor click and may run without it installed.
+# Exceptions that are how typer and click end a command on purpose, not failures. Older
+# typer raises click's own; newer typer vendors click and installs without it.
 _WAYS_OUT: tuple[type[BaseException], ...] = (typer.Exit, typer.Abort)
 if hasattr(typer, "TyperException"):
     _WAYS_OUT += (typer.TyperException,)
