@@ -413,37 +413,6 @@ def robust_minimum(lr: ArrayLike, loss: ArrayLike) -> float | None:
     return float(view.lr[start + int(np.argmin(ema[start:end]))] / 10)
 
 
-def robust_rates(lr: ArrayLike, loss: ArrayLike) -> dict[str, float] | None:
-    """The landmarks of the robust view, as rates: where the loss first stands clearly below
-    its start (`learned`), where its zero-lag curve is lowest before the blow-up (`lowest`),
-    where that curve falls fastest on the way there (`steepest`) and where it blows up
-    (`blow_up`, None if it never does). None when the curve did not clearly learn."""
-    view = view_curve(lr, loss)
-    if isinstance(view, str) or view.learned_at is None:
-        return None
-    descent = view.zero_lag[: view.lowest + 1]
-    slopes = np.diff(descent) / np.diff(np.log10(view.lr[: view.lowest + 1]))
-    steepest = int(np.argmin(slopes)) if slopes.size else view.lowest
-    # The bottom: the stretch around the lowest point where the zero-lag loss stays within
-    # the raw loss's step noise of its minimum. On a noisy curve which point of a flat bottom
-    # happens to be lowest is chance; the stretch is not.
-    near = view.zero_lag[: view.blow_up] <= view.zero_lag[view.lowest] + view.noise
-    first = last = view.lowest
-    while first > 0 and near[first - 1]:
-        first -= 1
-    while last + 1 < near.size and near[last + 1]:
-        last += 1
-    return {
-        "bottom": float(np.sqrt(view.lr[first] * view.lr[last])),
-        "bottom_first": float(view.lr[first]),
-        "bottom_last": float(view.lr[last]),
-        "learned": float(view.lr[view.learned_at]),
-        "lowest": float(view.lr[view.lowest]),
-        "steepest": float(view.lr[steepest]),
-        "blow_up": float(view.lr[view.blow_up]) if view.blow_up < view.lr.size else None,
-    }
-
-
 def still_falling(lr: ArrayLike, loss: ArrayLike, tail: float = 0.1) -> bool:
     """True when the zero-lag loss is lowest in the last `tail` of the sweep: the curve has
     not turned up yet, so its minimum (and the right rate) may lie beyond the last rate."""
@@ -497,22 +466,3 @@ def consensus(values: Sequence[float | None]) -> tuple[float | None, float | Non
     # Learning rates live on a log scale: 1e-3 and 1e-1 should agree on 1e-2, not 5e-2.
     median = float(10 ** np.median(np.log10(rates)))
     return median, float(rates.max() / rates.min())
-
-
-def rise_start(lr: ArrayLike, loss: ArrayLike, tolerance: float = 0.1) -> float | None:
-    """Where a flat-then-rising curve (a re-find on a trained model) starts to rise.
-
-    The first rate at which the loss stands above its running minimum by more than
-    `tolerance` of the curve's whole range; None when it never does or the curve is too short.
-    """
-    lr = np.asarray(lr, dtype=float).reshape(-1)
-    loss = np.asarray(loss, dtype=float).reshape(-1)
-    keep = np.isfinite(lr) & np.isfinite(loss)
-    lr, loss = lr[keep], loss[keep]
-    if lr.size < MIN_POINTS:
-        return None
-    span = float(loss.max() - loss.min())
-    if span <= 0:
-        return None
-    above = loss > np.minimum.accumulate(loss) + tolerance * span
-    return float(lr[int(np.argmax(above))]) if above.any() else None

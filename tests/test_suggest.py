@@ -294,18 +294,6 @@ def test_consensus_of_nothing_is_none(values):
     assert consensus(values) == (None, None)
 
 
-def test_rise_start_finds_the_knee_of_a_flat_then_rising_curve():
-    from lrtool.suggest import rise_start
-
-    lr = np.logspace(-5, 0, 51)  # 10 points per decade
-    loss = np.where(lr < 1e-2, 0.1, 0.1 + 10 * (np.log10(lr) + 2))  # flat, then +1 per point
-    # The range is 10 (0.1 .. 10.1): with tolerance 0.05 the first point more than 0.5 above
-    # the flat level is the one right after the knee at 1e-2 (index 30).
-    assert rise_start(lr, loss, tolerance=0.05) == pytest.approx(lr[31])
-    assert rise_start(lr, np.full(51, 0.3)) is None
-    assert rise_start(lr[:3], loss[:3]) is None
-
-
 def test_still_falling_flags_a_curve_that_never_turned_up():
     from lrtool.suggest import still_falling
 
