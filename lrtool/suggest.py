@@ -1,14 +1,16 @@
 """Learning-rate suggestions from a range-test curve.
 
 Every function here is pure: it takes the swept learning rates ``lr`` (increasing, usually
-exponentially spaced) and the *smoothed* loss recorded at each, and returns a learning rate,
-or ``None`` when the curve does not support a sensible suggestion. Nothing raises on a bad
-curve; ``why_no_suggestion`` says in words what is wrong with it.
+exponentially spaced) and a loss recorded at each (fastai's rules: the smoothed loss; lrtool's:
+the raw loss), and returns a learning rate, or ``None`` when the curve does not support a
+sensible suggestion. Nothing raises on a bad curve; ``why_no_suggestion`` says in words what
+is wrong with it.
 
 The four fastai rules (``valley``, ``steep``, ``minimum``, ``slide``) follow
-``fastai.callback.schedule``; ``centered_minimum``, lrtool's default, was chosen by training
-one-cycle at a grid of rates (``python -m lrtool.bench suggest``). All slopes are taken on the
-log10(lr) axis.
+``fastai.callback.schedule``. ``robust_minimum``, lrtool's default, and the judgement of
+whether a sweep learned at all (``view_curve``) were chosen on the design tasks of
+``python -m lrtool.bench suggest`` and checked on its held-out tasks; ``centered_minimum`` was
+0.1's default. All slopes are taken on the log10(lr) axis.
 """
 
 from __future__ import annotations
