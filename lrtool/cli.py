@@ -9,16 +9,17 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from . import __version__
-from .errors import EXIT_INTERRUPTED, LrtoolError, NoSuggestion, UserCodeError
+from .errors import EXIT_INTERRUPTED, ConfigError, LrtoolError, NoSuggestion, UserCodeError
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 the run failed (NaN loss, failed smoke check, your model/data/loss "
@@ -229,6 +230,27 @@ def data_parallel(device_spec: str) -> Iterator[bool]:
         distributed.shutdown()
 
 
+def workflows() -> ModuleType:
+    """The workflows, imported on first use: `lrtool --help` must not pay for importing torch."""
+    from . import workflows as module
+
+    return module
+
+
+def sweep_bars() -> Callable[[int, str], Any]:
+    """A rich progress bar per finder sweep, on stderr (looked up when called)."""
+    from . import report
+
+    return lambda steps, label: report.sweep_progress(err_console, steps, label)
+
+
+def train_bars() -> Callable[[int, int], Any]:
+    """The rich training progress (steps, epoch lines), on stderr."""
+    from . import report
+
+    return lambda steps, epochs: report.train_progress(err_console, steps, epochs)
+
+
 def show_chart(console: Console, chart: str) -> None:
     from .report import show_chart as show
 
@@ -358,9 +380,7 @@ def find(
     """Run the LR range test and suggest a learning rate."""
     with handled(debug, smoke="find" if smoke else None, as_json=as_json):
         from .config import load_experiment
-        from .history import save_find
-        from .report import sweep_progress
-        from .run import parse_seeds, run_find
+        from .run import parse_seeds
 
         values = {
             "find.start_lr": start_lr,
@@ -379,19 +399,13 @@ def find(
             "seed": seed,
         }
         exp = load_experiment(experiment, set_, values)
-        seed_list = parse_seeds(seeds, exp.seed)
+        seed_list = parse_seeds(seeds, exp.seed)  # bad --seeds: refused before any work
         if smoke:
-            smoke_find(exp, out, smoke_batches, smoke_timeout, as_json)
+            smoke_run("find", exp, out, smoke_batches, smoke_timeout, as_json)
             return
         folder = out_dir(out, exp.output_dir, exp.name, "find")
-        with discarded_if_empty(folder, out), data_parallel(exp.device) as main:
-            result = run_find(
-                exp,
-                seed_list,
-                progress=lambda label: sweep_progress(err_console, exp.find.num_steps, label),
-            )
-            if main:
-                save_find(folder, result, exp)
+        with discarded_if_empty(folder, out), data_parallel(exp.device):
+            result = workflows().run_find(exp, seed_list, folder=folder, progress=sweep_bars())
             render_find(stdout_console(as_json), result, folder, plot=want_plot(plot, as_json))
             if as_json:
                 emit_json(result.to_dict(), folder)
@@ -420,29 +434,24 @@ def smoke_reporting(as_json: bool) -> Iterator[None]:
         raise typer.Exit(err.exit_code) from None
 
 
-def smoke_find(exp: Any, out: Path | None, batches: int, timeout: float, as_json: bool) -> None:
-    from .history import save_find
-    from .run import find_built, sweep_middle
-    from .smoke import run_smoke, temp_out
-
-    def body(built: Any) -> tuple[str, list[float], Any]:
-        result = find_built(built)
-        if result.stop_reason == "nan":
-            from .smoke import SmokeFailed
-
-            raise SmokeFailed(f"the loss became NaN/inf at step {result.steps + 1} of the sweep.")
-        return f"{result.steps} steps", result.loss, result
-
-    mid = sweep_middle(exp)
+def smoke_run(
+    command: str,
+    exp: Any,
+    out: Path | None,
+    batches: int,
+    timeout: float,
+    as_json: bool,
+    lrs: str | None = None,
+) -> None:
+    """`COMMAND --smoke`: run the workflow, save its files, print the one summary line."""
     if out is not None:
-        out = out_dir(out, exp.output_dir, exp.name, "find")  # checked before the run
+        out = out_dir(out, exp.output_dir, exp.name, command)  # checked before the run
     with smoke_reporting(as_json):
-        line, result = run_smoke("find", exp, batches, timeout, mid, body)
-    folder = temp_out(out)
-    save_find(folder, result, exp)
+        outcome = workflows().run_smoke(command, exp, lrs=lrs, batches=batches, timeout=timeout)
+    folder = outcome.save(out)  # a temporary folder without --out
     if as_json:
-        emit_json(result.to_dict(), folder)
-    smoke_line(line, as_json)
+        emit_json(outcome.result.to_dict(), folder)
+    smoke_line(outcome.line, as_json)
 
 
 def render_find(console: Console, result: Any, folder: Path, *, plot: bool) -> None:
@@ -485,8 +494,6 @@ def render_find(console: Console, result: Any, folder: Path, *, plot: bool) -> N
 def _moms(text: str | None) -> list[float] | None:
     if text is None:
         return None
-    from .errors import ConfigError
-
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
@@ -497,8 +504,6 @@ def _moms(text: str | None) -> list[float] | None:
 def _eval_every(text: str | None) -> str | int | None:
     if text is None or text == "epoch":
         return text
-    from .errors import ConfigError
-
     try:
         return int(text)
     except ValueError:
@@ -599,42 +604,36 @@ def train(
             "seed": seed,
         }
         exp = load_experiment(experiment, set_, values)
-        if exp.train.lr_max is None and resume is None:
-            from .errors import ConfigError
-
-            raise ConfigError(
-                "train needs a peak rate: --lr-max 3e-3 (or LOW:HIGH, :HIGH, auto), or "
-                "train.lr_max in the experiment file."
-            )
+        if resume is None:
+            workflows().check_lr_max(exp)  # before a smoke run too
         if smoke:
-            smoke_train(exp, out, smoke_batches, smoke_timeout, as_json)
+            smoke_run("train", exp, out, smoke_batches, smoke_timeout, as_json)
             return
-        rates = None
         if resume is not None:
-            from .errors import ConfigError
-            from .history import writable_folder
-            from .run import prepare_resume, resume_paths
-
-            folder, _ = resume_paths(resume)
+            folder = workflows().resume_folder(resume)
             if out is not None and out.resolve() != folder.resolve():
                 raise ConfigError("--resume continues in its own folder: leave out --out.")
-            resumed = prepare_resume(exp, resume, lr_max_given=lr_max is not None)
-            writable_folder(folder, "--resume")  # it exists (it holds the checkpoint)
-            exp, rates, resume = resumed.experiment, resumed.lr_max, resumed.checkpoint
         else:
             folder = out_dir(out, exp.output_dir, exp.name, "train")
+        console = stdout_console(as_json)
         with discarded_if_empty(folder, out) if resume is None else nullcontext():
             with data_parallel(exp.device):
-                run_train(
+                outcome = workflows().run_train(
                     exp,
-                    folder,
-                    resume=resume,
-                    lr_max=rates,
+                    lr_max,
+                    folder=folder,
                     refind=refind,
-                    as_json=as_json,
-                    plot=want_plot(plot, as_json),
-                    resume_command=resume_command(ctx, folder),
+                    resume=resume,
+                    sweep_progress=sweep_bars(),
+                    train_progress=train_bars(),
+                    say=console.print,
                 )
+                render_train(console, outcome, plot=want_plot(plot, as_json))
+                if outcome.stop_reason == "interrupted":
+                    print_resume_hint(console, outcome.resumable, resume_command(ctx, folder))
+                if as_json:
+                    emit_json(outcome.train.to_dict(), folder)
+                outcome.raise_for_stop()
 
 
 def resume_command(ctx: typer.Context, folder: Path) -> str:
@@ -667,70 +666,11 @@ def resume_command(ctx: typer.Context, folder: Path) -> str:
     return shlex.join(words)
 
 
-def run_train(
-    exp: Any,
-    folder: Path,
-    *,
-    resume: Path | None,
-    refind: bool,
-    as_json: bool,
-    plot: bool,
-    lr_max: float | list[float] | str | None = None,
-    resume_command: str | None = None,
-) -> None:
-    """Train (after the finder with `auto`); `resume` is a checkpoint file and `lr_max` its
-    rates (see run.prepare_resume). `resume_command` is printed when Ctrl-C stops the run."""
-    from . import distributed
-    from .errors import NoSuggestion, RunFailed
-    from .history import save_find, save_train
-    from .probe import checked_build
-    from .report import sweep_progress, train_progress, train_summary
-    from .run import find_built, train_built
-    from .train import CHECKPOINT_NAME
+def render_train(console: Console, outcome: Any, *, plot: bool) -> None:
+    """The training charts (and the before/after sweeps with --refind), then the summary."""
+    from .report import train_summary
 
-    main = distributed.is_main()
-    console = stdout_console(as_json)
-    built = checked_build(exp)
-    lr_max = exp.train.lr_max if lr_max is None else lr_max
-    first_find = None
-    if lr_max == "auto":
-        with sweep_progress(err_console, exp.find.num_steps) as on_step:
-            first_find = find_built(built, on_step)
-        if main:
-            save_find(folder, first_find, exp)
-        if first_find.stop_reason == "interrupted":
-            raise KeyboardInterrupt
-        if first_find.suggested_lr is None:
-            raise NoSuggestion(
-                f"--lr-max auto: the finder could not suggest a rate ({first_find.warning}). "
-                f"Its curve is in {folder / 'find.json'}; pick a rate and pass --lr-max."
-            )
-        lr_max = first_find.suggested_lr
-        console.print(f"--lr-max auto: training at {lr_max:.2e} ({first_find.suggestion_method})")
-    steps = -(-len(built.train_data) // exp.train.grad_accum)
-    total = exp.train.epochs + exp.train.freeze_epochs
-    with train_progress(err_console, steps, total) as (on_step, on_epoch):
-        result = train_built(
-            built,
-            lr_max,
-            checkpoint=folder if main else None,
-            resume=resume,
-            on_step=on_step,
-            on_epoch=on_epoch,
-        )
-    # Ctrl-C put the model back to the checkpoint's weights (those `final` describes); with
-    # no checkpoint yet there are no weights worth keeping.
-    resumable = (folder / CHECKPOINT_NAME).is_file()
-    keep_model = result.stop_reason != "interrupted" or resumable
-    if main:
-        save_train(folder, result, exp, distributed.unwrap(built.model) if keep_model else None)
-    refound = None
-    if refind and result.stop_reason == "completed":
-        with sweep_progress(err_console, exp.find.num_steps, "refind") as on_step:
-            refound = find_built(built, on_step)
-        refound.kind = "refind"
-        if main:
-            save_find(folder, refound, exp, stem="refind")
+    result, refound, first_find = outcome.train, outcome.refind, outcome.find
     if plot:
         from .plot import compare_chart, train_charts
 
@@ -750,26 +690,17 @@ def run_train(
                 )
             title = "LR range test before/after training"
             show_chart(console, compare_chart(curves, title=title, color=color))
-    train_summary(console, result, str(folder))
+    train_summary(console, result, str(outcome.folder))
     if refound is not None:
         console.print(refind_advice(refound))
-    if result.stop_reason == "interrupted":
-        if resumable and resume_command:
-            console.print(
-                f"to resume: {resume_command}", markup=False, highlight=False, soft_wrap=True
-            )
-        elif not resumable:
-            console.print("stopped before the first epoch ended: no checkpoint to resume from.")
-    if as_json:
-        emit_json(result.to_dict(), folder)
-    if result.stop_reason == "interrupted":
-        raise KeyboardInterrupt
-    if result.stop_reason == "nan":
-        raise RunFailed(
-            f"the training loss became NaN/inf at step {result.nan_step} "
-            f"(lr {result.nan_lr:.2e}); the history up to then is in {folder}. Lower --lr-max, "
-            "or clip gradients (train.clip_grad_norm)."
-        )
+
+
+def print_resume_hint(console: Console, resumable: bool, command: str) -> None:
+    """What to do after Ctrl-C: the command that resumes, or why there is none."""
+    if resumable:
+        console.print(f"to resume: {command}", markup=False, highlight=False, soft_wrap=True)
+    else:
+        console.print("stopped before the first epoch ended: no checkpoint to resume from.")
 
 
 def refind_advice(refound: Any) -> str:
@@ -783,46 +714,6 @@ def refind_advice(refound: Any) -> str:
         f"refind: the loss starts to rise near {start:.2e}; to keep training this model, "
         f"use about {start / 10:.2e} (the rise / 10). Saved as refind.json."
     )
-
-
-def smoke_train(exp: Any, out: Path | None, batches: int, timeout: float, as_json: bool) -> None:
-    from .history import save_train
-    from .run import find_built, sweep_middle, train_built
-    from .smoke import SmokeFailed, run_smoke, temp_out
-
-    def body(built: Any) -> tuple[str, list[float], Any]:
-        lr_max = exp.train.lr_max
-        if lr_max == "auto":
-            found = find_built(built)
-            lr_max = found.suggested_lr or sweep_middle(exp)
-        result = train_built(built, lr_max)
-        if result.stop_reason == "nan":
-            raise SmokeFailed(
-                f"the training loss became NaN/inf at step {result.nan_step} "
-                f"(lr {result.nan_lr:.2e})."
-            )
-        return f"{len(result.history['step'])} steps", result.history["loss"], (result, built)
-
-    lr = _check_rate(exp)
-    if out is not None:
-        out = out_dir(out, exp.output_dir, exp.name, "train")  # checked before the run
-    with smoke_reporting(as_json):
-        line, (result, built) = run_smoke("train", exp, batches, timeout, lr, body)
-    folder = temp_out(out)
-    save_train(folder, result, exp, built.model)
-    if as_json:
-        emit_json(result.to_dict(), folder)
-    smoke_line(line, as_json)
-
-
-def _check_rate(exp: Any) -> float:
-    """The rate the smoke run's learning check uses: the head's peak, or mid-sweep for auto."""
-    from .run import sweep_middle
-    from .train import parse_lr_max
-
-    if exp.train.lr_max == "auto":
-        return sweep_middle(exp)
-    return max(parse_lr_max(exp.train.lr_max, 1))
 
 
 @app.command("plot")
@@ -971,7 +862,6 @@ def verify(
     """Screen candidate rates on short runs, then judge the best two at the real length."""
     with handled(debug, smoke="verify" if smoke else None, as_json=as_json):
         from .config import load_experiment
-        from .errors import ConfigError
 
         if lrs is not None and from_ is not None:
             raise ConfigError("--lrs and --from both choose the candidates: give one.")
@@ -983,77 +873,40 @@ def verify(
             {"device": device, "seed": seed, "train.epochs": epochs or max_epochs},
         )
         if smoke:
-            smoke_verify(exp, lrs, out, smoke_batches, smoke_timeout, as_json)
+            smoke_run("verify", exp, out, smoke_batches, smoke_timeout, as_json, lrs=lrs)
             return
+        from .report import verify_round_table
+        from .verify import ranking_metric
+
+        metric = ranking_metric(exp)[0]
         folder = out_dir(out, exp.output_dir, exp.name, "verify")
-        with data_parallel(exp.device) as main:
-            run_verify(
+        console = stdout_console(as_json)
+        with data_parallel(exp.device):
+            result = workflows().run_verify(
                 exp,
-                folder,
                 lrs=lrs,
-                from_=from_,
-                main=main,
-                as_json=as_json,
-                plot=want_plot(plot, as_json),
+                from_find=from_,
+                folder=folder,
+                sweep_progress=sweep_bars(),
+                on_candidates=lambda *told: print_candidates(console, exp, *told),
+                on_run=print_run,
+                on_round=lambda number, rows: console.print(
+                    verify_round_table(number, rows, metric)
+                ),
             )
-
-
-def _verify_candidates(
-    exp: Any, folder: Path, lrs: str | None, from_: Path | None, main: bool
-) -> tuple[list[float], float | None, str, float | None]:
-    """The rates to try, the suggestion (None without one), where the centre came from
-    ("lrs", "suggestion" or "loss_minimum") and the centre itself."""
-    from .history import read_json, save_find
-    from .probe import checked_build
-    from .report import sweep_progress
-    from .run import find_built
-    from .verify import BRACKET_MIN_POINTS, bracket_centre, candidate_rates, parse_lrs
-
-    if lrs is not None:
-        return parse_lrs(lrs), None, "lrs", None
-    if from_ is not None:
-        data = read_json(from_)
-        suggested, history = data.get("suggested_lr"), data.get("history") or {}
-        source = str(from_)
-    else:
-        with sweep_progress(err_console, exp.find.num_steps) as on_step:
-            found = find_built(checked_build(exp), on_step)
-        if main:
-            save_find(folder, found, exp)
-        if found.stop_reason == "interrupted":
+            render_verify(console, result, folder, plot=want_plot(plot, as_json))
+            if as_json:
+                emit_json(result.to_dict(), folder)
+        if result.stop_reason == "interrupted":
             raise KeyboardInterrupt
-        suggested, history, source = found.suggested_lr, found.history, "the finder"
-    if suggested is not None:
-        return candidate_rates(suggested), suggested, "suggestion", suggested
-    # No suggestion: bracket the curve's robust raw-loss minimum instead.
-    centre = bracket_centre(history.get("lr") or [], history.get("loss") or [])
-    if centre is None:
-        raise NoSuggestion(
-            f"verify: {source} has no suggested rate, and its curve has too few usable points "
-            f"to find its lowest loss (at least {BRACKET_MIN_POINTS} finite ones needed): run "
-            "the finder with more steps (find.num_steps) or give the candidates with --lrs."
-        )
-    return candidate_rates(centre), None, "loss_minimum", centre
 
 
-def run_verify(
-    exp: Any,
-    folder: Path,
-    *,
-    lrs: str | None,
-    from_: Path | None,
-    main: bool,
-    as_json: bool,
-    plot: bool,
+def print_candidates(
+    console: Console, exp: Any, rates: list[float], metric: str, centre: str, centre_lr: Any
 ) -> None:
-    from .config import resolved
-    from .history import write_json
-    from .report import fmt_lr, verify_round_table
-    from .verify import BRACKET_DIVISOR, ranking_metric, verify_rates
+    from .report import fmt_lr
+    from .verify import BRACKET_DIVISOR
 
-    console = stdout_console(as_json)
-    rates, suggested, centre, centre_lr = _verify_candidates(exp, folder, lrs, from_, main)
-    metric, higher = ranking_metric(exp)
     if centre == "loss_minimum":
         console.print(
             f"verify: no suggested rate; the candidates surround the lowest point of the loss "
@@ -1064,21 +917,22 @@ def run_verify(
         f"ranked by {metric}; the final round trains the real {exp.train.epochs} epochs"
     )
 
-    def on_run(round_number: int, lr: float, epochs: float) -> None:
-        err_console.print(
-            f"  round {round_number}: training lr {fmt_lr(lr)} for {epochs:g} "
-            f"epoch{'' if epochs == 1 else 's'}",
-            highlight=False,
-        )
 
-    def on_round(round_number: int, rows: list[dict[str, Any]]) -> None:
-        console.print(verify_round_table(round_number, rows, metric))
+def print_run(round_number: int, lr: float, epochs: float) -> None:
+    from .report import fmt_lr
 
-    result = verify_rates(exp, rates, suggested_lr=suggested, on_round=on_round, on_run=on_run)
-    result.centre, result.centre_lr = centre, centre_lr
-    result.config = resolved(exp)
-    if main:
-        write_json(folder / "verify.json", result.to_dict())
+    err_console.print(
+        f"  round {round_number}: training lr {fmt_lr(lr)} for {epochs:g} "
+        f"epoch{'' if epochs == 1 else 's'}",
+        highlight=False,
+    )
+
+
+def render_verify(console: Console, result: Any, folder: Path, *, plot: bool) -> None:
+    """The metric-vs-rate chart of round 1, the widening, the winner, the cost."""
+    from .report import fmt_lr
+
+    metric = result.metric
     if plot and result.candidates:
         from .plot import metric_vs_lr_chart
 
@@ -1104,6 +958,7 @@ def run_verify(
             + ", ".join(fmt_lr(r) for r in result.widened)
         )
     if result.best_lr is not None:
+        suggested = result.suggested_lr
         note = f" (the suggestion was {fmt_lr(suggested)})" if suggested else ""
         console.print(f"[bold green]best_lr = {fmt_lr(result.best_lr)}[/]{note}")
     else:
@@ -1113,43 +968,6 @@ def run_verify(
         f"{result.cost_vs_one_training:g} x one training of {result.full_epochs} epochs"
     )
     console.print(f"files: {folder}")
-    if as_json:
-        emit_json(result.to_dict(), folder)
-    if result.stop_reason == "interrupted":
-        raise KeyboardInterrupt
-
-
-def smoke_verify(
-    exp: Any, lrs: str | None, out: Path | None, batches: int, timeout: float, as_json: bool
-) -> None:
-    from .history import write_json
-    from .run import find_built, sweep_middle
-    from .smoke import run_smoke, temp_out
-    from .verify import candidate_rates, parse_lrs, verify_rates
-
-    def body(built: Any) -> tuple[str, list[float], Any]:
-        if lrs is not None:
-            rates = parse_lrs(lrs)[:2]
-        else:
-            found = find_built(built)
-            centre = found.suggested_lr or sweep_middle(exp)
-            rates = candidate_rates(centre, (1 / 3, 1.0))
-        smoke_exp = built.experiment
-        # One round of 1 epoch at two rates: a smoke run checks it runs, not which rate wins.
-        result = verify_rates(smoke_exp, rates, max_epochs=1, max_widenings=0)
-        losses = [r.get("val_loss") for c in result.candidates for r in c["rounds"]]
-        return f"{len(rates)} candidates, 1 round", [v for v in losses if v is not None], result
-
-    mid = sweep_middle(exp)
-    if out is not None:
-        out = out_dir(out, exp.output_dir, exp.name, "verify")  # checked before the run
-    with smoke_reporting(as_json):
-        line, result = run_smoke("verify", exp, batches, timeout, mid, body)
-    folder = temp_out(out)
-    write_json(folder / "verify.json", result.to_dict())
-    if as_json:
-        emit_json(result.to_dict(), folder)
-    smoke_line(line, as_json)
 
 
 @app.command()
@@ -1173,7 +991,6 @@ def compare(
 ) -> None:
     """Overlay several saved curves in one chart and tabulate their suggestions."""
     with handled(debug):
-        from .errors import ConfigError
         from .history import history_kind, read_json
         from .plot import compare_chart
         from .report import compare_table
@@ -1222,8 +1039,6 @@ def _labels(text: str | None, files: list[Path]) -> list[str]:
         return [str(f) for f in files]
     names = [n.strip() for n in text.split(",")]
     if len(names) != len(files):
-        from .errors import ConfigError
-
         raise ConfigError(f"--labels gave {len(names)} labels for {len(files)} files.")
     return names
 

@@ -1,0 +1,455 @@
+"""Workflows: what each command does, minus parsing the command line and drawing.
+
+`lrtool find/train/verify` and their `--smoke` runs are these four functions called by
+`cli.py`; a notebook calls them the same way:
+
+    exp = lrtool.load_experiment("exp.yaml")
+    run = lrtool.run_train(exp, lr_max="auto", refind=True, folder="runs/try")
+    run.train.final, run.find.suggested_lr
+
+They take a loaded Experiment, build it, hand the built objects to the engine (`finder`,
+`train`, `verify`), save the files into `folder` when one is given (rank 0 only), and return
+result objects. Progress reaches the caller through callbacks (the CLI passes rich progress
+bars); nothing here prints or draws. Imports point down: cli -> workflows -> run/verify/smoke
+-> finder/train.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import distributed, run
+from .build import Built
+from .config import Experiment, resolved
+from .config import load_experiment as _load_experiment
+from .errors import ConfigError, NoSuggestion, RunFailed
+from .history import FindResult, read_json, save_find, save_train, writable_folder, write_json
+from .probe import checked_build
+from .smoke import SmokeFailed, temp_out
+from .smoke import run_smoke as smoke_checks
+from .train import CHECKPOINT_NAME, TrainResult, parse_lr_max
+from .verify import (
+    BRACKET_MIN_POINTS,
+    VerifyResult,
+    bracket_centre,
+    candidate_rates,
+    parse_lrs,
+    ranking_metric,
+    verify_rates,
+)
+
+OnStep = Callable[..., None]
+# (steps, label) -> a context manager yielding one sweep's on_step callback (or None).
+SweepProgress = Callable[[int, str], AbstractContextManager[Any]]
+# (steps per epoch, epochs) -> a context manager yielding (on_step, on_epoch) (or None).
+TrainProgress = Callable[[int, int], AbstractContextManager[Any]]
+Say = Callable[[str], None]
+
+LrMax = float | str | Sequence[float] | None
+
+
+def load_experiment(
+    path: str | Path,
+    overrides: dict[str, Any] | Sequence[str] | None = None,
+) -> Experiment:
+    """Read and validate an experiment file, like the CLI does.
+
+    `overrides` is either a mapping of dotted keys to values ({"train.epochs": 3}, as the
+    command-line flags give them) or `--set` strings (["train.epochs=3"], YAML values).
+    """
+    if isinstance(overrides, dict):
+        return _load_experiment(path, None, overrides)
+    return _load_experiment(path, list(overrides or []), None)
+
+
+def _sweep(progress: SweepProgress | None, steps: int, label: str) -> AbstractContextManager[Any]:
+    return progress(steps, label) if progress is not None else nullcontext()
+
+
+def _main_folder(folder: str | Path | None) -> Path | None:
+    """Where this process writes: the folder on rank 0 (or without torchrun), else nowhere."""
+    return Path(folder) if folder is not None and distributed.is_main() else None
+
+
+# --- find ---------------------------------------------------------------------------------
+
+
+def run_find(
+    exp: Experiment,
+    seeds: str | int | Sequence[int] | None = None,
+    *,
+    folder: str | Path | None = None,
+    progress: SweepProgress | None = None,
+) -> FindResult:
+    """The LR range test: one sweep per seed, the suggestion their consensus.
+
+    `seeds`: None (the experiment's seed), a count (3: seeds exp.seed, +1, +2), a list, or the
+    `--seeds` text ("3", "0,3,7"). Saves find.json/find.csv/config.yaml into `folder` if given.
+    A Ctrl-C keeps the finished seeds: the result's stop reason is then "interrupted".
+    """
+    if isinstance(seeds, int):
+        seeds = str(seeds)
+    seed_list = (
+        run.parse_seeds(seeds, exp.seed)
+        if seeds is None or isinstance(seeds, str)
+        else (list(seeds))
+    )
+    # Called through the module: run.run_find is the seed loop and its consensus.
+    result = run.run_find(
+        exp,
+        seed_list,
+        progress=(lambda label: _sweep(progress, exp.find.num_steps, label)),
+    )
+    target = _main_folder(folder)
+    if target is not None:
+        save_find(target, result, exp)
+    return result
+
+
+# --- train --------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainRun:
+    """What `lrtool train` produced: the training, and the sweeps around it."""
+
+    train: TrainResult
+    folder: Path | None
+    find: FindResult | None = None  # the sweep `lr_max: auto` ran first
+    refind: FindResult | None = None  # the sweep --refind ran on the trained model
+    resumable: bool = False  # a checkpoint.pt is in the folder
+
+    @property
+    def stop_reason(self) -> str:
+        return self.train.stop_reason
+
+    def raise_for_stop(self) -> None:
+        """Ctrl-C -> KeyboardInterrupt; a NaN loss -> RunFailed (exit 1); else nothing."""
+        result = self.train
+        if result.stop_reason == "interrupted":
+            raise KeyboardInterrupt
+        if result.stop_reason == "nan":
+            raise RunFailed(
+                f"the training loss became NaN/inf at step {result.nan_step} "
+                f"(lr {result.nan_lr:.2e}); the history up to then is in {self.folder}. Lower "
+                "--lr-max, or clip gradients (train.clip_grad_norm)."
+            )
+
+
+def with_lr_max(exp: Experiment, lr_max: LrMax) -> Experiment:
+    """The experiment with `train.lr_max` replaced, validated like a value from the file."""
+    data = resolved(exp)
+    data["train"]["lr_max"] = list(lr_max) if isinstance(lr_max, (list, tuple)) else lr_max
+    changed = Experiment.model_validate(data)
+    changed._folder = exp._folder  # import paths are still looked for beside the same file
+    return changed
+
+
+def check_lr_max(exp: Experiment) -> None:
+    """A fresh run needs a peak rate (a resumed one takes the checkpoint's)."""
+    if exp.train.lr_max is None:
+        raise ConfigError(
+            "train needs a peak rate: --lr-max 3e-3 (or LOW:HIGH, :HIGH, auto), or "
+            "train.lr_max in the experiment file."
+        )
+
+
+def resume_folder(path: str | Path) -> Path:
+    """The folder `--resume PATH` continues in (PATH, or the folder of PATH/checkpoint.pt)."""
+    return run.resume_paths(path)[0]
+
+
+def run_train(
+    exp: Experiment,
+    lr_max: LrMax = None,
+    *,
+    folder: str | Path | None = None,
+    refind: bool = False,
+    resume: str | Path | None = None,
+    sweep_progress: SweepProgress | None = None,
+    train_progress: TrainProgress | None = None,
+    say: Say | None = None,
+) -> TrainRun:
+    """One-cycle training at `lr_max` (default: the experiment's `train.lr_max`).
+
+    `lr_max`: a number, per-group numbers, "LOW:HIGH", ":HIGH" or "auto" (run the finder first,
+    train at its suggestion; NoSuggestion if it has none). `refind` runs the finder again on
+    the trained model. `resume` is an interrupted run's folder (or its checkpoint.pt): the run
+    continues there, at the checkpoint's rates; `folder` is then that folder. Files go into
+    `folder` when one is given. A NaN loss or Ctrl-C is in the result
+    (`raise_for_stop()` turns it into the CLI's error).
+    """
+    say = say or (lambda text: None)
+    given = lr_max is not None
+    if given:
+        exp = with_lr_max(exp, lr_max)
+    checkpoint = None
+    rates = None
+    if resume is not None:
+        resume_folder, _ = run.resume_paths(resume)
+        resumed = run.prepare_resume(exp, resume, lr_max_given=given)
+        writable_folder(resume_folder, "--resume")  # it exists (it holds the checkpoint)
+        exp, rates, checkpoint, folder = (
+            resumed.experiment,
+            resumed.lr_max,
+            resumed.checkpoint,
+            resume_folder,
+        )
+    else:
+        check_lr_max(exp)
+    folder = Path(folder) if folder is not None else None
+    target = _main_folder(folder)
+    built = checked_build(exp)
+    rates = exp.train.lr_max if rates is None else rates
+    first_find = None
+    if rates == "auto":
+        with _sweep(sweep_progress, exp.find.num_steps, "find") as on_step:
+            first_find = run.find_built(built, on_step)
+        if target is not None:
+            save_find(target, first_find, exp)
+        if first_find.stop_reason == "interrupted":
+            raise KeyboardInterrupt
+        if first_find.suggested_lr is None:
+            where = f"Its curve is in {folder / 'find.json'}; pick" if folder else "Pick"
+            raise NoSuggestion(
+                f"--lr-max auto: the finder could not suggest a rate ({first_find.warning}). "
+                f"{where} a rate and pass --lr-max."
+            )
+        rates = first_find.suggested_lr
+        say(f"--lr-max auto: training at {rates:.2e} ({first_find.suggestion_method})")
+    result = _train(built, rates, target, checkpoint, train_progress)
+    # Ctrl-C put the model back to the checkpoint's weights (those `final` describes); with
+    # no checkpoint yet there are no weights worth keeping.
+    resumable = folder is not None and (folder / CHECKPOINT_NAME).is_file()
+    if target is not None:
+        keep_model = result.stop_reason != "interrupted" or resumable
+        save_train(target, result, exp, distributed.unwrap(built.model) if keep_model else None)
+    refound = None
+    if refind and result.stop_reason == "completed":
+        with _sweep(sweep_progress, exp.find.num_steps, "refind") as on_step:
+            refound = run.find_built(built, on_step)
+        refound.kind = "refind"
+        if target is not None:
+            save_find(target, refound, exp, stem="refind")
+    return TrainRun(result, folder, first_find, refound, resumable)
+
+
+def steps_per_epoch(built: Built) -> int:
+    """Optimizer steps in one epoch: mini-batches over grad_accum, a partial last step counting."""
+    return -(-len(built.train_data) // built.experiment.train.grad_accum)
+
+
+def _train(
+    built: Built,
+    rates: Any,
+    target: Path | None,
+    checkpoint: Path | None,
+    progress: TrainProgress | None,
+) -> TrainResult:
+    exp = built.experiment
+    total = exp.train.epochs + exp.train.freeze_epochs
+    bar = progress(steps_per_epoch(built), total) if progress is not None else nullcontext()
+    with bar as callbacks:
+        on_step, on_epoch = callbacks if callbacks is not None else (None, None)
+        return run.train_built(
+            built,
+            rates,
+            checkpoint=target,
+            resume=checkpoint,
+            on_step=on_step,
+            on_epoch=on_epoch,
+        )
+
+
+# --- verify -------------------------------------------------------------------------------
+
+# (rates, metric, centre, centre_lr), told before the candidates train.
+OnCandidates = Callable[[list[float], str, str, float | None], None]
+
+
+def run_verify(
+    exp: Experiment,
+    *,
+    lrs: str | Sequence[float] | None = None,
+    from_find: str | Path | None = None,
+    folder: str | Path | None = None,
+    sweep_progress: SweepProgress | None = None,
+    on_candidates: OnCandidates | None = None,
+    on_run: Callable[[int, float, float], None] | None = None,
+    on_round: Callable[[int, list[dict[str, Any]]], None] | None = None,
+) -> VerifyResult:
+    """Screen candidate rates on short runs, then judge the best two at the real length.
+
+    The candidates: `lrs` (a list, or "1e-3,3e-3"); else around the suggestion of a saved
+    find.json (`from_find`) or of a finder run now (its find.json is saved too); without a
+    suggestion, around the curve's lowest loss. Saves verify.json into `folder` if given.
+    """
+    if lrs is not None and from_find is not None:
+        raise ConfigError("--lrs and --from both choose the candidates: give one.")
+    target = _main_folder(folder)
+    rates, suggested, centre, centre_lr = verify_candidates(
+        exp, lrs, from_find, target, sweep_progress
+    )
+    if on_candidates is not None:
+        on_candidates(rates, ranking_metric(exp)[0], centre, centre_lr)
+    result = verify_rates(exp, rates, suggested_lr=suggested, on_round=on_round, on_run=on_run)
+    result.centre, result.centre_lr = centre, centre_lr
+    result.config = resolved(exp)
+    if target is not None:
+        write_json(target / "verify.json", result.to_dict())
+    return result
+
+
+def verify_candidates(
+    exp: Experiment,
+    lrs: str | Sequence[float] | None,
+    from_find: str | Path | None,
+    target: Path | None,
+    progress: SweepProgress | None,
+) -> tuple[list[float], float | None, str, float | None]:
+    """The rates to try, the suggestion (None without one), where the centre came from
+    ("lrs", "suggestion" or "loss_minimum") and the centre itself."""
+    if lrs is not None:
+        return (
+            (parse_lrs(lrs) if isinstance(lrs, str) else [float(r) for r in lrs]),
+            None,
+            ("lrs"),
+            None,
+        )
+    if from_find is not None:
+        data = read_json(from_find)
+        suggested, history = data.get("suggested_lr"), data.get("history") or {}
+        source = str(from_find)
+    else:
+        with _sweep(progress, exp.find.num_steps, "find") as on_step:
+            found = run.find_built(checked_build(exp), on_step)
+        if target is not None:
+            save_find(target, found, exp)
+        if found.stop_reason == "interrupted":
+            raise KeyboardInterrupt
+        suggested, history, source = found.suggested_lr, found.history, "the finder"
+    if suggested is not None:
+        return candidate_rates(suggested), suggested, "suggestion", suggested
+    # No suggestion: bracket the curve's robust raw-loss minimum instead.
+    centre = bracket_centre(history.get("lr") or [], history.get("loss") or [])
+    if centre is None:
+        raise NoSuggestion(
+            f"verify: {source} has no suggested rate, and its curve has too few usable points "
+            f"to find its lowest loss (at least {BRACKET_MIN_POINTS} finite ones needed): run "
+            "the finder with more steps (find.num_steps) or give the candidates with --lrs."
+        )
+    return candidate_rates(centre), None, "loss_minimum", centre
+
+
+# --- smoke --------------------------------------------------------------------------------
+
+
+@dataclass
+class SmokeRun:
+    """A passed smoke run: its one summary line and the command's (tiny) result."""
+
+    command: str
+    line: str  # "lrtool smoke: ok (train, 4 steps, 0.8 s)"
+    result: Any  # FindResult, TrainResult or VerifyResult
+    experiment: Experiment
+    built: Built
+
+    def save(self, folder: str | Path | None = None) -> Path:
+        """Write the result's files into `folder` (default: a new temporary folder)."""
+        target = temp_out(Path(folder) if folder is not None else None)
+        if self.command == "find":
+            save_find(target, self.result, self.experiment)
+        elif self.command == "train":
+            save_train(target, self.result, self.experiment, self.built.model)
+        else:
+            write_json(target / "verify.json", self.result.to_dict())
+        return target
+
+
+def run_smoke(
+    command: str,
+    exp: Experiment,
+    *,
+    lrs: str | Sequence[float] | None = None,
+    batches: int = 4,
+    timeout: float = 120.0,
+) -> SmokeRun:
+    """`lrtool COMMAND --smoke`: CPU, fp32, a few batches and steps; SmokeFailed (one line)
+    when the experiment is broken. `command` is "find", "train" or "verify"."""
+    bodies = {
+        "find": _smoke_find,
+        "train": _smoke_train,
+        "verify": lambda built: _smoke_verify(built, lrs),
+    }
+    if command not in bodies:
+        raise ConfigError(f"run_smoke: command must be find, train or verify, got {command!r}.")
+    # The rate of the learning check: the head's peak, or mid-sweep without a rate.
+    rate = _check_rate(exp) if command == "train" else run.sweep_middle(exp)
+    body = bodies[command]
+    line, (result, built) = smoke_checks(command, exp, batches, timeout, rate, body)
+    return SmokeRun(command, line, result, exp, built)
+
+
+def _smoke_find(built: Built) -> tuple[str, list[float], Any]:
+    result = run.find_built(built)
+    if result.stop_reason == "nan":
+        raise SmokeFailed(f"the loss became NaN/inf at step {result.steps + 1} of the sweep.")
+    return f"{result.steps} steps", result.loss, (result, built)
+
+
+def _smoke_train(built: Built) -> tuple[str, list[float], Any]:
+    exp = built.experiment
+    lr_max = exp.train.lr_max
+    if lr_max == "auto":
+        found = run.find_built(built)
+        lr_max = found.suggested_lr or run.sweep_middle(exp)
+    result = run.train_built(built, lr_max)
+    if result.stop_reason == "nan":
+        raise SmokeFailed(
+            f"the training loss became NaN/inf at step {result.nan_step} (lr {result.nan_lr:.2e})."
+        )
+    return f"{len(result.history['step'])} steps", result.history["loss"], (result, built)
+
+
+def _smoke_verify(built: Built, lrs: str | Sequence[float] | None) -> tuple[str, list[float], Any]:
+    exp = built.experiment
+    if lrs is not None:
+        rates = (parse_lrs(lrs) if isinstance(lrs, str) else [float(r) for r in lrs])[:2]
+    else:
+        found = run.find_built(built)
+        centre = found.suggested_lr or run.sweep_middle(exp)
+        rates = candidate_rates(centre, (1 / 3, 1.0))
+    # One round of 1 epoch at two rates: a smoke run checks it runs, not which rate wins.
+    result = verify_rates(exp, rates, max_epochs=1, max_widenings=0)
+    losses = [r.get("val_loss") for c in result.candidates for r in c["rounds"]]
+    return (
+        f"{len(rates)} candidates, 1 round",
+        [v for v in losses if v is not None],
+        (
+            result,
+            built,
+        ),
+    )
+
+
+def _check_rate(exp: Experiment) -> float:
+    """The rate the smoke run's learning check uses: the head's peak, or mid-sweep for auto."""
+    if exp.train.lr_max == "auto":
+        return run.sweep_middle(exp)
+    return max(parse_lr_max(exp.train.lr_max, 1))
+
+
+__all__ = [
+    "SmokeRun",
+    "TrainRun",
+    "load_experiment",
+    "run_find",
+    "run_smoke",
+    "run_train",
+    "run_verify",
+    "steps_per_epoch",
+]
