@@ -14,7 +14,7 @@ from . import distributed
 from .config import Experiment
 from .data import Batches, load_splits, use_memory
 from .errors import ComponentError, ConfigError
-from .models import build_model, output_count, parameter_groups
+from .models import build_model, load_weights, output_count, parameter_groups, takes_num_classes
 from .registry import CLASSIFICATION_LOSSES, LOSSES, build_loss, metric, optimizer_class
 from .runtime import resolve_device, seed_everything
 
@@ -33,6 +33,9 @@ class Built:
     val_data: Batches
     metrics: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
     data_note: str = ""
+    # What building decided on the user's behalf, one line each, for `lrtool check`: where the
+    # weights came from, a classifier head replaced, num_classes taken from the data.
+    model_notes: list[str] = field(default_factory=list)
     rank: int = 0
     world_size: int = 1
     extras: dict[str, Any] = field(default_factory=dict)
@@ -116,14 +119,16 @@ def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
     for split_name, part in (("training", train_data), ("validation", val_data)):
         if part.tensors is not None:
             _check_finite(exp.data.name, split_name, *part.tensors)
+    model_args, model_notes = model_arguments(exp)
     if _index_targets(exp.loss.name):
-        _check_class_count(exp, splits.train, train_data, val_data)
+        _check_class_count(exp, model_args, splits.train, train_data, val_data)
 
     # Every rank seeds identically, so the initial weights agree without a broadcast.
     seed_everything(exp.seed)
-    model = build_model(
-        exp.model.name, exp.model.args, exp.model.weights, search_dirs=exp.search_dirs
-    ).to(device)
+    model = build_model(exp.model.name, model_args, search_dirs=exp.search_dirs)
+    if exp.model.weights:
+        model_notes += load_weights(model, exp.model.weights, model_name=exp.model.name)
+    model = model.to(device)
     groups = parameter_groups(model, exp.model.groups)
     rates = exp.train.lr_max
     if isinstance(rates, list) and len(rates) != len(groups):
@@ -150,10 +155,30 @@ def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
         val_data=val_data,
         metrics=metrics,
         data_note=splits.note + (" (in memory)" if in_memory else " (DataLoader)"),
+        model_notes=model_notes,
         rank=rank,
         world_size=world_size,
         extras=extras,
     )
+
+
+def model_arguments(exp: Experiment) -> tuple[dict[str, Any], list[str]]:
+    """The model's arguments, `num_classes` taken from the data when the file leaves it out.
+
+    Only for a classification loss on a source that names its classes (an ImageFolder, a
+    torchvision dataset, CSV text labels): there the class count is known, not guessed.
+    """
+    args = dict(exp.model.args)
+    classes = exp.data.classes
+    if (
+        "num_classes" not in args
+        and classes
+        and _index_targets(exp.loss.name)
+        and takes_num_classes(exp.model.name, exp.search_dirs)
+    ):
+        args["num_classes"] = len(classes)
+        return args, [f"num_classes: {len(classes)}, from the data's classes"]
+    return args, []
 
 
 def _check_finite(name: str, split_name: str, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -184,10 +209,16 @@ def _known_labels(dataset: Any) -> torch.Tensor | None:
         return None
 
 
-def _check_class_count(exp: Experiment, train_set: Any, *parts: Batches) -> None:
+def _check_class_count(
+    exp: Experiment, model_args: dict[str, Any], train_set: Any, *parts: Batches
+) -> None:
     """Labels beyond the model's outputs fail at the first batch that holds one (on a GPU as
-    an opaque device-side assert): compare the counts before training, where it is cheap."""
-    outputs = output_count(exp.model.name, exp.model.args)
+    an opaque device-side assert): compare the counts before training, where it is cheap.
+
+    Outputs beyond a source's named classes (a 1000-class head on three folders) train fine
+    but waste the head and skew the loss: also an error, since the count is known for sure.
+    """
+    outputs = output_count(exp.model.name, model_args)
     if outputs is None:
         return
     highest = -1
@@ -200,8 +231,16 @@ def _check_class_count(exp: Experiment, train_set: Any, *parts: Batches) -> None
             highest = int(known.max())
     names = exp.data.classes or []
     count = max(highest + 1, len(names))
+    key = "num_classes" if "num_classes" in model_args else "out_features"
+    if names and count < outputs and key in exp.model.args:
+        shown = f"{', '.join(names[:10])}{', ...' if len(names) > 10 else ''}"
+        raise ComponentError(
+            f"model.args.{key} is {outputs}, but data {exp.data.name!r} has {count} classes "
+            f"({shown}); {outputs - count} outputs would stand for classes that never occur. "
+            f"Set model.args.{key}: {count}, or leave it out to take it from the data "
+            "(with model.weights, a pretrained head of another size is replaced)."
+        )
     if count > outputs:
-        key = "num_classes" if "num_classes" in exp.model.args else "out_features"
         default = "" if key in exp.model.args else " (its default)"
         listed = f": {', '.join(names[:10])}{', ...' if len(names) > 10 else ''}" if names else ""
         raise ComponentError(

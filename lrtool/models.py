@@ -6,14 +6,18 @@ head last.
 
 from __future__ import annotations
 
+import inspect
+import re
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
-from .errors import ComponentError
+from .errors import ComponentError, ConfigError, LrtoolError
 from .registry import call_with_args, import_object, is_import_path, unknown_name
 
 
@@ -108,7 +112,7 @@ def build_model(
     weights: str | None = None,
     search_dirs: Sequence[Path] = (),
 ) -> nn.Module:
-    """Build a model from its spec and load local pretrained weights if given."""
+    """Build a model from its spec and load pretrained weights if given (see `load_weights`)."""
     factory = model_factory(name, search_dirs)
     model = call_with_args(factory, args, what=f"model {name!r}")
     if not isinstance(model, nn.Module):
@@ -116,14 +120,99 @@ def build_model(
             f"model {name!r} must return a torch.nn.Module, got {type(model).__name__}."
         )
     if weights:
-        load_weights(model, weights)
+        load_weights(model, weights, model_name=name)
     return model
 
 
-def load_weights(model: nn.Module, path: str) -> None:
-    file = Path(path)
-    if not file.is_file():
-        raise ComponentError(f"model.weights: file {file} does not exist.")
+def takes_num_classes(name: str, search_dirs: Sequence[Path] = ()) -> bool:
+    """Whether the model's builder accepts `num_classes` (torchvision's all do, via kwargs)."""
+    if name.startswith("torchvision."):
+        return True
+    try:
+        params = inspect.signature(model_factory(name, search_dirs)).parameters
+    except (TypeError, ValueError, LrtoolError):
+        return False
+    return "num_classes" in params
+
+
+# --- pretrained weights -------------------------------------------------------------------
+
+# A torchvision weights name: DEFAULT, IMAGENET1K_V1 or ResNet18_Weights.IMAGENET1K_V1. A file
+# name such as resnet18.pth never matches (its suffix is lower case).
+_WEIGHTS_NAME = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*\.)?[A-Z][A-Z0-9_]*$")
+
+
+def is_weights_name(weights: str) -> bool:
+    """True when `model.weights` names torchvision weights rather than a local file."""
+    return bool(_WEIGHTS_NAME.match(weights)) and not Path(weights).exists()
+
+
+def torchvision_weights(model_name: str, weights: str) -> Any:
+    """The torchvision weights enum member `weights` names for `torchvision.<builder>`."""
+    import torchvision
+
+    if not model_name.startswith("torchvision."):
+        raise ConfigError(
+            f"model.weights: {weights!r} is neither a file nor usable as a weights name: "
+            f"names such as DEFAULT or IMAGENET1K_V1 exist only for torchvision.<builder> "
+            f"models, and model.name is {model_name!r}. Give the path of a state_dict file."
+        )
+    builder = model_name.removeprefix("torchvision.")
+    enum = torchvision.models.get_model_weights(builder)
+    enum_name, _, member = weights.rpartition(".")
+    if member in enum.__members__ and enum_name in ("", enum.__name__):
+        return enum[member]
+    raise ConfigError(
+        f"model.weights: {weights!r} is not a file, nor a weights name of {model_name}; its "
+        f"names are {', '.join(enum.__members__)} (or {enum.__name__}.<name>). Give one of "
+        "them or the path of a local state_dict file."
+    )
+
+
+def cached_weights_file(weights: Any) -> Path:
+    """Where torchvision's own cache keeps a weights file: $TORCH_HOME/hub/checkpoints/<file>."""
+    filename = Path(urlparse(weights.url).path).name
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def weights_available(model_name: str, weights: str) -> bool:
+    """Whether `model.weights` can be loaded without the network (a file, or a cached name)."""
+    if not is_weights_name(weights):
+        return Path(weights).is_file()
+    try:
+        return cached_weights_file(torchvision_weights(model_name, weights)).is_file()
+    except LrtoolError:
+        return False
+
+
+def load_weights(model: nn.Module, weights: str, model_name: str = "") -> list[str]:
+    """Load a local state_dict file or cached torchvision weights into `model`.
+
+    Returns notes for `lrtool check`: where the weights came from, and which head was
+    replaced. Nothing is downloaded: torchvision weights must already be in torchvision's
+    cache ($TORCH_HOME/hub/checkpoints), and the error says which file to fetch and where.
+    """
+    if is_weights_name(weights):
+        member = torchvision_weights(model_name, weights)
+        file = cached_weights_file(member)
+        if not file.is_file():
+            raise ConfigError(
+                f"model.weights: {weights} ({type(member).__name__}.{member.name}) is not in "
+                f"torchvision's cache and lrtool downloads nothing. Fetch {member.url} and put "
+                f"it at {file} (TORCH_HOME sets the folder), or give model.weights the path of "
+                "a local state_dict file."
+            )
+        source = f"torchvision {type(member).__name__}.{member.name} from {file}"
+    else:
+        file = Path(weights)
+        if not file.is_file():
+            raise ComponentError(f"model.weights: file {file} does not exist.")
+        source = f"local state_dict {file}"
+    state = _read_state_dict(file)
+    return [f"weights: {source}", *fit_state_dict(model, state, str(file))]
+
+
+def _read_state_dict(file: Path) -> dict[str, Any]:
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # a corrupt or non-torch file: say so, no traceback
@@ -132,13 +221,112 @@ def load_weights(model: nn.Module, path: str) -> None:
         ) from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # an lrtool checkpoint.pt
+    if not isinstance(state, dict):
+        raise ComponentError(
+            f"model.weights: {file} holds a {type(state).__name__}, not a state_dict (a mapping "
+            "of parameter names to tensors); save model.state_dict(), not the model."
+        )
     if state and all(k.startswith("module.") for k in state):
-        state = {k.removeprefix("module."): v for k, v in state.items()}  # saved under DDP
+        state = _renamed(state, lambda k: k.removeprefix("module."))  # saved under DDP
+    # torchvision's densenet files predate its module names ("norm.1" for "norm1"); its own
+    # loader renames them the same way.
+    return _renamed(state, lambda k: _DENSENET_OLD_KEY.sub(r"\1\2", k))
+
+
+def _renamed(state: dict[str, Any], rename: Callable[[str], str]) -> dict[str, Any]:
+    """`state` with its keys renamed, keeping the per-module versions torch stores beside
+    them (`_metadata`: mnasnet, for one, refuses a state_dict without them)."""
+    out = OrderedDict((rename(k), v) for k, v in state.items())
+    metadata = getattr(state, "_metadata", None)
+    if metadata is not None:
+        out._metadata = OrderedDict((rename(k), v) for k, v in metadata.items())  # type: ignore[attr-defined]
+    return out
+
+
+_DENSENET_OLD_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
+
+# Top-level modules that hold a classifier's output layer (torchvision's names: resnet `fc`,
+# mobilenet/efficientnet/convnext/vgg/densenet/squeezenet `classifier`, vit `heads`, swin
+# `head`; inception's and googlenet's auxiliary classifiers).
+_HEAD_MODULES = ("fc", "classifier", "heads", "head", "AuxLogits", "aux1", "aux2")
+
+
+def _head_layer(model: nn.Module, key: str) -> str | None:
+    """The output layer `key` belongs to, when it is a classifier head's Linear or Conv."""
+    layer_name = key.rpartition(".")[0]
+    if layer_name.split(".")[0] not in _HEAD_MODULES:
+        return None
     try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError) as err:
-        first = str(err).strip().splitlines()[0]
-        raise ComponentError(f"model.weights: {file} does not fit the model: {first}") from None
+        layer = model.get_submodule(layer_name)
+    except AttributeError:
+        return None
+    return layer_name if isinstance(layer, (nn.Linear, nn.Conv2d)) else None
+
+
+def fit_state_dict(model: nn.Module, state: dict[str, Any], source: str) -> list[str]:
+    """Load `state` into `model`: every weight strictly, except a head of another class count.
+
+    1) A classifier head whose output size differs (a 1000-class file, `num_classes: 10`) keeps
+       the model's own freshly initialised layer: fastai's and timm's fine-tuning recipe.
+    2) Any other difference (a key missing, extra, or of another shape) is an error listing
+       each key with both shapes.
+    """
+    own = model.state_dict()
+    heads: dict[str, tuple[int, int]] = {}
+    head_keys: set[str] = set()
+    mismatched: list[str] = []
+    for key, value in state.items():
+        if key not in own or not isinstance(value, torch.Tensor):
+            continue
+        mine = own[key]
+        if tuple(value.shape) == tuple(mine.shape):
+            continue
+        layer = _head_layer(model, key)
+        if layer is not None and value.ndim >= 1 and value.shape[1:] == mine.shape[1:]:
+            heads[layer] = (int(value.shape[0]), int(mine.shape[0]))
+            head_keys.add(key)
+        else:
+            mismatched.append(f"{key}: file {tuple(value.shape)}, model {tuple(mine.shape)}")
+    # A head's every tensor is replaced together (the bias goes with the weight).
+    head_keys |= {k for k in state if k.rpartition(".")[0] in heads}
+    kept = OrderedDict((k, v) for k, v in state.items() if k not in head_keys)
+    kept._metadata = getattr(state, "_metadata", None)  # type: ignore[attr-defined]
+    missing: list[str] = []
+    unexpected: list[str] = []
+    if not mismatched:
+        try:
+            result = model.load_state_dict(kept, strict=False)
+        except (RuntimeError, TypeError) as err:
+            first = str(err).strip().splitlines()[-1].strip()
+            raise ComponentError(
+                f"model.weights: {source} does not fit the model: {first}"
+            ) from None
+        missing = [k for k in result.missing_keys if k not in head_keys]
+        unexpected = list(result.unexpected_keys)
+    if mismatched or missing or unexpected:
+        parts = []
+        for label, keys in (
+            ("of another shape", mismatched),
+            ("missing from the file", missing),
+            ("in the file but not in the model", unexpected),
+        ):
+            if keys:
+                shown = "; ".join(keys[:10]) + (
+                    f"; and {len(keys) - 10} more" if len(keys) > 10 else ""
+                )
+                parts.append(f"{len(keys)} key(s) {label}: {shown}")
+        raise ComponentError(
+            f"model.weights: {source} does not fit the model. " + ". ".join(parts) + ". Only "
+            "a classifier head of another class count is replaced on its own (fc, classifier, "
+            "heads, head); other keys must match: is it the state_dict of the same "
+            "architecture (model.name, model.args)?"
+        )
+    return [
+        f"head replaced: {layer} {old} → {new} classes, initialised fresh"
+        for layer, (old, new) in heads.items()
+    ]
 
 
 # --- parameter groups ---------------------------------------------------------------------
