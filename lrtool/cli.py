@@ -285,14 +285,11 @@ def check(
 ) -> None:
     """Validate the experiment, build everything and run one forward/backward pass."""
     with handled(debug):
-        from .build import smoke_step
         from .config import load_experiment
-        from .probe import checked_build
         from .report import check_report
 
         exp = load_experiment(experiment, set_, {"device": device, "seed": seed})
-        built = checked_build(exp)  # a mismatch of model and data, said in the file's keys
-        loss = smoke_step(built)  # then backward, and a first loss that must be finite
+        built, loss = workflows().run_check(exp)
         check_report(Console(), built, loss)
 
 

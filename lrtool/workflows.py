@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import distributed, run
-from .build import Built
+from .build import Built, smoke_step
 from .config import Experiment, resolved
 from .config import load_experiment as _load_experiment
 from .errors import ConfigError, NoSuggestion, RunFailed
@@ -73,6 +73,15 @@ def _sweep(progress: SweepProgress | None, steps: int, label: str) -> AbstractCo
 def _main_folder(folder: str | Path | None) -> Path | None:
     """Where this process writes: the folder on rank 0 (or without torchrun), else nowhere."""
     return Path(folder) if folder is not None and distributed.is_main() else None
+
+
+# --- check ---------------------------------------------------------------------------------
+
+
+def run_check(exp: Experiment) -> tuple[Built, float]:
+    """`lrtool check`: build everything, then one forward/backward pass; (built, first loss)."""
+    built = checked_build(exp)  # a mismatch of model and data, said in the file's keys
+    return built, smoke_step(built)  # then backward, and a first loss that must be finite
 
 
 # --- find ---------------------------------------------------------------------------------

@@ -1,0 +1,126 @@
+"""The workflows a notebook calls: the same runs as the CLI, without parsing or drawing."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import lrtool
+from lrtool.cli import app
+from lrtool.errors import ConfigError, RunFailed
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_three_notebook_lines_give_what_the_cli_gives(tiny_yaml, tmp_path, monkeypatch):
+    cli = invoke("train", tiny_yaml, "--lr-max", "auto", "--refind", "--out", tmp_path / "cli")
+    assert cli.exit_code == 0, cli.output
+    saved = json.loads((tmp_path / "cli" / "train.json").read_text())
+    found = json.loads((tmp_path / "cli" / "find.json").read_text())
+    refound = json.loads((tmp_path / "cli" / "refind.json").read_text())
+
+    monkeypatch.chdir(tmp_path)  # nothing may land in the working folder
+    exp = lrtool.load_experiment(tiny_yaml)
+    run = lrtool.run_train(exp, lr_max="auto", refind=True)
+    assert run.train.final == saved["final"]  # same seed on the CPU: bit-identical
+    assert run.find.suggested_lr == found["suggested_lr"]
+    assert run.train.lr_max == saved["lr_max"]
+    assert run.refind.history == refound["history"]
+    assert run.folder is None and sorted(p.name for p in tmp_path.iterdir()) == [
+        "cli",
+        "exp.yaml",
+    ]
+
+
+def test_run_train_saves_what_the_cli_saves_into_a_folder(tiny_yaml, tmp_path):
+    run = lrtool.run_train(lrtool.load_experiment(tiny_yaml), 0.1, folder=tmp_path / "nb")
+    names = sorted(p.name for p in (tmp_path / "nb").iterdir())
+    assert names == [
+        "checkpoint.pt",
+        "config.yaml",
+        "epochs.csv",
+        "model.pt",
+        "train.csv",
+        "train.json",
+    ]
+    assert json.loads((tmp_path / "nb" / "train.json").read_text())["final"] == run.train.final
+    assert run.resumable and run.stop_reason == "completed"
+    run.raise_for_stop()  # a completed run: nothing to raise
+
+
+def test_load_experiment_takes_flag_values_or_set_strings(tiny_yaml):
+    by_value = lrtool.load_experiment(tiny_yaml, overrides={"train.epochs": 3})
+    by_text = lrtool.load_experiment(tiny_yaml, overrides=["train.epochs=3"])
+    assert by_value.train.epochs == by_text.train.epochs == 3
+
+
+def test_a_nan_run_is_returned_then_raised_as_the_cli_would(tiny_yaml):
+    run = lrtool.run_train(lrtool.load_experiment(tiny_yaml), 1e6)
+    assert run.stop_reason == "nan"
+    with pytest.raises(RunFailed, match="NaN/inf"):
+        run.raise_for_stop()
+
+
+def test_run_train_without_a_rate_is_refused(tiny_yaml):
+    with pytest.raises(ConfigError, match="train needs a peak rate"):
+        lrtool.run_train(lrtool.load_experiment(tiny_yaml))
+
+
+def test_run_find_seeds_as_a_count_and_progress_per_sweep(tiny_yaml):
+    labels = []
+
+    def progress(steps, label):
+        from contextlib import nullcontext
+
+        labels.append((steps, label))
+        return nullcontext()
+
+    exp = lrtool.load_experiment(tiny_yaml, overrides={"find.num_steps": 12})
+    result = lrtool.run_find(exp, seeds=2, progress=progress)
+    assert labels == [(12, "find (seed 0)"), (12, "find (seed 1)")]
+    assert [s["seed"] for s in result.seeds] == [0, 1]
+
+
+def test_run_verify_takes_a_list_of_rates(tiny_yaml, tmp_path):
+    told = []
+    exp = lrtool.load_experiment(tiny_yaml, overrides={"train.epochs": 1})
+    result = lrtool.run_verify(
+        exp, lrs=[1e-2, 1e-1], folder=tmp_path, on_candidates=lambda *a: told.append(a)
+    )
+    assert told == [([1e-2, 1e-1], "accuracy", "lrs", None)]  # a metric ranks, when there is one
+    assert json.loads((tmp_path / "verify.json").read_text())["best_lr"] == result.best_lr
+
+
+def test_run_smoke_returns_its_line_and_saves_on_request(tiny_yaml, tmp_path):
+    run = lrtool.run_smoke("find", lrtool.load_experiment(tiny_yaml), batches=2)
+    assert run.line.startswith("lrtool smoke: ok (find, ")
+    assert run.save(tmp_path / "s") == tmp_path / "s"
+    assert (tmp_path / "s" / "find.json").is_file()
+
+
+def test_the_cli_holds_no_orchestration():
+    source = (Path(lrtool.__file__).parent / "cli.py").read_text()
+    for engine_call in ("find_built", "train_built", "verify_rates", "checked_build(", "for seed"):
+        assert engine_call not in source, engine_call
+    assert "candidate_rates" not in source and "bracket_centre" not in source
+
+
+def test_nothing_in_the_package_imports_the_benchmarks():
+    package = Path(lrtool.__file__).parent
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [f"{'.' * node.level}{node.module or ''}"]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            assert not any(n in (".bench", "lrtool.bench") for n in names), path.name
