@@ -1,12 +1,18 @@
-"""The command line: parse options, load the experiment, call the library, render.
+"""The command line: parse options, load the experiment, call one workflow, render.
 
-Errors are turned into a red paragraph and an exit code here and nowhere else.
+Each command parses its options, loads the experiment, calls one function of
+`lrtool.workflows` (which does the work and saves the files), draws its result and picks the
+exit code. Errors are turned into a red paragraph and an exit code here and nowhere else
+(`handled`). Modules that import torch (workflows, distributed, smoke, run, verify) are
+imported inside the functions that need them, so `lrtool --help` and `lrtool schema` start
+without torch; every other import is at the top.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -18,8 +24,35 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from . import __version__
+from . import __version__, report
+from .config import json_schema, load_experiment
 from .errors import EXIT_INTERRUPTED, ConfigError, LrtoolError, NoSuggestion, UserCodeError
+from .history import (
+    fresh_folder,
+    history_kind,
+    new_run_folder,
+    read_json,
+    to_json,
+    writable_folder,
+)
+from .plot import (
+    compare_chart,
+    find_chart,
+    metric_vs_lr_chart,
+    multi_find_chart,
+    save_png,
+    train_charts,
+    verify_chart,
+)
+from .report import (
+    check_report,
+    compare_table,
+    find_summary,
+    fmt_lr,
+    train_summary,
+    verify_round_table,
+)
+from .saved import redraw_settings, resuggested
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 the run failed (NaN loss, failed smoke check, your model/data/loss "
@@ -104,6 +137,15 @@ SmokeTimeoutOpt = Annotated[
     float, typer.Option("--smoke-timeout", min=0, help="Seconds a --smoke run may take.")
 ]
 
+# Keys both the finder and the trainer have (find.grad_accum, train.grad_accum, ...).
+GradAccumOpt = Annotated[
+    int | None, typer.Option(help="Mini-batches per step (default 1).", show_default=False)
+]
+PrecisionOpt = Annotated[
+    str | None, typer.Option(help="fp32, bf16 or fp16 (default fp32).", show_default=False)
+]
+ClipOpt = Annotated[float | None, typer.Option(help="Clip the gradient norm.", show_default=False)]
+
 
 # Exceptions that are how typer and click end a command on purpose, not failures. Older
 # typer raises click's own; newer typer vendors click and installs without it.
@@ -153,9 +195,8 @@ def handled(debug: bool, *, smoke: str | None = None, as_json: bool = False) -> 
 
 def fail(err: LrtoolError, smoke: str | None, as_json: bool) -> NoReturn:
     """Print the error paragraph (and the user's frames), the smoke line if any; exit."""
-    from .report import error
 
-    error(err_console, str(err))
+    report.error(err_console, str(err))
     if err.details:
         err_console.print(err.details, markup=False, highlight=False, soft_wrap=True)
     if smoke is not None:
@@ -172,7 +213,6 @@ def out_dir(out: Path | None, output_dir: str, name: str, command: str) -> Path:
     own, `output_dir/name/<timestamp>-<command>`, with `-2`, `-3`, ... when a run started in
     the same second took the name. Under torchrun only rank 0 creates it: it alone writes.
     """
-    from .history import fresh_folder, new_run_folder
 
     if out is not None:
         return fresh_folder(out)
@@ -208,7 +248,6 @@ def stdout_console(as_json: bool) -> Console:
 def emit_json(data: dict[str, Any], folder: Path | None = None) -> None:
     """Print the result JSON; with `folder`, also where its files went (`"folder"`)."""
     from . import distributed
-    from .history import to_json
 
     if folder is not None:
         data = {**data, "folder": str(folder)}
@@ -239,22 +278,16 @@ def workflows() -> ModuleType:
 
 def sweep_bars() -> Callable[[int, str], Any]:
     """A rich progress bar per finder sweep, on stderr (looked up when called)."""
-    from . import report
-
     return lambda steps, label: report.sweep_progress(err_console, steps, label)
 
 
 def train_bars() -> Callable[[int, int], Any]:
     """The rich training progress (steps, epoch lines), on stderr."""
-    from . import report
-
     return lambda steps, epochs: report.train_progress(err_console, steps, epochs)
 
 
 def show_chart(console: Console, chart: str) -> None:
-    from .report import show_chart as show
-
-    show(console, chart)
+    report.show_chart(console, chart)
 
 
 def want_plot(plot: bool | None, as_json: bool) -> bool:
@@ -285,9 +318,6 @@ def check(
 ) -> None:
     """Validate the experiment, build everything and run one forward/backward pass."""
     with handled(debug):
-        from .config import load_experiment
-        from .report import check_report
-
         exp = load_experiment(experiment, set_, {"device": device, "seed": seed})
         built, loss = workflows().run_check(exp)
         check_report(Console(), built, loss)
@@ -296,7 +326,6 @@ def check(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the experiment file (for editor autocompletion)."""
-    from .config import json_schema
 
     typer.echo(json.dumps(json_schema(), indent=2))
 
@@ -343,15 +372,9 @@ def find(
             show_default=False,
         ),
     ] = None,
-    grad_accum: Annotated[
-        int | None, typer.Option(help="Mini-batches per step (default 1).", show_default=False)
-    ] = None,
-    precision: Annotated[
-        str | None, typer.Option(help="fp32, bf16 or fp16 (default fp32).", show_default=False)
-    ] = None,
-    clip_grad_norm: Annotated[
-        float | None, typer.Option(help="Clip the gradient norm.", show_default=False)
-    ] = None,
+    grad_accum: GradAccumOpt = None,
+    precision: PrecisionOpt = None,
+    clip_grad_norm: ClipOpt = None,
     seeds: Annotated[
         str | None,
         typer.Option(
@@ -376,9 +399,6 @@ def find(
 ) -> None:
     """Run the LR range test and suggest a learning rate."""
     with handled(debug, smoke="find" if smoke else None, as_json=as_json):
-        from .config import load_experiment
-        from .run import parse_seeds
-
         values = {
             "find.start_lr": start_lr,
             "find.end_lr": end_lr,
@@ -396,7 +416,7 @@ def find(
             "seed": seed,
         }
         exp = load_experiment(experiment, set_, values)
-        seed_list = parse_seeds(seeds, exp.seed)  # bad --seeds: refused before any work
+        seed_list = workflows().parse_seeds(seeds, exp.seed)  # bad --seeds: refused before any work
         if smoke:
             smoke_run("find", exp, out, smoke_batches, smoke_timeout, as_json)
             return
@@ -452,11 +472,8 @@ def smoke_run(
 
 
 def render_find(console: Console, result: Any, folder: Path, *, plot: bool) -> None:
-    from .report import find_summary
 
     if plot:
-        from .plot import find_chart, multi_find_chart
-
         title = f"LR range test: {result.config['name']}" if result.config else None
         if result.seeds:
             curves = [
@@ -545,15 +562,9 @@ def train(
         int | None,
         typer.Option(help="Epochs training only the head first (default 0).", show_default=False),
     ] = None,
-    grad_accum: Annotated[
-        int | None, typer.Option(help="Mini-batches per step (default 1).", show_default=False)
-    ] = None,
-    precision: Annotated[
-        str | None, typer.Option(help="fp32, bf16 or fp16.", show_default=False)
-    ] = None,
-    clip_grad_norm: Annotated[
-        float | None, typer.Option(help="Clip the gradient norm.", show_default=False)
-    ] = None,
+    grad_accum: GradAccumOpt = None,
+    precision: PrecisionOpt = None,
+    clip_grad_norm: ClipOpt = None,
     eval_every: Annotated[
         str | None,
         typer.Option(help="'epoch' or a number of steps (default epoch).", show_default=False),
@@ -582,8 +593,6 @@ def train(
 ) -> None:
     """Train with the one-cycle policy at a peak rate (or per-group rates)."""
     with handled(debug, smoke="train" if smoke else None, as_json=as_json):
-        from .config import load_experiment
-
         values = {
             "train.lr_max": lr_max,
             "train.epochs": epochs,
@@ -640,8 +649,6 @@ def resume_command(ctx: typer.Context, folder: Path) -> str:
     with comes back and the resume is not refused); the rate comes from the checkpoint, and
     options that only choose the output or the display are left out.
     """
-    import shlex
-
     skip = {"lr_max", "resume", "out", "plot", "as_json", "debug"}
     words = ["lrtool", "train"]
     for param in ctx.command.params:
@@ -665,12 +672,9 @@ def resume_command(ctx: typer.Context, folder: Path) -> str:
 
 def render_train(console: Console, outcome: Any, *, plot: bool) -> None:
     """The training charts (and the before/after sweeps with --refind), then the summary."""
-    from .report import train_summary
 
     result, refound, first_find = outcome.train, outcome.refind, outcome.find
     if plot:
-        from .plot import compare_chart, train_charts
-
         h = result.history
         color = console.is_terminal  # without colour, curves differ by glyph
         show_chart(console, train_charts(h["step"], h["loss"], h["lr"], h["momentum"], color=color))
@@ -732,14 +736,7 @@ def plot_cmd(
     suggestion method or smoothing, from the saved raw loss.
     """
     with handled(debug):
-        from .history import history_kind, read_json
-        from .plot import find_chart, save_png, train_charts, verify_chart
-        from .report import compare_table
-        from .saved import redraw_settings, resuggested
-
         if save is not None:
-            from .history import writable_folder
-
             writable_folder(save.parent, "--save")  # before reading, drawing and failing
         data = resuggested(read_json(file), redraw_settings(set_), str(file))
         kind = history_kind(data)
@@ -858,8 +855,6 @@ def verify(
 ) -> None:
     """Screen candidate rates on short runs, then judge the best two at the real length."""
     with handled(debug, smoke="verify" if smoke else None, as_json=as_json):
-        from .config import load_experiment
-
         if lrs is not None and from_ is not None:
             raise ConfigError("--lrs and --from both choose the candidates: give one.")
         if epochs is not None and max_epochs is not None:
@@ -872,10 +867,6 @@ def verify(
         if smoke:
             smoke_run("verify", exp, out, smoke_batches, smoke_timeout, as_json, lrs=lrs)
             return
-        from .report import verify_round_table
-        from .verify import ranking_metric
-
-        metric = ranking_metric(exp)[0]
         folder = out_dir(out, exp.output_dir, exp.name, "verify")
         console = stdout_console(as_json)
         with data_parallel(exp.device):
@@ -887,7 +878,7 @@ def verify(
                 sweep_progress=sweep_bars(),
                 on_candidates=lambda *told: print_candidates(console, exp, *told),
                 on_run=print_run,
-                on_round=lambda number, rows: console.print(
+                on_round=lambda number, rows, metric: console.print(
                     verify_round_table(number, rows, metric)
                 ),
             )
@@ -901,8 +892,7 @@ def verify(
 def print_candidates(
     console: Console, exp: Any, rates: list[float], metric: str, centre: str, centre_lr: Any
 ) -> None:
-    from .report import fmt_lr
-    from .verify import BRACKET_DIVISOR
+    from .verify import BRACKET_DIVISOR  # torch: imported when needed
 
     if centre == "loss_minimum":
         console.print(
@@ -916,7 +906,6 @@ def print_candidates(
 
 
 def print_run(round_number: int, lr: float, epochs: float) -> None:
-    from .report import fmt_lr
 
     err_console.print(
         f"  round {round_number}: training lr {fmt_lr(lr)} for {epochs:g} "
@@ -927,12 +916,9 @@ def print_run(round_number: int, lr: float, epochs: float) -> None:
 
 def render_verify(console: Console, result: Any, folder: Path, *, plot: bool) -> None:
     """The metric-vs-rate chart of round 1, the widening, the winner, the cost."""
-    from .report import fmt_lr
 
     metric = result.metric
     if plot and result.candidates:
-        from .plot import metric_vs_lr_chart
-
         first = [
             (c["lr"], r.get(metric))
             for c in result.candidates
@@ -988,11 +974,6 @@ def compare(
 ) -> None:
     """Overlay several saved curves in one chart and tabulate their suggestions."""
     with handled(debug):
-        from .history import history_kind, read_json
-        from .plot import compare_chart
-        from .report import compare_table
-        from .saved import redraw_settings, resuggested
-
         settings = redraw_settings(set_)
         datas = [resuggested(read_json(f), settings, str(f)) for f in files]
         names = _labels(labels, files)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,9 +16,11 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .build import Built
 from .config import dump_yaml
 from .history import FindResult
+
+if TYPE_CHECKING:  # build imports torch; the CLI imports this module before any torch
+    from .build import Built
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -29,6 +29,7 @@ from .config import load_experiment as _load_experiment
 from .errors import ConfigError, NoSuggestion, RunFailed
 from .history import FindResult, read_json, save_find, save_train, writable_folder, write_json
 from .probe import checked_build
+from .run import parse_seeds
 from .smoke import SmokeFailed, temp_out
 from .smoke import run_smoke as smoke_checks
 from .train import CHECKPOINT_NAME, TrainResult, parse_lr_max
@@ -103,9 +104,7 @@ def run_find(
     if isinstance(seeds, int):
         seeds = str(seeds)
     seed_list = (
-        run.parse_seeds(seeds, exp.seed)
-        if seeds is None or isinstance(seeds, str)
-        else (list(seeds))
+        parse_seeds(seeds, exp.seed) if seeds is None or isinstance(seeds, str) else (list(seeds))
     )
     # Called through the module: run.run_find is the seed loop and its consensus.
     result = run.run_find(
@@ -289,13 +288,16 @@ def run_verify(
     sweep_progress: SweepProgress | None = None,
     on_candidates: OnCandidates | None = None,
     on_run: Callable[[int, float, float], None] | None = None,
-    on_round: Callable[[int, list[dict[str, Any]]], None] | None = None,
+    on_round: Callable[[int, list[dict[str, Any]], str], None] | None = None,
 ) -> VerifyResult:
     """Screen candidate rates on short runs, then judge the best two at the real length.
 
     The candidates: `lrs` (a list, or "1e-3,3e-3"); else around the suggestion of a saved
     find.json (`from_find`) or of a finder run now (its find.json is saved too); without a
     suggestion, around the curve's lowest loss. Saves verify.json into `folder` if given.
+    Callbacks: `on_candidates(rates, metric, centre, centre_lr)` before any training,
+    `on_run(round, lr, epochs)` before each run, `on_round(round, rows, metric)` after each
+    round.
     """
     if lrs is not None and from_find is not None:
         raise ConfigError("--lrs and --from both choose the candidates: give one.")
@@ -303,9 +305,15 @@ def run_verify(
     rates, suggested, centre, centre_lr = verify_candidates(
         exp, lrs, from_find, target, sweep_progress
     )
+    metric = ranking_metric(exp)[0]
     if on_candidates is not None:
-        on_candidates(rates, ranking_metric(exp)[0], centre, centre_lr)
-    result = verify_rates(exp, rates, suggested_lr=suggested, on_round=on_round, on_run=on_run)
+        on_candidates(rates, metric, centre, centre_lr)
+
+    def round_done(number: int, rows: list[dict[str, Any]]) -> None:
+        if on_round is not None:
+            on_round(number, rows, metric)
+
+    result = verify_rates(exp, rates, suggested_lr=suggested, on_round=round_done, on_run=on_run)
     result.centre, result.centre_lr = centre, centre_lr
     result.config = resolved(exp)
     if target is not None:
@@ -456,6 +464,7 @@ __all__ = [
     "SmokeRun",
     "TrainRun",
     "load_experiment",
+    "parse_seeds",
     "run_find",
     "run_smoke",
     "run_train",
