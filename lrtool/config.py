@@ -57,7 +57,11 @@ class ModelSpec(Spec):
         "in_features 64, hidden [128], num_classes 10).",
     )
     weights: str | None = Field(
-        None, description="Optional local state_dict file loaded after building (pretrained)."
+        None,
+        description="Pretrained weights loaded after building: a local state_dict file, or a "
+        "torchvision weights name (DEFAULT, IMAGENET1K_V1, ...) read from torchvision's cache "
+        "($TORCH_HOME/hub/checkpoints; nothing is downloaded). A classifier head of another "
+        "class count (num_classes) is replaced by a fresh one; every other key must match.",
     )
     groups: list[str] | None = Field(
         None,

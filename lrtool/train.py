@@ -89,13 +89,27 @@ def parse_lr_max(value: float | str | Sequence[float | str], n_groups: int) -> l
 # --- freezing -----------------------------------------------------------------------------
 
 
+# Normalisation layers whose weights and biases keep training in frozen groups, as fastai's
+# `train_bn=True` does (its `norm_types`): they adapt the pretrained statistics to new data.
+NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.LayerNorm)
+
+
+def norm_parameters(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:
+    """The normalisation layers' parameters that sit in the frozen groups (all but the last)."""
+    norm = {id(p) for m in model.modules() if isinstance(m, NORM_TYPES) for p in m.parameters()}
+    return [p for g in optimizer.param_groups[:-1] for p in g["params"] if id(p) in norm]
+
+
 @contextlib.contextmanager
-def frozen(optimizer: torch.optim.Optimizer) -> Iterator[None]:
-    """Stop gradients to every parameter group but the last (the head).
+def frozen(optimizer: torch.optim.Optimizer, keep: Sequence[nn.Parameter] = ()) -> Iterator[None]:
+    """Stop gradients to every parameter group but the last (the head), except `keep`.
 
     Each parameter's `requires_grad` flag is restored on exit, whatever it was before.
     """
-    params = [p for group in optimizer.param_groups[:-1] for p in group["params"]]
+    kept = {id(p) for p in keep}
+    params = [
+        p for group in optimizer.param_groups[:-1] for p in group["params"] if id(p) not in kept
+    ]
     flags = [p.requires_grad for p in params]
     for p in params:
         p.requires_grad_(False)
@@ -107,19 +121,30 @@ def frozen(optimizer: torch.optim.Optimizer) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def last_group_only(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+def last_group_only(
+    optimizer: torch.optim.Optimizer, extra: Sequence[nn.Parameter] = ()
+) -> Iterator[None]:
     """Show the optimizer, and any scheduler built or stepped meanwhile, only its last group.
 
     Frozen groups are then out of the step altogether: no weight decay, no momentum, no
     rate, whatever the optimizer does with parameters that have no gradient. The head's
     group dict is shared, so what the step and the scheduler write into it stays.
+
+    `extra` parameters (frozen groups' norm layers under train_bn) join the head's group for
+    the while, with its settings: a copy of the head's dict whose rate, momentum and
+    scheduler keys are written back to the head on exit. Optimizer state is per parameter,
+    so theirs stays theirs in the full optimizer (and its checkpoints).
     """
     groups = optimizer.param_groups
-    optimizer.param_groups = groups[-1:]
+    head = groups[-1]
+    shown = {**head, "params": [*head["params"], *extra]} if extra else head
+    optimizer.param_groups = [shown]
     try:
         yield
     finally:
         optimizer.param_groups = groups
+        if shown is not head:
+            head.update({k: v for k, v in shown.items() if k != "params"})
 
 
 # --- the schedule -------------------------------------------------------------------------
@@ -451,6 +476,7 @@ def fit_one_cycle(
     precision: str = "fp32",
     clip_grad_norm: float | None = None,
     eval_every: str | int = "epoch",
+    train_bn: bool = True,
     metrics: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
     device: torch.device | str | None = None,
     seed: int | None = 0,
@@ -473,10 +499,11 @@ def fit_one_cycle(
     Phases:
     1) `freeze_epochs` > 0 (fastai's fine_tune): a one-cycle over those epochs for the last
        group (the head) at its lr_max. The other groups get no gradients and are hidden from
-       the optimizer, so their parameters stay bit-identical even with weight decay.
-       BatchNorm layers in frozen groups keep their weights and biases, but the model stays in
-       train mode, so their running mean and variance keep adapting to the new data (fastai
-       also keeps BatchNorm training; only its affine parameters differ from fastai here).
+       the optimizer, so their parameters stay bit-identical even with weight decay, except
+       their normalisation layers (BatchNorm, InstanceNorm, LayerNorm) under `train_bn`
+       (default, as fastai's `train_bn=True`): their weights and biases train with the head's
+       settings. With `train_bn` False they stay frozen too. Either way the model stays in
+       train mode, so BatchNorm's running mean and variance adapt to the new data.
     2) The main one-cycle over `epochs` epochs for every group.
 
     Stops: a non-finite training loss ends the run with stop_reason "nan" (`nan_step`,
@@ -568,8 +595,12 @@ def fit_one_cycle(
     nan_lr: float | None = None
     history = progress.history
 
+    trained_norms = norm_parameters(model, optimizer) if train_bn and freeze_epochs else []
+
     def view(phase: _Phase) -> contextlib.AbstractContextManager[None]:
-        return last_group_only(optimizer) if phase.is_frozen else contextlib.nullcontext()
+        if phase.is_frozen:
+            return last_group_only(optimizer, trained_norms)
+        return contextlib.nullcontext()
 
     def flush(quiet: bool = False) -> bool:
         """Read the pending step losses in one transfer; True once one is not finite."""
@@ -719,7 +750,7 @@ def fit_one_cycle(
         for phase in phases:
             if progress.epochs_done >= phase.end_epoch:
                 continue  # finished before the checkpoint we resume from
-            with frozen(optimizer) if phase.is_frozen else contextlib.nullcontext():
+            with frozen(optimizer, trained_norms) if phase.is_frozen else contextlib.nullcontext():
                 scheduler = start_phase(phase)
                 for epoch in range(max(phase.first_epoch, progress.epochs_done), phase.end_epoch):
                     if run_epoch(epoch, phase, scheduler):

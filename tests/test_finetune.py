@@ -241,3 +241,44 @@ def test_a_file_path_is_never_taken_for_a_name(tmp_path):
 def test_weights_key_validates(tmp_path):
     exp = validate({"model": {"name": "torchvision.resnet18", "weights": "DEFAULT"}})
     assert exp.model.weights == "DEFAULT"
+
+
+# --- train_bn: the frozen phase as fastai runs it -----------------------------------------
+
+
+@pytest.mark.parametrize("train_bn", [True, False])
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_frozen_groups_batchnorm_trains_only_under_train_bn(train_bn, optimizer):
+    from lrtool.build import make_optimizer
+    from lrtool.models import parameter_groups
+    from lrtool.train import fit_one_cycle
+
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU())
+    model = torch.nn.Sequential(body, torch.nn.Linear(8, 3))
+    args = {"momentum": 0.9} if optimizer == "sgd" else {}
+    opt = make_optimizer(optimizer, {**args, "weight_decay": 0.1}, parameter_groups(model))
+    bn, linear = body[1], body[0]
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    after_frozen: dict[str, torch.Tensor] = {}
+
+    def on_epoch(record: dict) -> None:
+        if record["phase"] == "frozen":
+            after_frozen.update({n: p.detach().clone() for n, p in model.named_parameters()})
+            assert bn.weight.requires_grad is train_bn and not linear.weight.requires_grad
+
+    gen = torch.Generator().manual_seed(0)
+    data = [(torch.randn(16, 4, generator=gen), torch.randint(0, 3, (16,), generator=gen))] * 4
+    result = fit_one_cycle(
+        model, data, None, opt, torch.nn.CrossEntropyLoss(), 0.05,
+        epochs=1, freeze_epochs=1, train_bn=train_bn, on_epoch=on_epoch,
+    )  # fmt: skip
+    assert [r["phase"] for r in result.epochs] == ["frozen", "main"]
+    for name in ("0.1.weight", "0.1.bias"):  # the frozen group's BatchNorm
+        assert torch.equal(before[name], after_frozen[name]) is not train_bn, name
+    for name in ("0.0.weight", "0.0.bias"):  # the frozen group's Linear: frozen either way
+        assert torch.equal(before[name], after_frozen[name]), name
+    assert not torch.equal(before["1.weight"], after_frozen["1.weight"])  # the head trains
+    # The head's schedule is the frozen cycle's, whatever joined its group for the while.
+    assert result.history["lr"][:4] == pytest.approx([0.05, 0.0375, 0.0125, 0.0], abs=1e-6)
+    assert all(p.requires_grad for p in model.parameters())
