@@ -9,10 +9,10 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import ConfigError
 
@@ -104,21 +104,27 @@ def publish(tmp: str | Path, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """The one atomic writer: `write(handle)` fills a temp file in the same folder, which is
+    then renamed over `path`. Readers never see half a file; Ctrl-C or a full disk leaves the
+    previous file whole and no temp file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         publish(tmp, path)
-    except BaseException:
+    except BaseException:  # Ctrl-C included
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    return write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 # --- run folders --------------------------------------------------------------------------
@@ -268,22 +274,10 @@ def save_find(folder: str | Path, result: FindResult, exp: Any, stem: str = "fin
 
 
 def write_torch_atomic(path: str | Path, obj: Any) -> Path:
-    """torch.save through a temp file in the same folder and a rename."""
+    """torch.save, atomically."""
     import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        publish(tmp, path)
-    except BaseException:  # Ctrl-C included: the previous file stays whole
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda handle: torch.save(obj, handle))
 
 
 def save_train(folder: str | Path, result: Any, exp: Any, model: Any = None) -> Path:

@@ -27,8 +27,9 @@ from .build import Built, smoke_step
 from .config import Experiment, resolved
 from .config import load_experiment as _load_experiment
 from .errors import ConfigError, NoSuggestion, RunFailed
-from .history import FindResult, read_json, save_find, save_train, writable_folder, write_json
+from .history import FindResult, read_json, writable_folder
 from .probe import checked_build
+from .results import save
 from .run import parse_seeds
 from .smoke import SmokeFailed, temp_out
 from .smoke import run_smoke as smoke_checks
@@ -114,7 +115,7 @@ def run_find(
     )
     target = _main_folder(folder)
     if target is not None:
-        save_find(target, result, exp)
+        save(target, result, exp)
     return result
 
 
@@ -218,7 +219,7 @@ def run_train(
         with _sweep(sweep_progress, exp.find.num_steps, "find") as on_step:
             first_find = run.find_built(built, on_step)
         if target is not None:
-            save_find(target, first_find, exp)
+            save(target, first_find, exp)
         if first_find.stop_reason == "interrupted":
             raise KeyboardInterrupt
         if first_find.suggested_lr is None:
@@ -235,14 +236,14 @@ def run_train(
     resumable = folder is not None and (folder / CHECKPOINT_NAME).is_file()
     if target is not None:
         keep_model = result.stop_reason != "interrupted" or resumable
-        save_train(target, result, exp, distributed.unwrap(built.model) if keep_model else None)
+        save(target, result, exp, distributed.unwrap(built.model) if keep_model else None)
     refound = None
     if refind and result.stop_reason == "completed":
         with _sweep(sweep_progress, exp.find.num_steps, "refind") as on_step:
             refound = run.find_built(built, on_step)
         refound.kind = "refind"
         if target is not None:
-            save_find(target, refound, exp, stem="refind")
+            save(target, refound, exp)  # as refind.*
     return TrainRun(result, folder, first_find, refound, resumable)
 
 
@@ -317,7 +318,7 @@ def run_verify(
     result.centre, result.centre_lr = centre, centre_lr
     result.config = resolved(exp)
     if target is not None:
-        write_json(target / "verify.json", result.to_dict())
+        save(target, result)
     return result
 
 
@@ -345,7 +346,7 @@ def verify_candidates(
         with _sweep(progress, exp.find.num_steps, "find") as on_step:
             found = run.find_built(checked_build(exp), on_step)
         if target is not None:
-            save_find(target, found, exp)
+            save(target, found, exp)
         if found.stop_reason == "interrupted":
             raise KeyboardInterrupt
         suggested, history, source = found.suggested_lr, found.history, "the finder"
@@ -378,13 +379,7 @@ class SmokeRun:
     def save(self, folder: str | Path | None = None) -> Path:
         """Write the result's files into `folder` (default: a new temporary folder)."""
         target = temp_out(Path(folder) if folder is not None else None)
-        if self.command == "find":
-            save_find(target, self.result, self.experiment)
-        elif self.command == "train":
-            save_train(target, self.result, self.experiment, self.built.model)
-        else:
-            write_json(target / "verify.json", self.result.to_dict())
-        return target
+        return save(target, self.result, self.experiment, self.built.model)
 
 
 def run_smoke(

@@ -124,3 +124,34 @@ def test_nothing_in_the_package_imports_the_benchmarks():
             else:
                 continue
             assert not any(n in (".bench", "lrtool.bench") for n in names), path.name
+
+
+def test_results_read_back_what_the_cli_saved_and_save_it_again(tiny_yaml, tmp_path):
+    from lrtool import results
+
+    cli = tmp_path / "cli"
+    assert invoke("train", tiny_yaml, "--lr-max", "auto", "--refind", "--out", cli).exit_code == 0
+    verify = invoke("verify", tiny_yaml, "--lrs", "0.01,0.1", "--epochs", "1", "--out", cli / "v")
+    assert verify.exit_code == 0, verify.output
+    exp = lrtool.load_experiment(tiny_yaml)
+    for name, cls in [
+        ("find.json", results.FindResult),
+        ("refind.json", results.FindResult),
+        ("train.json", results.TrainResult),
+        ("v/verify.json", results.VerifyResult),
+    ]:
+        result = results.read(cli / name)
+        assert isinstance(result, cls), name
+        assert result.to_dict() == json.loads((cli / name).read_text()), name
+        again = results.save(tmp_path / "again" / Path(name).parent, result, exp)
+        assert (again / Path(name).name).read_bytes() == (cli / name).read_bytes(), name
+    assert (tmp_path / "again" / "refind.csv").read_bytes() == (cli / "refind.csv").read_bytes()
+
+
+def test_results_read_refuses_a_file_that_is_no_result(tmp_path):
+    from lrtool import results
+
+    path = tmp_path / "x.json"
+    path.write_text('{"history": {"lr": []}, "kind": "train", "epochs": []}')
+    with pytest.raises(ConfigError, match="not a whole TrainResult"):
+        results.read(path)
