@@ -155,3 +155,26 @@ def test_results_read_refuses_a_file_that_is_no_result(tmp_path):
     path.write_text('{"history": {"lr": []}, "kind": "train", "epochs": []}')
     with pytest.raises(ConfigError, match="not a whole TrainResult"):
         results.read(path)
+
+
+def test_no_import_cycle_in_the_package():
+    """Imports point down (cli -> workflows -> engine), function-local ones included."""
+    package = Path(lrtool.__file__).parent
+    modules = {p.stem for p in package.glob("*.py")} - {"__init__"}
+    graph: dict[str, set[str]] = {}
+    for name in modules:
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse((package / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+        graph[name] = deps & modules
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        for dep in graph[start] - seen:
+            seen.add(dep)
+            if dep == target or reaches(dep, target, seen):
+                return True
+        return False
+
+    assert [m for m in sorted(modules) if reaches(m, m, set())] == []
+    assert "cli" not in set().union(*graph.values())  # nothing imports the CLI
