@@ -306,6 +306,8 @@ def one_line(err: LrtoolError) -> str:
 
 
 # --- commands -----------------------------------------------------------------------------
+# find, train and verify run past 80 lines only by their option declarations (Typer reads the
+# options from the signature); each body parses, loads, calls one workflow and renders.
 
 
 @app.command()
