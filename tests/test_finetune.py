@@ -282,3 +282,32 @@ def test_frozen_groups_batchnorm_trains_only_under_train_bn(train_bn, optimizer)
     # The head's schedule is the frozen cycle's, whatever joined its group for the while.
     assert result.history["lr"][:4] == pytest.approx([0.05, 0.0375, 0.0125, 0.0], abs=1e-6)
     assert all(p.requires_grad for p in model.parameters())
+
+
+# --- smoke runs offline, and the shipped example -------------------------------------------
+
+SHIPPED = Path(__file__).resolve().parents[1] / "experiments" / "finetune_imagefolder.yaml"
+
+
+def test_smoke_stands_in_random_weights_for_an_uncached_name(offline):
+    from lrtool.smoke import smoke_experiment
+
+    exp = load_experiment(SHIPPED)
+    assert exp.model.weights == "DEFAULT" and "num_classes" not in exp.model.args
+    smoke_exp, note = smoke_experiment(exp, batches=2)
+    assert smoke_exp.model.weights is None
+    assert note is not None and "weights DEFAULT not cached" in note
+    # Once the file is in torchvision's cache, the smoke run loads it like train does.
+    file = cached_weights_file(torchvision.models.ResNet18_Weights.DEFAULT)
+    file.parent.mkdir(parents=True)
+    file.write_bytes(b"")
+    smoke_exp, note = smoke_experiment(exp, batches=2)
+    assert smoke_exp.model.weights == "DEFAULT"
+    assert note is None or "weights" not in note
+
+
+def test_smoke_keeps_a_local_weights_file_as_given(tmp_path):
+    from lrtool.smoke import smoke_experiment
+
+    exp = validate({"model": {"name": "torchvision.resnet18", "weights": str(tmp_path / "w.pth")}})
+    assert smoke_experiment(exp, batches=2)[0].model.weights == str(tmp_path / "w.pth")
