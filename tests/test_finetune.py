@@ -284,6 +284,39 @@ def test_frozen_groups_batchnorm_trains_only_under_train_bn(train_bn, optimizer)
     assert all(p.requires_grad for p in model.parameters())
 
 
+def test_resume_inside_the_frozen_phase_is_bit_identical_under_train_bn(tmp_path):
+    """The norm layers join the head's group only for the while: checkpoints stay whole."""
+    from lrtool.build import make_optimizer
+    from lrtool.models import parameter_groups
+    from lrtool.train import fit_one_cycle
+
+    def make() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        torch.manual_seed(0)
+        body = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU())
+        model = torch.nn.Sequential(body, torch.nn.Linear(8, 3))
+        return model, make_optimizer("adamw", {"weight_decay": 0.1}, parameter_groups(model))
+
+    gen = torch.Generator().manual_seed(0)
+    data = [(torch.randn(16, 4, generator=gen), torch.randint(0, 3, (16,), generator=gen))] * 4
+    loss, kw = torch.nn.CrossEntropyLoss(), {"epochs": 2, "freeze_epochs": 2}
+    whole, opt = make()
+    fit_one_cycle(whole, data, None, opt, loss, 0.05, **kw)
+
+    def stop(record: dict) -> None:
+        if record["epoch"] == 1:  # inside the frozen phase, after its checkpoint
+            raise KeyboardInterrupt
+
+    model, opt = make()
+    result = fit_one_cycle(
+        model, data, None, opt, loss, 0.05, checkpoint=tmp_path, on_epoch=stop, **kw
+    )
+    assert result.stop_reason == "interrupted"
+    model, opt = make()
+    fit_one_cycle(model, data, None, opt, loss, 0.05, resume=tmp_path / "checkpoint.pt", **kw)
+    for (name, a), b in zip(whole.state_dict().items(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
 # --- smoke runs offline, and the shipped example -------------------------------------------
 
 SHIPPED = Path(__file__).resolve().parents[1] / "experiments" / "finetune_imagefolder.yaml"
