@@ -571,6 +571,22 @@ def train(
         str | None,
         typer.Option(help="'epoch' or a number of steps (default epoch).", show_default=False),
     ] = None,
+    cycles: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="One-cycle runs sharing the epochs, a re-find before each after the first "
+            "setting its peak; with --freeze-epochs the frozen phase is cycle 1 (default 1).",
+            show_default=False,
+        ),
+    ] = None,
+    group_ratio: Annotated[
+        float | None,
+        typer.Option(
+            help="After unfreezing between cycles, head rate / first group's rate (default 100).",
+            show_default=False,
+        ),
+    ] = None,
     resume: Annotated[
         Path | None,
         typer.Option(
@@ -608,6 +624,8 @@ def train(
             "train.precision": precision,
             "train.clip_grad_norm": clip_grad_norm,
             "train.eval_every": _eval_every(eval_every),
+            "train.cycles": cycles,
+            "train.group_ratio": group_ratio,
             "device": device,
             "seed": seed,
         }

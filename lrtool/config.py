@@ -296,6 +296,19 @@ class TrainSpec(Spec):
     eval_every: Literal["epoch"] | int = Field(
         "epoch", description="Evaluate every epoch, or every N optimizer steps."
     )
+    cycles: int = Field(
+        1,
+        ge=1,
+        description="One-cycle runs that share train.epochs; before each after the first, a "
+        "re-find on the model so far sets its peak rate (with freeze_epochs, the frozen phase "
+        "is cycle 1).",
+    )
+    group_ratio: float = Field(
+        100.0,
+        ge=1,
+        description="After unfreezing between cycles: the head's rate / the first group's, "
+        "spread geometrically over the groups (fastai's slice(lr/100, lr)).",
+    )
 
     @field_validator("eval_every")
     @classmethod
@@ -303,6 +316,18 @@ class TrainSpec(Spec):
         if isinstance(value, int) and value < 1:
             raise ValueError("must be 'epoch' or a number of steps >= 1")
         return value
+
+    @model_validator(mode="after")
+    def _epochs_for_cycles(self) -> TrainSpec:
+        # Every unfrozen cycle needs an epoch of train.epochs; the frozen phase is a cycle.
+        unfrozen = self.cycles - (1 if self.freeze_epochs and self.cycles > 1 else 0)
+        if self.epochs < unfrozen:
+            raise ValueError(
+                f"train.cycles: {self.cycles} cycles split train.epochs ({self.epochs}) and "
+                f"each unfrozen one needs at least 1 epoch: raise train.epochs to {unfrozen} "
+                "or lower train.cycles"
+            )
+        return self
 
 
 class Experiment(Spec):

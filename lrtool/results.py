@@ -1,6 +1,6 @@
 """Every result lrtool saves, in one place: the three types, their files, reading them back.
 
-    FindResult    find.json / refind.json, find.csv / refind.csv (and config.yaml)
+    FindResult    find.json / refind.json / refind-<k>.json, and their .csv (and config.yaml)
     TrainResult   train.json, train.csv, epochs.csv, model.pt (and config.yaml)
     VerifyResult  verify.json
 
@@ -53,17 +53,25 @@ def to_dict(result: Result) -> dict[str, Any]:
     return result.to_dict()
 
 
-def save(folder: str | Path, result: Result, exp: Any = None, model: Any = None) -> Path:
+def save(
+    folder: str | Path,
+    result: Result,
+    exp: Any = None,
+    model: Any = None,
+    *,
+    stem: str | None = None,
+) -> Path:
     """Write the result's files into `folder` (a refind is saved as refind.*); returns it.
 
     `exp` (the Experiment) adds config.yaml to a find or train; `model` adds model.pt to a
-    train.
+    train. `stem` names a find's files (default its kind: find or refind; the re-finds between
+    cycles are refind-2, refind-3...).
     """
     folder = Path(folder)
     if isinstance(result, FindResult):
         if exp is None:
             raise ConfigError("save: a find result needs its experiment, for config.yaml.")
-        return save_find(folder, result, exp, stem=result.kind)
+        return save_find(folder, result, exp, stem=stem or result.kind)
     if isinstance(result, TrainResult):
         if exp is None:
             raise ConfigError("save: a train result needs its experiment, for config.yaml.")

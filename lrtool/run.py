@@ -212,7 +212,8 @@ def combine_seeds(
 def train_settings(exp: Experiment) -> dict[str, Any]:
     """The `train:` section as keyword arguments for `fit_one_cycle` (lr_max apart)."""
     settings = exp.train.model_dump()
-    settings.pop("lr_max")
+    for key in ("lr_max", "cycles", "group_ratio"):  # the workflow's, not one cycle's
+        settings.pop(key)
     return settings
 
 
@@ -228,16 +229,19 @@ def train_built(
 
     exp = built.experiment
     settings = {**train_settings(exp), **overrides}
+    # A later cycle (lrtool.cycles) continues the RNGs (seed None) and the data's epochs.
+    seed = settings.pop("seed", exp.seed)
+    train_data = settings.pop("train_data", built.train_data)
     result = fit_one_cycle(
         built.model,
-        built.train_data,
+        train_data,
         built.val_data if evaluate else None,
         built.optimizer,
         built.loss_fn,
         lr_max,
         metrics=built.metrics,
         device=built.device,
-        seed=exp.seed,
+        seed=seed,
         reduce=built.extras.get("reduce"),
         config=resolved(exp),
         **settings,
@@ -257,6 +261,8 @@ def train_built(
 # weights become. train.lr_max is checked as the rates themselves, by the trainer.
 RESUME_FREE_KEYS = ("name", "output_dir", "device", "find", "train.eval_every", "train.lr_max")
 UNSET = "(unset)"
+# Keys newer than some checkpoints: absent there means their default, which this run may have.
+LATER_KEYS = {"train.cycles": 1, "train.group_ratio": 100.0}
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -280,6 +286,8 @@ def resume_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> list[tup
         if any(key == free or key.startswith(free + ".") for free in RESUME_FREE_KEYS):
             continue
         before, after = old.get(key, UNSET), new.get(key, UNSET)
+        if before == UNSET and key in LATER_KEYS and after == LATER_KEYS[key]:
+            continue
         if key == "data.classes" and after in (None, UNSET):
             continue  # filled in from the data when the run was built; the data is compared
         if before != after:

@@ -287,6 +287,9 @@ class TrainResult:
     kind: str = "train"
     world_size: int = 1
     effective_batch_size: int | None = None
+    # One record per cycle (lrtool.cycles): cycle, frozen, epochs, lr_max, refind_suggested_lr,
+    # lr_from, first_step, final. The workflow fills it; fit_one_cycle alone leaves it empty.
+    cycles: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from . import distributed, run
 from .build import Built, smoke_step
 from .config import Experiment, resolved
 from .config import load_experiment as _load_experiment
+from .cycles import Plan, cycle_record, train_cycles
 from .errors import ConfigError, NoSuggestion, RunFailed
 from .history import FindResult, read_json, writable_folder
 from .probe import checked_build
@@ -131,6 +132,8 @@ class TrainRun:
     find: FindResult | None = None  # the sweep `lr_max: auto` ran first
     refind: FindResult | None = None  # the sweep --refind ran on the trained model
     resumable: bool = False  # a checkpoint.pt is in the folder
+    # The re-finds before cycles 2..N (train.cycles), saved as refind-2.json, refind-3.json...
+    cycle_refinds: list[FindResult] = field(default_factory=list)
 
     @property
     def stop_reason(self) -> str:
@@ -191,6 +194,10 @@ def run_train(
     continues there, at the checkpoint's rates; `folder` is then that folder. Files go into
     `folder` when one is given. A NaN loss or Ctrl-C is in the result
     (`raise_for_stop()` turns it into the CLI's error).
+
+    `train.cycles` > 1 splits the epochs over that many one-cycle runs, a re-find before each
+    after the first setting its peak (`lrtool.cycles`); each re-find is saved as
+    refind-<k>.json. Such a run writes no checkpoint, so it cannot be resumed.
     """
     say = say or (lambda text: None)
     given = lr_max is not None
@@ -198,6 +205,12 @@ def run_train(
         exp = with_lr_max(exp, lr_max)
     checkpoint = None
     rates = None
+    if resume is not None and exp.train.cycles > 1:
+        raise ConfigError(
+            f"--resume: train.cycles is {exp.train.cycles}, and a run of several cycles writes "
+            "no checkpoint (each cycle's rate comes from a re-find on the model so far). Resume "
+            "with the interrupted run's settings, or start a fresh run without --resume."
+        )
     if resume is not None:
         resume_folder, _ = run.resume_paths(resume)
         resumed = run.prepare_resume(exp, resume, lr_max_given=given)
@@ -230,7 +243,17 @@ def run_train(
             )
         rates = first_find.suggested_lr
         say(f"--lr-max auto: training at {rates:.2e} ({first_find.suggestion_method})")
-    result = _train(built, rates, target, checkpoint, train_progress)
+    cycle_refinds: list[FindResult] = []
+    if exp.train.cycles > 1:
+        result, cycle_refinds = _train_cycles(built, rates, target, sweep_progress, train_progress)
+        for record in result.cycles:
+            say(_cycle_line(record))
+    else:
+        result = _train(built, rates, target, checkpoint, train_progress)
+        whole = Plan(1, exp.train.freeze_epochs + exp.train.epochs)
+        result.cycles = [cycle_record(whole, result.lr_max, result.final)]
+    if first_find is not None and result.cycles:
+        result.cycles[0]["lr_from"] = "find"
     # Ctrl-C put the model back to the checkpoint's weights (those `final` describes); with
     # no checkpoint yet there are no weights worth keeping.
     resumable = folder is not None and (folder / CHECKPOINT_NAME).is_file()
@@ -244,7 +267,47 @@ def run_train(
         refound.kind = "refind"
         if target is not None:
             save(target, refound, exp)  # as refind.*
-    return TrainRun(result, folder, first_find, refound, resumable)
+    return TrainRun(result, folder, first_find, refound, resumable, cycle_refinds)
+
+
+def _train_cycles(
+    built: Built,
+    rates: Any,
+    target: Path | None,
+    sweep_progress: SweepProgress | None,
+    train_progress: TrainProgress | None,
+) -> tuple[TrainResult, list[FindResult]]:
+    """train.cycles > 1: each re-find gets a progress bar and is saved as refind-<k>.json."""
+    exp = built.experiment
+
+    def refind(cycle: int) -> FindResult:
+        with _sweep(sweep_progress, exp.find.num_steps, f"refind {cycle}") as on_step:
+            found = run.find_built(built, on_step)
+        found.kind = "refind"
+        if target is not None:
+            save(target, found, exp, stem=f"refind-{cycle}")
+        return found
+
+    def progress(plan: Plan) -> AbstractContextManager[Any]:
+        if train_progress is None:
+            return nullcontext()
+        return train_progress(steps_per_epoch(built), plan.epochs)
+
+    return train_cycles(built, rates, refind=refind, progress=progress)
+
+
+def _cycle_line(record: dict[str, Any]) -> str:
+    rates = record["lr_max"]
+    shown = (
+        ":".join(f"{r:.2e}" for r in (rates[0], rates[-1]))
+        if isinstance(rates, list)
+        else (f"{rates:.2e}")
+    )
+    frozen = ", head only" if record["frozen"] else ""
+    return (
+        f"cycle {record['cycle']}: {record['epochs']} epoch(s){frozen} at {shown} "
+        f"({record['lr_from']})"
+    )
 
 
 def steps_per_epoch(built: Built) -> int:

@@ -38,6 +38,19 @@ FIND_KEYS = {
 }
 TRAIN_KEYS = {
     "config": ...,
+    # Added with train.cycles (issue 11): one record per cycle, one for a default run.
+    "cycles": [
+        {
+            "cycle": None,
+            "epochs": None,
+            "final": {"accuracy": None, "val_loss": None},
+            "first_step": None,
+            "frozen": None,
+            "lr_from": None,
+            "lr_max": None,
+            "refind_suggested_lr": None,
+        }
+    ],
     "device": None,
     "effective_batch_size": None,
     "elapsed_s": None,
