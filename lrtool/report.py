@@ -108,6 +108,8 @@ def check_report(console: Console, built: Built, loss_value: float) -> None:
     table.add_row("device", str(built.device))
     table.add_row("parameters", f"{built.parameter_count:,}")
     table.add_row("data", built.data_note)
+    for note in built.model_notes:  # where the weights came from, a replaced head
+        table.add_row("model", note)
     table.add_row(
         "samples",
         f"train {built.train_data.num_samples:,} · val {built.val_data.num_samples:,} "

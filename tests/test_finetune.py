@@ -151,6 +151,8 @@ def test_check_on_imagefolder_replaces_the_head_of_a_1000_class_file(tmp_path, r
 
     result = CliRunner().invoke(app, ["check", str(path)])
     assert result.exit_code == 0, result.output
+    assert "head replaced: fc 1000 → 3 classes, initialised fresh" in result.output
+    assert "weights: local state_dict" in result.output
 
 
 def test_check_exits_2_naming_a_mismatched_key_and_both_shapes(tmp_path, resnet18_1000):
