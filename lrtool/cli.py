@@ -697,7 +697,11 @@ def render_train(console: Console, outcome: Any, *, plot: bool) -> None:
     if plot:
         h = result.history
         color = console.is_terminal  # without colour, curves differ by glyph
-        show_chart(console, train_charts(h["step"], h["loss"], h["lr"], h["momentum"], color=color))
+        starts = [c["first_step"] for c in result.cycles]
+        chart = train_charts(
+            h["step"], h["loss"], h["lr"], h["momentum"], color=color, cycle_starts=starts
+        )
+        show_chart(console, chart)
         if refound is not None:
             curves = [{"label": "after training", "lr": refound.lr, "y": refound.smoothed_loss}]
             if first_find is not None:
@@ -798,7 +802,15 @@ def plot_cmd(
             )
         else:
             h = data["history"]
-            chart = train_charts(h["step"], h["loss"], h["lr"], h.get("momentum"), color=color)
+            starts = [c.get("first_step") for c in data.get("cycles") or []]
+            chart = train_charts(
+                h["step"],
+                h["loss"],
+                h["lr"],
+                h.get("momentum"),
+                color=color,
+                cycle_starts=[s for s in starts if s is not None],
+            )
         show_chart(console, chart)
 
 

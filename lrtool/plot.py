@@ -279,9 +279,12 @@ def train_charts(
     width: int = 80,
     height: int = 30,
     color: bool = True,
+    cycle_starts: Sequence[float] = (),
 ) -> str:
     """Two charts stacked: training loss per step, then the lr (left axis) and momentum (right
-    axis) schedules. ``momentum`` may be None or empty for optimizers without one."""
+    axis) schedules. ``momentum`` may be None or empty for optimizers without one.
+    ``cycle_starts``: the first step of each cycle (train.json's cycles); with several, a
+    dotted line named "cycle k" marks where each after the first begins."""
     width, height = _clamp_size(width, max(height, 10 + MIN_HEIGHT))
     # The loss gets the larger share: it is what the user watches; the schedule is a check,
     # but needs about 10 rows to show its shape under a title, ticks and a legend.
@@ -293,10 +296,15 @@ def train_charts(
         with _chart(width, loss_height, color, []) as canvas:
             fig = canvas.fig
             _frame(fig, "training loss", "step", "loss")
-            _set_linear_x(fig, *_data_range([sx]), width)
+            xlim = _data_range([sx])
+            _set_linear_x(fig, *xlim, width)
             ylim = _y_limits([sy])
             fig.ruler("y").lim(*ylim)
             _curve(fig, sx, sy, ylim, CURVE_COLOR, "hd", color)
+            marks = _cycle_marks(cycle_starts, xlim)
+            for mark in marks:
+                _vline(fig, mark, *ylim, canvas.rows, color)
+            _label_marks(fig, marks, xlim, ylim, width, canvas.rows, color)
             top = canvas.render()
     else:
         top = _empty_chart("no training loss to plot", width, loss_height, color, "training loss")
@@ -325,6 +333,17 @@ def train_charts(
     else:
         bottom = _empty_chart("no schedule to plot", width, schedule_height, color, "schedule")
     return top + "\n" + bottom
+
+
+def _cycle_marks(starts: Sequence[float], xlim: tuple[float, float]) -> list[_Mark]:
+    """A dotted line at the first step of every cycle after the first, inside the chart."""
+    if len(starts) < 2:
+        return []
+    return [
+        _Mark(f"cycle {k}", float(x), "gray", False, f"cycle {k}")
+        for k, x in enumerate(starts, start=1)
+        if k > 1 and xlim[0] <= x <= xlim[1]
+    ]
 
 
 def metric_vs_lr_chart(

@@ -246,14 +246,15 @@ def run_train(
     cycle_refinds: list[FindResult] = []
     if exp.train.cycles > 1:
         result, cycle_refinds = _train_cycles(built, rates, target, sweep_progress, train_progress)
-        for record in result.cycles:
-            say(_cycle_line(record))
     else:
         result = _train(built, rates, target, checkpoint, train_progress)
         whole = Plan(1, exp.train.freeze_epochs + exp.train.epochs)
         result.cycles = [cycle_record(whole, result.lr_max, result.final)]
     if first_find is not None and result.cycles:
         result.cycles[0]["lr_from"] = "find"
+    if len(result.cycles) > 1:
+        for record in result.cycles:
+            say(_cycle_line(record))
     # Ctrl-C put the model back to the checkpoint's weights (those `final` describes); with
     # no checkpoint yet there are no weights worth keeping.
     resumable = folder is not None and (folder / CHECKPOINT_NAME).is_file()

@@ -187,3 +187,14 @@ def test_resume_with_cycles_is_refused(tmp_path: Path, tiny_yaml: Path) -> None:
     exp = load_experiment(tiny_yaml, {"train.cycles": 2})
     with pytest.raises(ConfigError, match="train.cycles"):
         run_train(exp, resume=tmp_path)
+
+
+def test_train_chart_marks_each_cycle_after_the_first() -> None:
+    from lrtool.plot import train_charts
+
+    step = list(range(1, 61))
+    loss = [1.0 / s for s in step]
+    lr = [1e-3] * 60
+    marked = train_charts(step, loss, lr, None, color=False, cycle_starts=[1, 21, 41])
+    assert "cycle 2" in marked and "cycle 3" in marked and "cycle 1" not in marked
+    assert "cycle" not in train_charts(step, loss, lr, None, color=False, cycle_starts=[1])
