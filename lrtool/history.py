@@ -179,6 +179,7 @@ def fresh_folder(path: str | Path) -> Path:
     """A writable `path` that holds no other run's files: results are never overwritten."""
     path = writable_folder(path)
     taken = [name for name in RUN_FILES if (path / name).exists()]
+    taken += sorted(p.name for p in path.glob("refind-*.json"))  # the re-finds of train.cycles
     if taken:
         raise ConfigError(
             f"--out: {path} already holds another run's files ({', '.join(taken)}); lrtool "

@@ -198,3 +198,11 @@ def test_train_chart_marks_each_cycle_after_the_first() -> None:
     marked = train_charts(step, loss, lr, None, color=False, cycle_starts=[1, 21, 41])
     assert "cycle 2" in marked and "cycle 3" in marked and "cycle 1" not in marked
     assert "cycle" not in train_charts(step, loss, lr, None, color=False, cycle_starts=[1])
+
+
+def test_a_folder_with_a_cycle_refind_is_taken(tmp_path: Path) -> None:
+    from lrtool.history import fresh_folder
+
+    (tmp_path / "refind-2.json").write_text("{}")
+    with pytest.raises(ConfigError, match="refind-2.json"):
+        fresh_folder(tmp_path)
