@@ -564,6 +564,15 @@ def train(
         int | None,
         typer.Option(help="Epochs training only the head first (default 0).", show_default=False),
     ] = None,
+    train_bn: Annotated[
+        bool | None,
+        typer.Option(
+            "--train-bn/--no-train-bn",
+            help="During --freeze-epochs, keep training the frozen groups' normalisation "
+            "layers, as fastai does (default: train them).",
+            show_default=False,
+        ),
+    ] = None,
     grad_accum: GradAccumOpt = None,
     precision: PrecisionOpt = None,
     clip_grad_norm: ClipOpt = None,
@@ -620,6 +629,7 @@ def train(
             "train.moms": _moms(moms),
             "train.anneal": anneal,
             "train.freeze_epochs": freeze_epochs,
+            "train.train_bn": train_bn,
             "train.grad_accum": grad_accum,
             "train.precision": precision,
             "train.clip_grad_norm": clip_grad_norm,

@@ -290,6 +290,12 @@ class TrainSpec(Spec):
     freeze_epochs: int = Field(
         0, ge=0, description="Epochs training only the last group before unfreezing."
     )
+    train_bn: bool = Field(
+        True,
+        description="During freeze_epochs, keep training the weights and biases of the frozen "
+        "groups' normalisation layers (BatchNorm, InstanceNorm, LayerNorm), as fastai's "
+        "train_bn=True does; false freezes them with the rest.",
+    )
     grad_accum: int = Field(1, ge=1, description="Mini-batches accumulated per step.")
     precision: Precision = Field("fp32", description="fp32, bf16 or fp16 (autocast).")
     clip_grad_norm: float | None = Field(None, gt=0, description="Clip the gradient norm.")

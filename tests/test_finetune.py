@@ -346,3 +346,8 @@ def test_smoke_keeps_a_local_weights_file_as_given(tmp_path):
 
     exp = validate({"model": {"name": "torchvision.resnet18", "weights": str(tmp_path / "w.pth")}})
     assert smoke_experiment(exp, batches=2)[0].model.weights == str(tmp_path / "w.pth")
+
+
+def test_train_bn_is_in_the_schema_default_true():
+    assert validate({}).train.train_bn is True
+    assert validate({"train": {"train_bn": False}}).train.train_bn is False
