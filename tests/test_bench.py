@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lrtool.bench import runs
 from lrtool.bench.cache import CACHE_VERSION, Cache, rate_key, run_key
@@ -352,3 +353,33 @@ def test_prepare_fills_the_cache_for_the_chosen_tasks(tmp_path, monkeypatch, cap
     assert main([*args, "--seeds", "0", "--grid", "1e-3,1e-1", "--per-decade", "1"]) == 0
     assert len(counter.train) == 3 and len(counter.find) == 1
     assert "complete" in capsys.readouterr().out
+
+
+def test_digits_images_keeps_the_classes_asked_for_relabelled_in_order():
+    from lrtool.bench.datasets import digits_images
+
+    whole = digits_images(size=8)
+    part = digits_images(size=8, classes=[6, 7, 8, 9])
+    labels = part.tensors[1]
+    assert sorted(labels.unique().tolist()) == [0, 1, 2, 3]
+    assert len(part) == int(sum((whole.tensors[1] == d).sum() for d in (6, 7, 8, 9)))
+
+    # digit 9 becomes label 3: the first image of each is the same picture (each set is
+    # standardised over its own pixels, so compare them standardised on their own)
+    def alone(image: torch.Tensor) -> torch.Tensor:
+        return (image - image.mean()) / image.std()
+
+    nine = whole.tensors[0][whole.tensors[1] == 9][0]
+    assert torch.allclose(alone(part.tensors[0][labels == 3][0]), alone(nine), atol=1e-4)
+
+
+def test_resnet_fc_is_resnet_with_its_head_named_fc():
+    from lrtool.bench.models import resnet, resnet_fc
+
+    torch.manual_seed(0)
+    plain = resnet(1, 6, width=4)
+    torch.manual_seed(0)
+    named = resnet_fc(1, 6, width=4)
+    x = torch.randn(2, 1, 16, 16)
+    assert named.fc.out_features == 6
+    assert torch.equal(plain(x), named(x))

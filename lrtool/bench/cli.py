@@ -96,6 +96,10 @@ def parser() -> argparse.ArgumentParser:
     sq.add_argument(
         "--verify", action="store_true", help="add the `lrtool verify` row and its cost"
     )
+    fp = sub.add_parser(
+        "finetune", help="fine-tuning recipes at equal epochs (pretrained on shapes, then digits)"
+    )
+    fp.add_argument("--seeds", default="0,1,2")
     return top
 
 
@@ -106,6 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .speed import speed
 
             speed(args.device, args.repeats, args.steps)
+            return 0
+        if args.command == "finetune":
+            from .finetune import main as finetune
+
+            print(finetune(_seeds(args.seeds)))
             return 0
         names = _task_names(args)
         seeds = _seeds(args.seeds)

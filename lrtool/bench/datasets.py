@@ -39,11 +39,18 @@ def sklearn_standardized(name: str, **args: Any) -> TensorDataset:
     )
 
 
-def digits_images(size: int = 16) -> TensorDataset:
-    """sklearn's 8x8 digits upsampled (bilinear) to size x size, one channel, standardised."""
+def digits_images(size: int = 16, classes: list[int] | None = None) -> TensorDataset:
+    """sklearn's 8x8 digits upsampled (bilinear) to size x size, one channel, standardised.
+
+    `classes` keeps only those digits, relabelled 0, 1, ... in the order given (the
+    fine-tuning benchmark pretrains on some digits and fine-tunes on the others)."""
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
+    if classes is not None:
+        label = {digit: i for i, digit in enumerate(classes)}
+        keep = np.isin(y, classes)
+        x, y = x[keep], np.array([label[digit] for digit in y[keep]])
     images = torch.as_tensor(x, dtype=torch.float32).reshape(-1, 1, 8, 8)
     images = torch.nn.functional.interpolate(
         images, size=(size, size), mode="bilinear", align_corners=False

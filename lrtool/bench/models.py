@@ -82,6 +82,26 @@ def resnet(in_channels: int = 1, num_classes: int = 10, width: int = 16, stages:
     return nn.Sequential(*layers)
 
 
+class _NamedResNet(nn.Module):
+    """`resnet`'s layers under names a fine-tuning run can address: `body` (stem, blocks,
+    pooling) and the classifier head `fc`, as torchvision's resnets call it, so a pretrained
+    `body` can be given a fresh `fc` for another number of classes."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int, stages: int) -> None:
+        super().__init__()
+        layers = list(resnet(in_channels, num_classes, width, stages))
+        self.body = nn.Sequential(*layers[:-1])
+        self.fc = layers[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.body(x))
+
+
+def resnet_fc(in_channels: int = 1, num_classes: int = 10, width: int = 16, stages: int = 2):
+    """`resnet` with its head named `fc` (for the fine-tuning benchmark)."""
+    return _NamedResNet(in_channels, num_classes, width, stages)
+
+
 class _Recurrent(nn.Module):
     """Embedding, a one-layer GRU or LSTM, and a linear head on the last hidden state."""
 
