@@ -351,3 +351,28 @@ def test_smoke_keeps_a_local_weights_file_as_given(tmp_path):
 def test_train_bn_is_in_the_schema_default_true():
     assert validate({}).train.train_bn is True
     assert validate({"train": {"train_bn": False}}).train.train_bn is False
+
+
+def test_the_example_imagefolder_script_writes_both_splits(tmp_path):
+    import runpy
+    import sys as _sys
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "make_digits_imagefolder.py"
+    argv = _sys.argv
+    _sys.argv = [str(script), str(tmp_path / "images")]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        _sys.argv = argv
+    pretrain = sorted(p.name for p in (tmp_path / "images" / "pretrain").iterdir())
+    finetune = sorted(p.name for p in (tmp_path / "images" / "finetune").iterdir())
+    assert pretrain == ["0", "1", "2", "3", "4", "5"] and finetune == ["6", "7", "8", "9"]
+    from PIL import Image
+
+    first = next((tmp_path / "images" / "finetune" / "9").glob("*.png"))
+    assert Image.open(first).size == (32, 32) and Image.open(first).mode == "RGB"
+    exp = load_experiment(
+        Path(__file__).resolve().parents[1] / "experiments" / "pretrain_digits.yaml",
+        [f"data.args.root={tmp_path / 'images' / 'pretrain'}"],
+    )
+    assert exp.data.args["root"].endswith("pretrain")
