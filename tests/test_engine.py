@@ -1,0 +1,98 @@
+"""The engine: the step loop shared by the finder and the one-cycle trainer.
+
+The golden digests below were computed by the trainer as it stood before it became a class
+(commit b09d5b7, `fit_one_cycle` as closures): the refactor must leave every recorded number
+and every weight as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import TINY
+
+from lrtool.cycles import train_cycles
+from lrtool.probe import checked_build
+from lrtool.run import train_built
+from lrtool.train import load_checkpoint
+from lrtool.workflows import load_experiment
+
+# The tiny iris MLP in two parameter groups (hidden layer, head), so that it can be frozen.
+TWO_GROUPS = TINY.replace(
+    "  args: {in_features: 4, hidden: [8], num_classes: 3}\n",
+    '  args: {in_features: 4, hidden: [8], num_classes: 3}\n  groups: ["1", "2"]\n',
+)
+
+# Wall-clock values and installed versions differ from run to run; everything else is pinned.
+UNPINNED = {"elapsed_s", "seconds", "versions"}
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.10g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in sorted(value.items()) if k not in UNPINNED}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def digest(result: dict[str, Any], model: torch.nn.Module) -> str:
+    """sha256 of the result (10 significant digits, wall-clock fields left out) and weights."""
+    weights = {k: v.double().flatten().tolist() for k, v in model.state_dict().items()}
+    text = json.dumps(_rounded({"result": result, "weights": weights}), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _train(write_yaml, overrides: dict[str, Any], tmp_path: Path | None = None) -> str:
+    lr_max = overrides.pop("lr_max", 0.1)
+    exp = load_experiment(write_yaml(TWO_GROUPS), overrides)
+    built = checked_build(exp)
+    checkpoint = {"checkpoint": tmp_path} if tmp_path is not None else {}
+    if exp.train.cycles > 1:
+        result, _ = train_cycles(built, lr_max)
+    else:
+        result = train_built(built, lr_max, **checkpoint)
+    pinned = result.to_dict()
+    if tmp_path is not None:
+        saved = load_checkpoint(tmp_path)
+        keys = ("format", "epoch", "phase", "settings", "progress", "scheduler", "data_epoch")
+        pinned["checkpoint"] = {k: saved[k] for k in keys}
+    return digest(pinned, built.model)
+
+
+GOLDEN = {
+    "frozen": "00d20bc54fc161203a1e3716a6d9758b9b863147b2a5eefdf25061fa4f2afe69",
+    "cycles": "dd7437bb53944e1c4415b85dd5db0b692b04e1b15338f967dea4d649b52181e6",
+    "accum": "ae4af67f39d6c356dc136676984313135ad5ac66c1a22ffeac63164a4965eb3d",
+    "nan": "844ec47a276b8bf5085f8804772b7f6eec90e561e7e9b5dda97ac66779256836",
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "overrides", "with_checkpoint"),
+    [
+        ("frozen", {"train.epochs": 2, "train.freeze_epochs": 1}, False),
+        ("cycles", {"train.epochs": 2, "train.cycles": 2}, False),
+        (
+            "accum",
+            {
+                "train.epochs": 2,
+                "train.freeze_epochs": 1,
+                "train.grad_accum": 2,
+                "train.eval_every": 3,
+                "train.clip_grad_norm": 1.0,
+            },
+            True,
+        ),
+        ("nan", {"train.epochs": 2, "lr_max": 1e6}, False),
+    ],
+)
+def test_training_is_unchanged(write_yaml, tmp_path, case, overrides, with_checkpoint) -> None:
+    got = _train(write_yaml, dict(overrides), tmp_path / "run" if with_checkpoint else None)
+    assert got == GOLDEN[case]
