@@ -7,7 +7,6 @@ fastai's `lr_find`. The model, the optimizer and every RNG are left exactly as t
 from __future__ import annotations
 
 import copy
-import math
 import pickle
 import tempfile
 import time
@@ -19,18 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .engine import StepLoop
 from .errors import ConfigError
 from .history import FindResult
-from .runtime import (
-    autocast,
-    forward_backward,
-    grad_scaler,
-    optimizer_step,
-    read_floats,
-    rng_state,
-    set_rng_state,
-    to_device,
-)
+from .runtime import autocast, rng_state, set_rng_state, to_device
 from .suggest import (  # noqa: F401  (smooth: re-exported, the public name of old)
     DEFAULT_METHOD,
     SUGGESTERS,
@@ -191,15 +182,23 @@ def find_lr(
     if val_loss and val_data is None:
         raise ConfigError("find.val_loss: true needs validation data.")
     rates = sweep_rates(start_lr, end_lr, num_steps, mode)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    sync_every = sync_every or (10 if device.type == "cuda" else 1)
+    loop: StepLoop[float] = StepLoop(
+        model,
+        optimizer,
+        loss_fn,
+        precision=precision,
+        clip_grad_norm=clip_grad_norm,
+        device=device,
+        sync_every=sync_every,
+        reduce=reduce,
+    )
+    device = loop.device
     ratios = _group_ratios(optimizer)
     fixed_val = (
         [to_device(b, device) for _, b in zip(range(val_batches), val_data, strict=False)]
         if val_loss
         else []
     )
-    scaler = grad_scaler(precision, device)
 
     saved = Snapshot(model, optimizer, snapshot)
     rngs = rng_state()
@@ -209,29 +208,21 @@ def find_lr(
     losses: list[float] = []
     smoothed: list[float] = []
     smoother = Smoother(smoothing)
-    pending: list[tuple[float, torch.Tensor]] = []
     stop_reason = "completed"
     started = time.perf_counter()
 
-    def flush() -> str | None:
-        """Read the pending losses in one transfer; return a stop reason if one is met."""
-        chunk = pending[:]
-        pending.clear()
-        values = read_floats([v for _, v in chunk])
-        stop = None
-        for (lr, _), value in zip(chunk, values, strict=True):
-            if not math.isfinite(value):
-                stop = "nan"
-                break
+    def take(read: tuple[list[tuple[float, float]], tuple[float, float] | None]) -> str | None:
+        """Record the losses read; return a stop reason if one is met."""
+        finite, not_finite = read
+        for lr, value in finite:
             lrs.append(lr)
             losses.append(value)
             smoothed.append(smoother.update(value))
             if on_step is not None:
                 on_step(len(lrs), lr, smoothed[-1])
             if smoothed[-1] > diverge_factor * smoother.best:
-                stop = "diverged"
-                break
-        return stop
+                return "diverged"
+        return "nan" if not_finite is not None else None
 
     batches = cycle(train_data)
     try:
@@ -239,28 +230,19 @@ def find_lr(
         for step, lr in enumerate(rates):
             for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
                 group["lr"] = float(lr) * ratio
-            optimizer.zero_grad(set_to_none=True)
-            record = forward_backward(
-                model, batches, loss_fn, grad_accum, precision, device, scaler
-            )
-            optimizer_step(optimizer, scaler, clip_grad_norm)
+            record = loop.backward(batches, grad_accum)
+            loop.step()
             if val_loss:
                 record = _fixed_loss(model, fixed_val, loss_fn, precision, device)
-            if reduce is not None:
-                record = reduce(record)
-            pending.append((float(lr), record))
-            if len(pending) >= sync_every or step == len(rates) - 1:
-                reason = flush()
+            loop.record(float(lr), record)
+            if loop.pending.due() or step == len(rates) - 1:
+                reason = take(loop.pending.read())
                 if reason:
                     stop_reason = reason
                     break
     except KeyboardInterrupt:
         stop_reason = "interrupted"
-        if pending:
-            try:
-                flush()
-            except BaseException:  # a half-computed step: keep what was recorded before it
-                pass
+        take(loop.pending.read_after_interrupt())
     finally:
         saved.restore()
         saved.close()

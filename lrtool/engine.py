@@ -1,0 +1,122 @@
+"""The step loop the finder and the one-cycle trainer share.
+
+Both take built objects and run optimizer steps the same way: on the model's device (or the
+one given), in the run's precision (an fp16 gradient scaler on cuda), gradient accumulation
+and clipping through `runtime.forward_backward` / `runtime.optimizer_step`, the step's loss
+left on the device and read with the others every `sync_every` steps, the first non-finite
+one reported. What each does with a read loss (smoothing and divergence for the finder,
+history and epochs for the trainer) stays with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+import torch
+from torch import nn
+
+from .runtime import forward_backward, grad_scaler, optimizer_step, read_floats
+
+Info = TypeVar("Info")
+
+
+def loop_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
+    """The device given, else the one the model's parameters are on."""
+    return torch.device(device) if device is not None else next(model.parameters()).device
+
+
+def default_sync_every(device: torch.device, sync_every: int | None) -> int:
+    """Steps between loss reads: each read syncs the host with an accelerator, so on cuda
+    ten losses are read at once; elsewhere reading costs nothing and every step is read."""
+    return sync_every or (10 if device.type == "cuda" else 1)
+
+
+class PendingLosses(Generic[Info]):
+    """Step losses still on the device, each with what the caller wants back (step, rate...)."""
+
+    def __init__(self, sync_every: int) -> None:
+        self.sync_every = sync_every
+        self._items: list[tuple[Info, torch.Tensor]] = []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, info: Info, loss: torch.Tensor) -> None:
+        self._items.append((info, loss))
+
+    def due(self) -> bool:
+        """True once `sync_every` losses wait: time to read them."""
+        return len(self._items) >= self.sync_every
+
+    def read(self) -> tuple[list[tuple[Info, float]], tuple[Info, float] | None]:
+        """Read every pending loss in one transfer and forget them.
+
+        Returns the finite losses in step order up to the first non-finite one, and that one
+        (or None): steps after a NaN are not worth recording.
+        """
+        items, self._items = self._items, []
+        if not items:
+            return [], None
+        finite: list[tuple[Info, float]] = []
+        for (info, _), value in zip(items, read_floats([loss for _, loss in items]), strict=True):
+            if not math.isfinite(value):
+                return finite, (info, value)
+            finite.append((info, value))
+        return finite, None
+
+    def read_after_interrupt(self) -> tuple[list[tuple[Info, float]], tuple[Info, float] | None]:
+        """`read` after Ctrl-C: the steps finished before it still belong in the history, but
+        a step cut mid-way may hold a half-computed value; then keep what came before it."""
+        try:
+            return self.read()
+        except Exception:
+            self._items = []
+            return [], None
+
+
+class StepLoop(Generic[Info]):
+    """One optimizer step at a time, as the finder and the trainer both take them."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[..., torch.Tensor],
+        *,
+        precision: str = "fp32",
+        clip_grad_norm: float | None = None,
+        device: torch.device | str | None = None,
+        sync_every: int | None = None,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.precision, self.clip_grad_norm, self.reduce = precision, clip_grad_norm, reduce
+        self.device = loop_device(model, device)
+        self.scaler = grad_scaler(precision, self.device)
+        self.pending: PendingLosses[Info] = PendingLosses(
+            default_sync_every(self.device, sync_every)
+        )
+
+    def backward(self, batches: Iterator[Any], micro_batches: int) -> torch.Tensor:
+        """Fresh gradients over `micro_batches` batches; the mean loss, left on the device."""
+        self.optimizer.zero_grad(set_to_none=True)
+        return forward_backward(
+            self.model,
+            batches,
+            self.loss_fn,
+            micro_batches,
+            self.precision,
+            self.device,
+            self.scaler,
+        )
+
+    def step(self) -> None:
+        """Clip (when asked) and step the optimizer, through the fp16 scaler if there is one."""
+        optimizer_step(self.optimizer, self.scaler, self.clip_grad_norm)
+
+    def record(self, info: Info, loss: torch.Tensor) -> None:
+        """Keep the step's loss (averaged across processes when `reduce` is given) for the
+        next read."""
+        self.pending.add(info, self.reduce(loss) if self.reduce is not None else loss)
