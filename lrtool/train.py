@@ -21,19 +21,10 @@ from torch import nn
 from torch.optim.lr_scheduler import OneCycleLR
 
 from .config import LR_MAX_FORMS, RateSlice, lr_max_value
+from .engine import StepLoop, loop_device
 from .errors import ConfigError, RunFailed
 from .history import versions, write_torch_atomic
-from .runtime import (
-    autocast,
-    forward_backward,
-    grad_scaler,
-    optimizer_step,
-    read_floats,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-    to_device,
-)
+from .runtime import autocast, rng_state, seed_everything, set_rng_state, to_device
 
 LR_MAX_KEY = "--lr-max/train.lr_max"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -460,6 +451,7 @@ def _check_settings(
         )
 
 
+# Long only in its keyword arguments and their documentation: the work is OneCycleTrainer's.
 def fit_one_cycle(
     model: nn.Module,
     train_data: Iterable[Any],
@@ -528,272 +520,382 @@ def fit_one_cycle(
     `final` then describe the same model. Interrupted before the first checkpoint, `final`
     is empty (every value None).
     """
-    started = time.perf_counter()
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    n_groups = len(optimizer.param_groups)
-    rates = parse_lr_max(lr_max, n_groups)
-    _check_settings(
+    return OneCycleTrainer(
+        model,
+        train_data,
+        val_data,
+        optimizer,
+        loss_fn,
+        lr_max,
         epochs=epochs,
-        freeze_epochs=freeze_epochs,
-        n_groups=n_groups,
-        grad_accum=grad_accum,
         pct_start=pct_start,
         div_factor=div_factor,
         final_div_factor=final_div_factor,
         moms=moms,
         anneal=anneal,
+        freeze_epochs=freeze_epochs,
+        grad_accum=grad_accum,
         precision=precision,
         clip_grad_norm=clip_grad_norm,
         eval_every=eval_every,
-    )
-    n_batches = len(train_data)  # type: ignore[arg-type]
-    if n_batches == 0:
-        raise ConfigError("the training data yields no batches.")
-    steps_per_epoch = math.ceil(n_batches / grad_accum)
-    metrics = dict(metrics or {})
-    scaler = grad_scaler(precision, device)
-    mom_key = momentum_key(optimizer)
-    sync_every = sync_every or (10 if device.type == "cuda" else 1)
-    total_epochs = freeze_epochs + epochs
-    phases = [_Phase("main", freeze_epochs, epochs, rates)]
-    if freeze_epochs:
-        phases.insert(0, _Phase("frozen", 0, freeze_epochs, rates[-1:]))
-    settings = {
-        "lr_max": rates,
-        "epochs": epochs,
-        "freeze_epochs": freeze_epochs,
-        "pct_start": pct_start,
-        "div_factor": div_factor,
-        "final_div_factor": final_div_factor,
-        "moms": list(moms),
-        "anneal": anneal,
-        "grad_accum": grad_accum,
-        "steps_per_epoch": steps_per_epoch,
-        "groups": n_groups,
-    }
+        train_bn=train_bn,
+        metrics=metrics,
+        device=device,
+        seed=seed,
+        on_step=on_step,
+        on_epoch=on_epoch,
+        checkpoint=checkpoint,
+        resume=resume,
+        config=config,
+        reduce=reduce,
+        sync_every=sync_every,
+    ).run()
 
-    progress = _Progress(
-        history={"step": [], "lr": [], "momentum": [] if mom_key else None, "loss": []}
-    )
-    saved: dict[str, Any] | None = None
-    last_checkpoint: Path | None = None  # the file Ctrl-C rolls the model back to
-    if resume is not None:
-        saved = load_checkpoint(resume)
-        last_checkpoint = Path(resume)
-        _check_resume(saved["settings"], settings, resume)
-        model.load_state_dict(saved["model"])
-        if scaler is not None and saved["scaler"] is not None:
-            scaler.load_state_dict(saved["scaler"])
-        progress = _Progress(**saved["progress"])
-        set_rng_state(_native_rng(saved["rng"]))
-        if hasattr(train_data, "set_epoch") and saved["data_epoch"] is not None:
-            train_data.set_epoch(saved["data_epoch"])
-    elif seed is not None:
-        seed_everything(seed)
-    elapsed_before = progress.elapsed_s
 
-    pending: list[tuple[int, float, float | None, torch.Tensor]] = []
-    stop_reason = "completed"
-    nan_step: int | None = None
-    nan_lr: float | None = None
-    history = progress.history
+class OneCycleTrainer:
+    """One run of `fit_one_cycle`: its settings and progress as attributes, a method per part.
 
-    trained_norms = norm_parameters(model, optimizer) if train_bn and freeze_epochs else []
+    Build it with `fit_one_cycle`'s arguments (which see), then `run()` once. Building
+    checks the settings, and restores a checkpoint (`resume`) or seeds every RNG (`seed`).
+    """
 
-    def view(phase: _Phase) -> contextlib.AbstractContextManager[None]:
+    def __init__(
+        self,
+        model: nn.Module,
+        train_data: Iterable[Any],
+        val_data: Iterable[Any] | None,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[..., torch.Tensor],
+        lr_max: float | Sequence[float] | str,
+        *,
+        epochs: int = 5,
+        pct_start: float = 0.25,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e5,
+        moms: Sequence[float] = (0.95, 0.85, 0.95),
+        anneal: str = "cos",
+        freeze_epochs: int = 0,
+        grad_accum: int = 1,
+        precision: str = "fp32",
+        clip_grad_norm: float | None = None,
+        eval_every: str | int = "epoch",
+        train_bn: bool = True,
+        metrics: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
+        device: torch.device | str | None = None,
+        seed: int | None = 0,
+        on_step: Callable[[int, float, float | None], None] | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        checkpoint: str | Path | None = None,
+        resume: str | Path | None = None,
+        config: dict[str, Any] | None = None,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        sync_every: int | None = None,
+    ) -> None:
+        # fit_one_cycle's arguments, checked, then kept as the attributes the methods share.
+        self.started = time.perf_counter()
+        self.device = loop_device(model, device)
+        n_groups = len(optimizer.param_groups)
+        self.rates = parse_lr_max(lr_max, n_groups)
+        _check_settings(
+            epochs=epochs,
+            freeze_epochs=freeze_epochs,
+            n_groups=n_groups,
+            grad_accum=grad_accum,
+            pct_start=pct_start,
+            div_factor=div_factor,
+            final_div_factor=final_div_factor,
+            moms=moms,
+            anneal=anneal,
+            precision=precision,
+            clip_grad_norm=clip_grad_norm,
+            eval_every=eval_every,
+        )
+        self.n_batches = len(train_data)  # type: ignore[arg-type]
+        if self.n_batches == 0:
+            raise ConfigError("the training data yields no batches.")
+        self.model, self.train_data, self.val_data = model, train_data, val_data
+        self.optimizer, self.loss_fn = optimizer, loss_fn
+        self.schedule = {
+            "pct_start": pct_start,
+            "div_factor": div_factor,
+            "final_div_factor": final_div_factor,
+            "moms": moms,
+            "anneal": anneal,
+        }
+        self.grad_accum, self.precision, self.eval_every = grad_accum, precision, eval_every
+        self.metrics = dict(metrics or {})
+        self.seed, self.on_step, self.on_epoch = seed, on_step, on_epoch
+        self.checkpoint, self.config, self.reduce = checkpoint, config, reduce
+        self.steps_per_epoch = math.ceil(self.n_batches / grad_accum)
+        self.loop: StepLoop[tuple[int, float, float | None]] = StepLoop(
+            model,
+            optimizer,
+            loss_fn,
+            precision=precision,
+            clip_grad_norm=clip_grad_norm,
+            device=self.device,
+            sync_every=sync_every,
+            reduce=reduce,
+        )
+        self.scaler = self.loop.scaler
+        self.mom_key = momentum_key(optimizer)
+        self.total_epochs = freeze_epochs + epochs
+        self.phases = [_Phase("main", freeze_epochs, epochs, self.rates)]
+        if freeze_epochs:
+            self.phases.insert(0, _Phase("frozen", 0, freeze_epochs, self.rates[-1:]))
+        self.settings = {
+            "lr_max": self.rates,
+            "epochs": epochs,
+            "freeze_epochs": freeze_epochs,
+            **{**self.schedule, "moms": list(moms)},
+            "grad_accum": grad_accum,
+            "steps_per_epoch": self.steps_per_epoch,
+            "groups": n_groups,
+        }
+        self.stop_reason = "completed"
+        self.nan_step: int | None = None
+        self.nan_lr: float | None = None
+        self._restore_or_seed(resume, seed)
+        self.trained_norms = norm_parameters(model, optimizer) if train_bn and freeze_epochs else []
+
+    def _restore_or_seed(self, resume: str | Path | None, seed: int | None) -> None:
+        """Progress from the checkpoint `resume` names (weights, scaler, RNGs, data order),
+        or a fresh start with every RNG seeded."""
+        self.progress = _Progress(
+            history={"step": [], "lr": [], "momentum": [] if self.mom_key else None, "loss": []}
+        )
+        self.saved: dict[str, Any] | None = None  # the checkpoint, until its phase starts
+        self.last_checkpoint: Path | None = None  # the file Ctrl-C rolls the model back to
+        if resume is not None:
+            saved = self.saved = load_checkpoint(resume)
+            self.last_checkpoint = Path(resume)
+            _check_resume(saved["settings"], self.settings, resume)
+            self.model.load_state_dict(saved["model"])
+            if self.scaler is not None and saved["scaler"] is not None:
+                self.scaler.load_state_dict(saved["scaler"])
+            self.progress = _Progress(**saved["progress"])
+            set_rng_state(_native_rng(saved["rng"]))
+            if hasattr(self.train_data, "set_epoch") and saved["data_epoch"] is not None:
+                self.train_data.set_epoch(saved["data_epoch"])
+        elif seed is not None:
+            seed_everything(seed)
+        self.elapsed_before = self.progress.elapsed_s
+        self.history = self.progress.history
+
+    # --- the run ----------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        """Train every phase (or what is left of them after `resume`); the result."""
+        model, optimizer, progress = self.model, self.optimizer, self.progress
+        was_training = model.training
+        try:
+            model.train()
+            for phase in self.phases:
+                if progress.epochs_done >= phase.end_epoch:
+                    continue  # finished before the checkpoint we resume from
+                with self._frozen(phase):
+                    scheduler = self._start_phase(phase)
+                    for epoch in range(
+                        max(phase.first_epoch, progress.epochs_done), phase.end_epoch
+                    ):
+                        if self._run_epoch(epoch, phase, scheduler):
+                            self.stop_reason = "nan"
+                            break
+                if self.stop_reason != "completed":
+                    break
+        except KeyboardInterrupt:
+            self.stop_reason = "interrupted"
+            self._flush(quiet=True)  # steps finished before Ctrl-C still belong in the history
+        finally:
+            model.train(was_training)
+            optimizer.zero_grad(set_to_none=True)
+        return self._result()
+
+    def _frozen(self, phase: _Phase) -> contextlib.AbstractContextManager[None]:
+        """During the frozen phase, no gradients to any group but the head (and norms)."""
         if phase.is_frozen:
-            return last_group_only(optimizer, trained_norms)
+            return frozen(self.optimizer, self.trained_norms)
         return contextlib.nullcontext()
 
-    def flush(quiet: bool = False) -> bool:
-        """Read the pending step losses in one transfer; True once one is not finite."""
-        nonlocal nan_step, nan_lr
-        if not pending:
-            return False
-        items = list(pending)
-        pending.clear()
-        values = read_floats([record for *_, record in items])
-        for (step, lr, momentum, _), loss in zip(items, values, strict=True):
-            if not math.isfinite(loss):
-                nan_step, nan_lr = step, lr
-                if on_step is not None and not quiet:
-                    on_step(step, lr, None)
-                return True
-            history["step"].append(step)
-            history["lr"].append(lr)
-            if history["momentum"] is not None:
-                history["momentum"].append(momentum)
-            history["loss"].append(loss)
-            if on_step is not None and not quiet:
-                on_step(step, lr, loss)
-        return False
+    def _view(self, phase: _Phase) -> contextlib.AbstractContextManager[None]:
+        """During the frozen phase, the optimizer and the scheduler see the head's group only."""
+        if phase.is_frozen:
+            return last_group_only(self.optimizer, self.trained_norms)
+        return contextlib.nullcontext()
 
-    def start_phase(phase: _Phase) -> OneCycleLR:
+    def _start_phase(self, phase: _Phase) -> OneCycleLR:
         """The phase's schedule; on resume, optimizer and schedule as the checkpoint left them."""
-        nonlocal saved
+        saved = self.saved
         if saved is not None and saved["phase"] != phase.name:
             # The checkpoint closed the previous phase: its optimizer state carries over, as
             # in an uninterrupted run, and this phase's schedule starts afresh.
-            optimizer.load_state_dict(saved["optimizer"])
-            saved = None
-        with view(phase):
+            self.optimizer.load_state_dict(saved["optimizer"])
+            saved = self.saved = None
+        with self._view(phase):
             scheduler = one_cycle_scheduler(
-                optimizer,
-                phase.lr_max,
-                phase.epochs * steps_per_epoch,
-                pct_start=pct_start,
-                div_factor=div_factor,
-                final_div_factor=final_div_factor,
-                moms=moms,
-                anneal=anneal,
+                self.optimizer, phase.lr_max, phase.epochs * self.steps_per_epoch, **self.schedule
             )
         if saved is not None:
             # Building the scheduler reset every rate and momentum: the saved ones are the truth.
-            optimizer.load_state_dict(saved["optimizer"])
+            self.optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
-            saved = None
+            self.saved = None
         return scheduler
 
-    def train_step(
-        batches: Iterator[Any], micro_batches: int, phase: _Phase, scheduler: OneCycleLR
+    def _run_epoch(self, epoch: int, phase: _Phase, scheduler: OneCycleLR) -> bool:
+        """One pass over the training data; True when a NaN loss stops the run."""
+        epoch_started = time.perf_counter()
+        if hasattr(self.train_data, "set_epoch"):
+            self.train_data.set_epoch(epoch)
+        first = len(self.history["loss"])
+        batches = iter(self.train_data)
+        eval_every, pending = self.eval_every, self.loop.pending
+        for s in range(self.steps_per_epoch):
+            micro_batches = min(self.grad_accum, self.n_batches - s * self.grad_accum)
+            self._train_step(batches, micro_batches, phase, scheduler)
+            if pending.due() and self._flush():
+                return True
+            if eval_every != "epoch" and self.progress.step % eval_every == 0:
+                if self._flush():
+                    return True
+                self._evaluate_now(epoch)
+        if self._flush():
+            return True
+        last_epoch = epoch + 1 == self.total_epochs
+        if eval_every == "epoch" or (last_epoch and self.progress.step % eval_every != 0):
+            self._evaluate_now(epoch)
+        self._end_epoch(epoch, phase, scheduler, first, epoch_started)
+        return False
+
+    def _train_step(
+        self, batches: Iterator[Any], micro_batches: int, phase: _Phase, scheduler: OneCycleLR
     ) -> None:
-        optimizer.zero_grad(set_to_none=True)
+        progress, optimizer = self.progress, self.optimizer
         try:
-            record = forward_backward(
-                model, batches, loss_fn, micro_batches, precision, device, scaler
-            )
+            loss = self.loop.backward(batches, micro_batches)
         except StopIteration:
             raise RunFailed(
-                f"the training data yielded fewer batches than its length ({n_batches})."
+                f"the training data yielded fewer batches than its length ({self.n_batches})."
             ) from None
         head = optimizer.param_groups[-1]
         lr = float(head["lr"])
         if not phase.is_frozen and lr > progress.peak_lr:
             progress.peak_lr = lr
             progress.group_lrs_at_peak = [float(g["lr"]) for g in optimizer.param_groups]
-        momentum = _momentum(head, mom_key)
-        with view(phase):
-            optimizer_step(optimizer, scaler, clip_grad_norm)
+        momentum = _momentum(head, self.mom_key)
+        with self._view(phase):
+            self.loop.step()
             scheduler.step()
         progress.step += 1
-        if reduce is not None:
-            record = reduce(record)
-        pending.append((progress.step, lr, momentum, record))
+        self.loop.record((progress.step, lr, momentum), loss)
 
-    def evaluate_now(epoch: int) -> None:
-        if val_data is None:
+    def _flush(self, quiet: bool = False) -> bool:
+        """Read the pending step losses in one transfer; True once one is not finite.
+
+        `quiet` (after Ctrl-C): record them without telling `on_step`.
+        """
+        pending = self.loop.pending
+        finite, not_finite = pending.read_after_interrupt() if quiet else pending.read()
+        tell = self.on_step if not quiet else None
+        history = self.history
+        for (step, lr, momentum), loss in finite:
+            history["step"].append(step)
+            history["lr"].append(lr)
+            if history["momentum"] is not None:
+                history["momentum"].append(momentum)
+            history["loss"].append(loss)
+            if tell is not None:
+                tell(step, lr, loss)
+        if not_finite is None:
+            return False
+        (self.nan_step, self.nan_lr, _), _ = not_finite
+        if tell is not None:
+            tell(self.nan_step, self.nan_lr, None)
+        return True
+
+    def _evaluate_now(self, epoch: int) -> None:
+        if self.val_data is None:
             return
         values = evaluate(
-            model, val_data, loss_fn, metrics, precision=precision, device=device, reduce=reduce
+            self.model,
+            self.val_data,
+            self.loss_fn,
+            self.metrics,
+            precision=self.precision,
+            device=self.device,
+            reduce=self.reduce,
         )
-        progress.evals.append({"step": progress.step, "epoch": epoch + 1, **values})
+        self.progress.evals.append({"step": self.progress.step, "epoch": epoch + 1, **values})
 
-    def save(phase: _Phase, scheduler: OneCycleLR) -> None:
-        nonlocal last_checkpoint
-        progress.elapsed_s = round(elapsed_before + time.perf_counter() - started, 3)
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": progress.epochs_done,
-            "phase": phase.name,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "progress": asdict(progress),
-            "rng": _portable_rng(rng_state()),
-            "data_epoch": getattr(train_data, "epoch", None),
-            "settings": settings,
-            "config": config,
-        }
-        last_checkpoint = save_checkpoint(checkpoint, state)
-
-    def run_epoch(epoch: int, phase: _Phase, scheduler: OneCycleLR) -> bool:
-        """One pass over the training data; True when a NaN loss stops the run."""
-        epoch_started = time.perf_counter()
-        if hasattr(train_data, "set_epoch"):
-            train_data.set_epoch(epoch)
-        first = len(history["loss"])
-        batches = iter(train_data)
-        for s in range(steps_per_epoch):
-            train_step(batches, min(grad_accum, n_batches - s * grad_accum), phase, scheduler)
-            if len(pending) >= sync_every and flush():
-                return True
-            if eval_every != "epoch" and progress.step % eval_every == 0:
-                if flush():
-                    return True
-                evaluate_now(epoch)
-        if flush():
-            return True
-        last_epoch = epoch + 1 == total_epochs
-        if eval_every == "epoch" or (last_epoch and progress.step % eval_every != 0):
-            evaluate_now(epoch)
+    def _end_epoch(
+        self, epoch: int, phase: _Phase, scheduler: OneCycleLR, first: int, epoch_started: float
+    ) -> None:
+        """The epoch's record (losses from index `first` on), the checkpoint, `on_epoch`."""
+        progress = self.progress
         latest = progress.evals[-1] if progress.evals else {}
         if latest.get("epoch") != epoch + 1:
             latest = {}  # no evaluation fell in this epoch
-        losses = history["loss"][first:]
+        losses = self.history["loss"][first:]
         record = {
             "epoch": epoch + 1,
             "phase": phase.name,
             "train_loss": sum(losses) / len(losses),
             "val_loss": latest.get("val_loss"),
-            **{name: latest.get(name) for name in metrics},
+            **{name: latest.get(name) for name in self.metrics},
             "seconds": round(time.perf_counter() - epoch_started, 3),
         }
         progress.epochs.append(record)
         progress.epochs_done = epoch + 1
-        if checkpoint is not None:
-            save(phase, scheduler)
-        if on_epoch is not None:
-            on_epoch(record)
-        return False
+        if self.checkpoint is not None:
+            self._save(phase, scheduler)
+        if self.on_epoch is not None:
+            self.on_epoch(record)
 
-    was_training = model.training
-    try:
-        model.train()
-        for phase in phases:
-            if progress.epochs_done >= phase.end_epoch:
-                continue  # finished before the checkpoint we resume from
-            with frozen(optimizer, trained_norms) if phase.is_frozen else contextlib.nullcontext():
-                scheduler = start_phase(phase)
-                for epoch in range(max(phase.first_epoch, progress.epochs_done), phase.end_epoch):
-                    if run_epoch(epoch, phase, scheduler):
-                        stop_reason = "nan"
-                        break
-            if stop_reason != "completed":
-                break
-    except KeyboardInterrupt:
-        stop_reason = "interrupted"
-        try:
-            flush(quiet=True)  # steps finished before Ctrl-C still belong in the history
-        except Exception:  # a half-computed value: keep what was recorded before it
-            pending.clear()
-    finally:
-        model.train(was_training)
-        optimizer.zero_grad(set_to_none=True)
+    def _save(self, phase: _Phase, scheduler: OneCycleLR) -> None:
+        progress = self.progress
+        progress.elapsed_s = round(self.elapsed_before + time.perf_counter() - self.started, 3)
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": progress.epochs_done,
+            "phase": phase.name,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "progress": asdict(progress),
+            "rng": _portable_rng(rng_state()),
+            "data_epoch": getattr(self.train_data, "epoch", None),
+            "settings": self.settings,
+            "config": self.config,
+        }
+        self.last_checkpoint = save_checkpoint(self.checkpoint, state)
 
-    evals = progress.evals
-    if stop_reason == "interrupted" and checkpoint is not None:
-        # The weights of a half-finished epoch are no use to anyone: go back to the ones the
-        # checkpoint holds (those `--resume` continues from) and report their evaluation.
-        kept_step = 0
-        if last_checkpoint is not None:
-            state = load_checkpoint(last_checkpoint)
-            model.load_state_dict(state["model"])
-            kept_step = state["progress"]["step"]
-        evals = [e for e in evals if e["step"] <= kept_step]
-    final_eval = evals[-1] if evals else {}
-    return TrainResult(
-        lr_max=rates[0] if len(set(rates)) == 1 else rates,
-        epochs=progress.epochs,
-        final={name: final_eval.get(name) for name in ("val_loss", *metrics)},
-        history=history,
-        stop_reason=stop_reason,
-        seed=seed,
-        device=str(device),
-        elapsed_s=round(elapsed_before + time.perf_counter() - started, 3),
-        group_names=[str(g.get("name", i)) for i, g in enumerate(optimizer.param_groups)],
-        group_lrs_at_peak=progress.group_lrs_at_peak,
-        evals=progress.evals,
-        nan_step=nan_step,
-        nan_lr=nan_lr,
-    )
+    def _result(self) -> TrainResult:
+        evals = self.progress.evals
+        if self.stop_reason == "interrupted" and self.checkpoint is not None:
+            # The weights of a half-finished epoch are no use to anyone: go back to the ones
+            # the checkpoint holds (those `--resume` continues from) and report their
+            # evaluation.
+            kept_step = 0
+            if self.last_checkpoint is not None:
+                state = load_checkpoint(self.last_checkpoint)
+                self.model.load_state_dict(state["model"])
+                kept_step = state["progress"]["step"]
+            evals = [e for e in evals if e["step"] <= kept_step]
+        final_eval = evals[-1] if evals else {}
+        rates = self.rates
+        return TrainResult(
+            lr_max=rates[0] if len(set(rates)) == 1 else rates,
+            epochs=self.progress.epochs,
+            final={name: final_eval.get(name) for name in ("val_loss", *self.metrics)},
+            history=self.history,
+            stop_reason=self.stop_reason,
+            seed=self.seed,
+            device=str(self.device),
+            elapsed_s=round(self.elapsed_before + time.perf_counter() - self.started, 3),
+            group_names=[str(g.get("name", i)) for i, g in enumerate(self.optimizer.param_groups)],
+            group_lrs_at_peak=self.progress.group_lrs_at_peak,
+            evals=self.progress.evals,
+            nan_step=self.nan_step,
+            nan_lr=self.nan_lr,
+        )
