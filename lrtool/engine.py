@@ -5,19 +5,20 @@ one given), in the run's precision (an fp16 gradient scaler on cuda), gradient a
 and clipping through `runtime.forward_backward` / `runtime.optimizer_step`, the step's loss
 left on the device and read with the others every `sync_every` steps, the first non-finite
 one reported. What each does with a read loss (smoothing and divergence for the finder,
-history and epochs for the trainer) stays with it.
+history and epochs for the trainer) stays with it. `evaluate` is the trainer's validation
+pass, with the same device, precision and one-transfer read.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 import torch
 from torch import nn
 
-from .runtime import forward_backward, grad_scaler, optimizer_step, read_floats
+from .runtime import autocast, forward_backward, grad_scaler, optimizer_step, read_floats, to_device
 
 Info = TypeVar("Info")
 
@@ -120,3 +121,56 @@ class StepLoop(Generic[Info]):
         """Keep the step's loss (averaged across processes when `reduce` is given) for the
         next read."""
         self.pending.add(info, self.reduce(loss) if self.reduce is not None else loss)
+
+
+# --- evaluation ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: Iterable[Any],
+    loss_fn: Callable[..., torch.Tensor],
+    metrics: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
+    *,
+    precision: str = "fp32",
+    device: torch.device | str | None = None,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, float | None]:
+    """One pass in eval mode: the mean loss (weighted by batch size) and each metric.
+
+    Metrics return a per-batch sum, so each value is sum / samples. With `reduce` (a mean
+    across processes) sums and counts are reduced before dividing, which gives the global
+    mean. The values are read in one transfer at the end.
+    """
+    metrics = metrics or {}
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device)
+    sums = {name: torch.zeros((), device=device) for name in metrics}
+    count = 0
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in data:
+            x, y = to_device(batch, device)
+            with autocast(precision, device):
+                output = model(x)
+                loss = loss_fn(output, y)
+            size = len(y)
+            loss_sum += loss.float() * size
+            count += size
+            for name, fn in metrics.items():
+                sums[name] += fn(output.float(), y).float()
+    finally:
+        model.train(was_training)
+    total = torch.tensor(float(count), device=device)
+    if reduce is not None:
+        loss_sum, total = reduce(loss_sum), reduce(total)
+        sums = {name: reduce(value) for name, value in sums.items()}
+    values = torch.stack([loss_sum, total, *sums.values()]).tolist()
+    if values[1] == 0:
+        return {"val_loss": None, **{name: None for name in metrics}}
+    return {
+        "val_loss": values[0] / values[1],
+        **{name: v / values[1] for name, v in zip(metrics, values[2:], strict=True)},
+    }

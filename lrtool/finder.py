@@ -288,7 +288,7 @@ def _fixed_loss(
 ) -> torch.Tensor:
     """Mean loss on the same validation batches at every step (Smith's variant).
 
-    Unlike `train.evaluate`, the result stays on the device: reading it every step would
+    Unlike `engine.evaluate`, the result stays on the device: reading it every step would
     sync the host with the accelerator at every step of the sweep.
     """
     model.eval()

@@ -20,15 +20,22 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import OneCycleLR
 
+from .checkpoint import (  # noqa: F401  (CHECKPOINT_NAME: re-exported, its old home)
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    check_resume,
+    load_checkpoint,
+    native_rng,
+    portable_rng,
+    save_checkpoint,
+)
 from .config import LR_MAX_FORMS, RateSlice, lr_max_value
-from .engine import StepLoop, loop_device
+from .engine import StepLoop, evaluate, loop_device
 from .errors import ConfigError, RunFailed
-from .history import versions, write_torch_atomic
-from .runtime import autocast, rng_state, seed_everything, set_rng_state, to_device
+from .history import versions
+from .runtime import rng_state, seed_everything, set_rng_state
 
-LR_MAX_KEY = "--lr-max/train.lr_max"
-CHECKPOINT_NAME = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
+LR_MAX_KEY = "train.lr_max"
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -195,59 +202,6 @@ def one_cycle_scheduler(
     )
 
 
-# --- evaluation ---------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    data: Iterable[Any],
-    loss_fn: Callable[..., torch.Tensor],
-    metrics: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
-    *,
-    precision: str = "fp32",
-    device: torch.device | str | None = None,
-    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> dict[str, float | None]:
-    """One pass in eval mode: the mean loss (weighted by batch size) and each metric.
-
-    Metrics return a per-batch sum, so each value is sum / samples. With `reduce` (a mean
-    across processes) sums and counts are reduced before dividing, which gives the global
-    mean. The values are read in one transfer at the end.
-    """
-    metrics = metrics or {}
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    loss_sum = torch.zeros((), device=device)
-    sums = {name: torch.zeros((), device=device) for name in metrics}
-    count = 0
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in data:
-            x, y = to_device(batch, device)
-            with autocast(precision, device):
-                output = model(x)
-                loss = loss_fn(output, y)
-            size = len(y)
-            loss_sum += loss.float() * size
-            count += size
-            for name, fn in metrics.items():
-                sums[name] += fn(output.float(), y).float()
-    finally:
-        model.train(was_training)
-    total = torch.tensor(float(count), device=device)
-    if reduce is not None:
-        loss_sum, total = reduce(loss_sum), reduce(total)
-        sums = {name: reduce(value) for name, value in sums.items()}
-    values = torch.stack([loss_sum, total, *sums.values()]).tolist()
-    if values[1] == 0:
-        return {"val_loss": None, **{name: None for name in metrics}}
-    return {
-        "val_loss": values[0] / values[1],
-        **{name: v / values[1] for name, v in zip(metrics, values[2:], strict=True)},
-    }
-
-
 # --- the result ---------------------------------------------------------------------------
 
 
@@ -300,62 +254,6 @@ class TrainResult:
         metric_names = [k for k in self.final if k != "val_loss"]
         header = ["epoch", "phase", "train_loss", "val_loss", *metric_names, "seconds"]
         return header, [[record.get(k) for k in header] for record in self.epochs]
-
-
-# --- checkpoints --------------------------------------------------------------------------
-
-
-def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
-    """Write `folder/checkpoint.pt` atomically: a Ctrl-C mid-write keeps the previous one."""
-    return write_torch_atomic(Path(folder) / CHECKPOINT_NAME, state)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint.pt written by `fit_one_cycle` (tensors and plain data only)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-    if not path.is_file():
-        raise ConfigError(f"resume: checkpoint {path} does not exist.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, foreign or unsafe: say which file, no traceback
-        raise ConfigError(f"resume: {path} is not a readable lrtool checkpoint ({err}).") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(
-            f"resume: {path} is not an lrtool training checkpoint (format {CHECKPOINT_FORMAT})."
-        )
-    return state
-
-
-def _portable_rng(state: dict[str, Any]) -> dict[str, Any]:
-    """numpy's state holds an ndarray, which torch.load(weights_only=True) refuses: a tensor."""
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    return {
-        **state,
-        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
-    }
-
-
-def _native_rng(state: dict[str, Any]) -> dict[str, Any]:
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    return {**state, "numpy": (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)}
-
-
-def _check_resume(saved: dict[str, Any], current: dict[str, Any], path: str | Path) -> None:
-    """The schedule must be the one the checkpoint was cut from, or resuming means nothing."""
-    labels = {
-        "lr_max": "the peak rate of each group (train.lr_max)",
-        "groups": "the number of parameter groups",
-        "steps_per_epoch": "optimizer steps per epoch (batches / train.grad_accum)",
-    }
-    for key, value in current.items():
-        if saved.get(key) != value:
-            what = labels.get(key, f"train.{key}")
-            raise ConfigError(
-                f"resume: {path} was written with {what} = {saved.get(key)!r}, this run has "
-                f"{value!r}. Resume with the settings of the interrupted run, or start afresh."
-            )
 
 
 # --- the loop -----------------------------------------------------------------------------
@@ -669,12 +567,12 @@ class OneCycleTrainer:
         if resume is not None:
             saved = self.saved = load_checkpoint(resume)
             self.last_checkpoint = Path(resume)
-            _check_resume(saved["settings"], self.settings, resume)
+            check_resume(saved["settings"], self.settings, resume)
             self.model.load_state_dict(saved["model"])
             if self.scaler is not None and saved["scaler"] is not None:
                 self.scaler.load_state_dict(saved["scaler"])
             self.progress = _Progress(**saved["progress"])
-            set_rng_state(_native_rng(saved["rng"]))
+            set_rng_state(native_rng(saved["rng"]))
             if hasattr(self.train_data, "set_epoch") and saved["data_epoch"] is not None:
                 self.train_data.set_epoch(saved["data_epoch"])
         elif seed is not None:
@@ -863,7 +761,7 @@ class OneCycleTrainer:
             "scheduler": scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "progress": asdict(progress),
-            "rng": _portable_rng(rng_state()),
+            "rng": portable_rng(rng_state()),
             "data_epoch": getattr(self.train_data, "epoch", None),
             "settings": self.settings,
             "config": self.config,

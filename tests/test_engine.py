@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ import pytest
 import torch
 from conftest import TINY
 
+from lrtool.checkpoint import load_checkpoint
 from lrtool.cycles import train_cycles
+from lrtool.engine import PendingLosses, StepLoop, default_sync_every
 from lrtool.probe import checked_build
 from lrtool.run import train_built
-from lrtool.train import load_checkpoint
 from lrtool.workflows import load_experiment
 
 # The tiny iris MLP in two parameter groups (hidden layer, head), so that it can be frozen.
@@ -96,3 +98,50 @@ GOLDEN = {
 def test_training_is_unchanged(write_yaml, tmp_path, case, overrides, with_checkpoint) -> None:
     got = _train(write_yaml, dict(overrides), tmp_path / "run" if with_checkpoint else None)
     assert got == GOLDEN[case]
+
+
+# --- the shared step loop -----------------------------------------------------------------
+
+
+def test_sync_every_defaults_to_ten_on_cuda_and_one_elsewhere() -> None:
+    assert default_sync_every(torch.device("cuda"), None) == 10
+    assert default_sync_every(torch.device("cpu"), None) == 1
+    assert default_sync_every(torch.device("cpu"), 4) == 4
+
+
+def test_pending_losses_are_read_up_to_the_first_non_finite_one() -> None:
+    pending: PendingLosses[int] = PendingLosses(sync_every=3)
+    for step, value in enumerate([0.5, 0.25, float("nan"), 0.125], start=1):
+        assert not pending.due() or step == 4
+        pending.add(step, torch.tensor(value))
+    assert pending.due() and len(pending) == 4
+    finite, not_finite = pending.read()
+    assert finite == [(1, 0.5), (2, 0.25)]
+    assert not_finite is not None and not_finite[0] == 3 and math.isnan(not_finite[1])
+    assert len(pending) == 0 and pending.read() == ([], None)
+
+
+def test_a_half_computed_loss_after_ctrl_c_is_dropped() -> None:
+    pending: PendingLosses[int] = PendingLosses(sync_every=1)
+    pending.add(1, torch.tensor(0.5))
+    pending.add(2, torch.tensor([1.0, 2.0]))  # not a scalar: reading them together fails
+    assert pending.read_after_interrupt() == ([], None)
+    assert len(pending) == 0
+
+
+def test_step_loop_steps_and_records_the_reduced_loss() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loop: StepLoop[int] = StepLoop(
+        model, optimizer, torch.nn.functional.mse_loss, reduce=lambda t: t * 2
+    )
+    assert loop.device == torch.device("cpu") and loop.scaler is None
+    x, y = torch.ones(4, 2), torch.zeros(4, 1)
+    before = model.weight.detach().clone()
+    loss = loop.backward(iter([(x, y)]), 1)
+    loop.step()
+    loop.record(1, loss)
+    assert not torch.equal(model.weight, before)
+    (info, value), *_ = loop.pending.read()[0]
+    assert info == 1 and value == pytest.approx(2 * loss.item())

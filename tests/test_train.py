@@ -156,7 +156,8 @@ def test_parse_lr_max_errors_say_what_was_expected_and_what_came(
     with pytest.raises(ConfigError) as err:
         parse_lr_max(value, n)
     message = str(err.value)
-    assert message.startswith("--lr-max/train.lr_max: expected a positive number")
+    # The engine names the experiment key, never a CLI flag.
+    assert message.startswith("train.lr_max: expected a positive number")
     assert "'LOW:HIGH' or ':HIGH'" in message
     assert detail in message
 
