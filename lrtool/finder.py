@@ -140,6 +140,8 @@ def _group_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
     return [r / head if head else 1.0 for r in rates]
 
 
+# Long in its keyword arguments and their documentation; the body is setup, the step loop
+# and the restore that must wrap it.
 def find_lr(
     model: nn.Module,
     train_data: Iterable[Any],
@@ -204,25 +206,9 @@ def find_lr(
     rngs = rng_state()
     data_epoch = getattr(train_data, "epoch", None)  # the data order is state too
     was_training = model.training
-    lrs: list[float] = []
-    losses: list[float] = []
-    smoothed: list[float] = []
-    smoother = Smoother(smoothing)
+    curve = _Curve(smoothing, diverge_factor, on_step)
     stop_reason = "completed"
     started = time.perf_counter()
-
-    def take(read: tuple[list[tuple[float, float]], tuple[float, float] | None]) -> str | None:
-        """Record the losses read; return a stop reason if one is met."""
-        finite, not_finite = read
-        for lr, value in finite:
-            lrs.append(lr)
-            losses.append(value)
-            smoothed.append(smoother.update(value))
-            if on_step is not None:
-                on_step(len(lrs), lr, smoothed[-1])
-            if smoothed[-1] > diverge_factor * smoother.best:
-                return "diverged"
-        return "nan" if not_finite is not None else None
 
     batches = cycle(train_data)
     try:
@@ -236,13 +222,13 @@ def find_lr(
                 record = _fixed_loss(model, fixed_val, loss_fn, precision, device)
             loop.record(float(lr), record)
             if loop.pending.due() or step == len(rates) - 1:
-                reason = take(loop.pending.read())
+                reason = curve.take(loop.pending.read())
                 if reason:
                     stop_reason = reason
                     break
     except KeyboardInterrupt:
         stop_reason = "interrupted"
-        take(loop.pending.read_after_interrupt())
+        curve.take(loop.pending.read_after_interrupt())
     finally:
         saved.restore()
         saved.close()
@@ -252,18 +238,9 @@ def find_lr(
         model.train(was_training)
         optimizer.zero_grad(set_to_none=True)
 
+    lrs, losses, smoothed = curve.lrs, curve.losses, curve.smoothed
     suggestions = suggest_all(lrs, smoothed, losses)
     suggested = suggestions.get(suggest)
-    warning = None
-    if suggested is None:
-        warning = why_no_suggestion(lrs, losses) or (
-            f"the {suggest} method found no sensible rate on this curve."
-        )
-    elif stop_reason == "completed" and still_falling(lrs, losses):
-        warning = (
-            f"the loss was still falling at end_lr {lrs[-1]:.2g}: the minimum may lie beyond "
-            "the sweep, so the suggestion may be too low. Raise find.end_lr."
-        )
     return FindResult(
         suggested_lr=suggested,
         suggestion_method=suggest,
@@ -274,8 +251,59 @@ def find_lr(
         seed=seed,
         device=str(device),
         elapsed_s=round(time.perf_counter() - started, 3),
-        warning=warning,
+        warning=_warning(suggest, suggested, stop_reason, lrs, losses),
     )
+
+
+class _Curve:
+    """The sweep's curve so far: each loss read, smoothed, checked for divergence."""
+
+    def __init__(
+        self,
+        smoothing: float,
+        diverge_factor: float,
+        on_step: Callable[[int, float, float], None] | None,
+    ) -> None:
+        self.lrs: list[float] = []
+        self.losses: list[float] = []
+        self.smoothed: list[float] = []
+        self.smoother = Smoother(smoothing)
+        self.diverge_factor, self.on_step = diverge_factor, on_step
+
+    def take(
+        self, read: tuple[list[tuple[float, float]], tuple[float, float] | None]
+    ) -> str | None:
+        """Record the losses read (`PendingLosses.read`); a stop reason if one is met."""
+        finite, not_finite = read
+        for lr, value in finite:
+            self.lrs.append(lr)
+            self.losses.append(value)
+            self.smoothed.append(self.smoother.update(value))
+            if self.on_step is not None:
+                self.on_step(len(self.lrs), lr, self.smoothed[-1])
+            if self.smoothed[-1] > self.diverge_factor * self.smoother.best:
+                return "diverged"
+        return "nan" if not_finite is not None else None
+
+
+def _warning(
+    suggest: str,
+    suggested: float | None,
+    stop_reason: str,
+    lrs: list[float],
+    losses: list[float],
+) -> str | None:
+    """Why there is no suggestion, or why the one made may be too low; else None."""
+    if suggested is None:
+        return why_no_suggestion(lrs, losses) or (
+            f"the {suggest} method found no sensible rate on this curve."
+        )
+    if stop_reason == "completed" and still_falling(lrs, losses):
+        return (
+            f"the loss was still falling at end_lr {lrs[-1]:.2g}: the minimum may lie beyond "
+            "the sweep, so the suggestion may be too low. Raise find.end_lr."
+        )
+    return None
 
 
 @torch.no_grad()
