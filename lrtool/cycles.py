@@ -28,8 +28,10 @@ from typing import Any
 
 from . import run
 from .build import Built
+from .freezing import frozen, last_group_only, norm_parameters
 from .history import FindResult
-from .train import TrainResult, frozen, last_group_only, norm_parameters, parse_lr_max
+from .results import TrainResult
+from .train import parse_lr_max
 
 # The seed's rule for a trained model: the point where the loss starts to rise, over ten.
 RISE_DIVISOR = 10.0

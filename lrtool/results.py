@@ -6,13 +6,14 @@
 
 Each is a dataclass whose `to_dict()` is its JSON. `save(folder, result, exp)` writes a
 result's files, all through the one atomic writer (`write_atomic`); `read(path)` gives the
-object back from its JSON. The types are defined beside the code that fills them (`history`,
-`train`, `verify`) and gathered here, so that code keeps importing nothing above it.
+object back from its JSON. FindResult is defined in `history`, beside its curve; TrainResult
+and VerifyResult here, so `train` and `verify` import them from below and nothing cycles.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +24,12 @@ from .history import (
     read_json,
     save_find,
     save_train,
+    versions,
     write_atomic,
     write_csv,
     write_json,
     write_text_atomic,
 )
-from .train import TrainResult
-from .verify import Round, VerifyResult
-
-Result = FindResult | TrainResult | VerifyResult
 
 __all__ = [
     "FindResult",
@@ -46,6 +44,124 @@ __all__ = [
     "write_json",
     "write_text_atomic",
 ]
+
+
+@dataclass
+class TrainResult:
+    """The outcome of one one-cycle run; `to_dict()` is train.json."""
+
+    lr_max: float | list[float]  # one number when every group shares it
+    epochs: list[dict[str, Any]]  # one record per completed epoch (frozen ones first)
+    final: dict[str, float | None]  # val_loss and each metric at the last evaluation
+    # step, lr, momentum, loss: column arrays, one entry per optimizer step (step counts from
+    # 1, across phases). lr and momentum are the last group's (the head); momentum is None
+    # for optimizers without one.
+    history: dict[str, list[Any] | None]
+    stop_reason: str  # completed | nan | interrupted
+    seed: int | None
+    device: str
+    elapsed_s: float
+    group_names: list[str] = field(default_factory=list)
+    # Every group's rate at the step where the head's rate peaked in the main cycle.
+    group_lrs_at_peak: list[float] | None = None
+    # Every evaluation: step, epoch, val_loss and each metric.
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    nan_step: int | None = None
+    nan_lr: float | None = None
+    config: dict[str, Any] | None = None
+    versions: dict[str, str] = field(default_factory=versions)
+    kind: str = "train"
+    world_size: int = 1
+    effective_batch_size: int | None = None
+    # One record per cycle (lrtool.cycles): cycle, frozen, epochs, lr_max, refind_suggested_lr,
+    # lr_from, first_step, final. The workflow fills it; fit_one_cycle alone leaves it empty.
+    cycles: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def csv_rows(self) -> tuple[list[str], list[list[Any]]]:
+        """train.csv: one row per optimizer step (momentum empty without one)."""
+        h = self.history
+        momentum = h["momentum"] or [None] * len(h["step"])
+        rows = [
+            [step, lr, mom, loss]
+            for step, lr, mom, loss in zip(h["step"], h["lr"], momentum, h["loss"], strict=True)
+        ]
+        return ["step", "lr", "momentum", "loss"], rows
+
+    def epoch_rows(self) -> tuple[list[str], list[list[Any]]]:
+        """epochs.csv: one row per completed epoch."""
+        metric_names = [k for k in self.final if k != "val_loss"]
+        header = ["epoch", "phase", "train_loss", "val_loss", *metric_names, "seconds"]
+        return header, [[record.get(k) for k in header] for record in self.epochs]
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round of verify: how many candidates enter it and how long each one trains.
+
+    Each run is a fresh one-cycle over `epochs` epochs; with `batches` set (only when epochs is
+    1) that single epoch is cut to its first `batches` batches and the cycle spans just those.
+    `run_epochs` is what one run costs in epochs: epochs, or batches / batches per epoch.
+    """
+
+    candidates: int
+    epochs: int
+    batches: int | None
+    run_epochs: float
+
+    @property
+    def cost_epochs(self) -> float:
+        return self.candidates * self.run_epochs
+
+
+@dataclass
+class VerifyResult:
+    """The outcome of `lrtool verify`; `to_dict()` is verify.json.
+
+    `candidates`: one entry per rate, smallest first: {"lr", "rounds"}, one record per run it
+    trained: {"round", "epochs" (the run's length; a fraction when an epoch was cut),
+    "batches" (None: whole epochs), "val_loss", each metric, "stop_reason", "elapsed_s",
+    "rank", "kept"}. Metrics are None for a run that diverged (stop_reason "nan"). In the
+    screen "rank" is among the screened and "kept" means it went on to the final; full-length
+    runs (the final and any widening) are ranked together, so after a widening their "rank"
+    is among every full-length run and "kept" marks the winner. Both are None in a round that
+    Ctrl-C cut short.
+    """
+
+    candidates: list[dict[str, Any]]
+    best_lr: float | None  # None: interrupted in round 1, or every finalist diverged
+    suggested_lr: float | None  # the finder's suggestion; None with --lrs or without one
+    # Epochs of every run: a run stopped by a NaN loss counts its full length (as a grid is
+    # charged for a diverged rate), an interrupted run the epochs it completed. A completed
+    # verify without widening costs exactly schedule_epochs(schedule).
+    budget_epochs_total: float
+    # budget_epochs_total / the real run's epochs (train.epochs): 3.0 means three trainings.
+    cost_vs_one_training: float
+    full_epochs: int  # the real run, which the final round trains
+    metric: str  # what ranks the candidates: "accuracy" (higher is better) or "val_loss"
+    stop_reason: str  # completed | interrupted
+    seed: int | None
+    elapsed_s: float
+    schedule: list[Round] = field(default_factory=list)  # as planned, widenings apart
+    widened: list[float] = field(default_factory=list)  # rates added at the edge, in order
+    # Where the candidates came from: "suggestion", "loss_minimum" (no suggestion: the
+    # curve's robust minimum / 3, in centre_lr) or "lrs" (given).
+    centre: str = "suggestion"
+    centre_lr: float | None = None
+    device: str | None = None
+    world_size: int = 1
+    effective_batch_size: int | None = None
+    config: dict[str, Any] | None = None
+    versions: dict[str, str] = field(default_factory=versions)
+    kind: str = "verify"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Result = FindResult | TrainResult | VerifyResult
 
 
 def to_dict(result: Result) -> dict[str, Any]:

@@ -22,8 +22,9 @@ from .errors import ConfigError
 from .finder import find_lr
 from .history import FindResult
 from .probe import checked_build
+from .results import TrainResult
 from .suggest import MIN_POINTS, centered_curve, consensus
-from .train import CHECKPOINT_NAME, TrainResult, load_checkpoint
+from .train import CHECKPOINT_NAME, load_checkpoint
 
 # Above this max/min ratio of the seeds' suggestions, the suggestion is called unstable.
 UNSTABLE_SPREAD = 3.0

@@ -32,8 +32,15 @@ from .checkpoint import (  # noqa: F401  (CHECKPOINT_NAME: re-exported, its old 
 from .config import LR_MAX_FORMS, RateSlice, lr_max_value
 from .engine import StepLoop, evaluate, loop_device
 from .errors import ConfigError, RunFailed
-from .history import versions
+from .freezing import (  # noqa: F401  (NORM_TYPES: re-exported, its old home)
+    NORM_TYPES,
+    frozen,
+    last_group_only,
+    norm_parameters,
+)
+from .results import TrainResult
 from .runtime import rng_state, seed_everything, set_rng_state
+from .schedule import _momentum, momentum_key, one_cycle_scheduler, steps_per_epoch
 
 LR_MAX_KEY = "train.lr_max"
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -82,178 +89,6 @@ def parse_lr_max(value: float | str | Sequence[float | str], n_groups: int) -> l
             )
         return parsed
     return [parsed] * n_groups
-
-
-# --- freezing -----------------------------------------------------------------------------
-
-
-# Normalisation layers whose weights and biases keep training in frozen groups, as fastai's
-# `train_bn=True` does (its `norm_types`): they adapt the pretrained statistics to new data.
-NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.LayerNorm)
-
-
-def norm_parameters(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:
-    """The normalisation layers' parameters that sit in the frozen groups (all but the last)."""
-    norm = {id(p) for m in model.modules() if isinstance(m, NORM_TYPES) for p in m.parameters()}
-    return [p for g in optimizer.param_groups[:-1] for p in g["params"] if id(p) in norm]
-
-
-@contextlib.contextmanager
-def frozen(optimizer: torch.optim.Optimizer, keep: Sequence[nn.Parameter] = ()) -> Iterator[None]:
-    """Stop gradients to every parameter group but the last (the head), except `keep`.
-
-    Each parameter's `requires_grad` flag is restored on exit, whatever it was before.
-    """
-    kept = {id(p) for p in keep}
-    params = [
-        p for group in optimizer.param_groups[:-1] for p in group["params"] if id(p) not in kept
-    ]
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(params, flags, strict=True):
-            p.requires_grad_(flag)
-
-
-@contextlib.contextmanager
-def last_group_only(
-    optimizer: torch.optim.Optimizer, extra: Sequence[nn.Parameter] = ()
-) -> Iterator[None]:
-    """Show the optimizer, and any scheduler built or stepped meanwhile, only its last group.
-
-    Frozen groups are then out of the step altogether: no weight decay, no momentum, no
-    rate, whatever the optimizer does with parameters that have no gradient. The head's
-    group dict is shared, so what the step and the scheduler write into it stays.
-
-    `extra` parameters (frozen groups' norm layers under train_bn) join the head's group for
-    the while, with its settings: a copy of the head's dict whose rate, momentum and
-    scheduler keys are written back to the head on exit. Optimizer state is per parameter,
-    so theirs stays theirs in the full optimizer (and its checkpoints).
-    """
-    groups = optimizer.param_groups
-    head = groups[-1]
-    shown = {**head, "params": [*head["params"], *extra]} if extra else head
-    optimizer.param_groups = [shown]
-    try:
-        yield
-    finally:
-        optimizer.param_groups = groups
-        if shown is not head:
-            head.update({k: v for k, v in shown.items() if k != "params"})
-
-
-# --- the schedule -------------------------------------------------------------------------
-
-
-def momentum_key(optimizer: torch.optim.Optimizer) -> str | None:
-    """What OneCycleLR cycles: beta1 of Adam-style optimizers, else SGD's momentum; or None."""
-    if "betas" in optimizer.defaults:
-        return "betas"
-    if "momentum" in optimizer.defaults:
-        return "momentum"
-    return None
-
-
-def _momentum(group: dict[str, Any], key: str | None) -> float | None:
-    if key == "betas":
-        return float(group["betas"][0])
-    if key == "momentum":
-        return float(group["momentum"])
-    return None
-
-
-def one_cycle_scheduler(
-    optimizer: torch.optim.Optimizer,
-    lr_max: Sequence[float],
-    total_steps: int,
-    *,
-    pct_start: float = 0.25,
-    div_factor: float = 25.0,
-    final_div_factor: float = 1e5,
-    moms: Sequence[float] = (0.95, 0.85, 0.95),
-    anneal: str = "cos",
-) -> OneCycleLR:
-    """torch's OneCycleLR over `total_steps` optimizer steps, one peak per (visible) group.
-
-    The rate warms up from lr_max/div_factor to lr_max over pct_start of the steps, then
-    anneals to lr_max/div_factor/final_div_factor; momentum (or beta1) moves the other way,
-    moms[0] -> moms[1] -> moms[0]. SGD set up without momentum gets it too, as in fastai;
-    optimizers with neither (Adagrad) keep their own.
-    """
-    pct = float(pct_start)
-    if pct * total_steps == 1.0:
-        # OneCycleLR divides by pct*total - 1 when the warm-up is a single step. A billionth
-        # less puts that step on the peak (where a one-step warm-up ends) instead of crashing.
-        pct *= 1 - 1e-9
-    return OneCycleLR(
-        optimizer,
-        max_lr=list(lr_max),
-        total_steps=total_steps,
-        pct_start=pct,
-        anneal_strategy=anneal,
-        cycle_momentum=momentum_key(optimizer) is not None,
-        base_momentum=moms[1],
-        max_momentum=moms[0],
-        div_factor=div_factor,
-        final_div_factor=final_div_factor,
-    )
-
-
-# --- the result ---------------------------------------------------------------------------
-
-
-@dataclass
-class TrainResult:
-    """The outcome of one one-cycle run; `to_dict()` is train.json."""
-
-    lr_max: float | list[float]  # one number when every group shares it
-    epochs: list[dict[str, Any]]  # one record per completed epoch (frozen ones first)
-    final: dict[str, float | None]  # val_loss and each metric at the last evaluation
-    # step, lr, momentum, loss: column arrays, one entry per optimizer step (step counts from
-    # 1, across phases). lr and momentum are the last group's (the head); momentum is None
-    # for optimizers without one.
-    history: dict[str, list[Any] | None]
-    stop_reason: str  # completed | nan | interrupted
-    seed: int | None
-    device: str
-    elapsed_s: float
-    group_names: list[str] = field(default_factory=list)
-    # Every group's rate at the step where the head's rate peaked in the main cycle.
-    group_lrs_at_peak: list[float] | None = None
-    # Every evaluation: step, epoch, val_loss and each metric.
-    evals: list[dict[str, Any]] = field(default_factory=list)
-    nan_step: int | None = None
-    nan_lr: float | None = None
-    config: dict[str, Any] | None = None
-    versions: dict[str, str] = field(default_factory=versions)
-    kind: str = "train"
-    world_size: int = 1
-    effective_batch_size: int | None = None
-    # One record per cycle (lrtool.cycles): cycle, frozen, epochs, lr_max, refind_suggested_lr,
-    # lr_from, first_step, final. The workflow fills it; fit_one_cycle alone leaves it empty.
-    cycles: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def csv_rows(self) -> tuple[list[str], list[list[Any]]]:
-        """train.csv: one row per optimizer step (momentum empty without one)."""
-        h = self.history
-        momentum = h["momentum"] or [None] * len(h["step"])
-        rows = [
-            [step, lr, mom, loss]
-            for step, lr, mom, loss in zip(h["step"], h["lr"], momentum, h["loss"], strict=True)
-        ]
-        return ["step", "lr", "momentum", "loss"], rows
-
-    def epoch_rows(self) -> tuple[list[str], list[list[Any]]]:
-        """epochs.csv: one row per completed epoch."""
-        metric_names = [k for k in self.final if k != "val_loss"]
-        header = ["epoch", "phase", "train_loss", "val_loss", *metric_names, "seconds"]
-        return header, [[record.get(k) for k in header] for record in self.epochs]
 
 
 # --- the loop -----------------------------------------------------------------------------
@@ -524,7 +359,7 @@ class OneCycleTrainer:
         self.metrics = dict(metrics or {})
         self.seed, self.on_step, self.on_epoch = seed, on_step, on_epoch
         self.checkpoint, self.config, self.reduce = checkpoint, config, reduce
-        self.steps_per_epoch = math.ceil(self.n_batches / grad_accum)
+        self.steps_per_epoch = steps_per_epoch(self.n_batches, grad_accum)
         self.loop: StepLoop[tuple[int, float, float | None]] = StepLoop(
             model,
             optimizer,

@@ -53,7 +53,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from numpy.typing import ArrayLike
@@ -61,8 +60,8 @@ from numpy.typing import ArrayLike
 from .build import build
 from .config import Experiment
 from .errors import ConfigError
-from .history import versions
 from .probe import checked_build
+from .results import Round, VerifyResult
 from .run import train_built
 from .suggest import view_curve
 
@@ -98,25 +97,6 @@ OnRun = Callable[[int, float, float], None]
 
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-@dataclass(frozen=True)
-class Round:
-    """One round of verify: how many candidates enter it and how long each one trains.
-
-    Each run is a fresh one-cycle over `epochs` epochs; with `batches` set (only when epochs is
-    1) that single epoch is cut to its first `batches` batches and the cycle spans just those.
-    `run_epochs` is what one run costs in epochs: epochs, or batches / batches per epoch.
-    """
-
-    candidates: int
-    epochs: int
-    batches: int | None
-    run_epochs: float
-
-    @property
-    def cost_epochs(self) -> float:
-        return self.candidates * self.run_epochs
 
 
 def run_length(
@@ -363,54 +343,6 @@ def parse_lrs(text: str) -> list[float]:
             "`lrtool train --lr-max`."
         )
     return sorted(rates)
-
-
-# --- the result ---------------------------------------------------------------------------
-
-
-@dataclass
-class VerifyResult:
-    """The outcome of `lrtool verify`; `to_dict()` is verify.json.
-
-    `candidates`: one entry per rate, smallest first: {"lr", "rounds"}, one record per run it
-    trained: {"round", "epochs" (the run's length; a fraction when an epoch was cut),
-    "batches" (None: whole epochs), "val_loss", each metric, "stop_reason", "elapsed_s",
-    "rank", "kept"}. Metrics are None for a run that diverged (stop_reason "nan"). In the
-    screen "rank" is among the screened and "kept" means it went on to the final; full-length
-    runs (the final and any widening) are ranked together, so after a widening their "rank"
-    is among every full-length run and "kept" marks the winner. Both are None in a round that
-    Ctrl-C cut short.
-    """
-
-    candidates: list[dict[str, Any]]
-    best_lr: float | None  # None: interrupted in round 1, or every finalist diverged
-    suggested_lr: float | None  # the finder's suggestion; None with --lrs or without one
-    # Epochs of every run: a run stopped by a NaN loss counts its full length (as a grid is
-    # charged for a diverged rate), an interrupted run the epochs it completed. A completed
-    # verify without widening costs exactly schedule_epochs(schedule).
-    budget_epochs_total: float
-    # budget_epochs_total / the real run's epochs (train.epochs): 3.0 means three trainings.
-    cost_vs_one_training: float
-    full_epochs: int  # the real run, which the final round trains
-    metric: str  # what ranks the candidates: "accuracy" (higher is better) or "val_loss"
-    stop_reason: str  # completed | interrupted
-    seed: int | None
-    elapsed_s: float
-    schedule: list[Round] = field(default_factory=list)  # as planned, widenings apart
-    widened: list[float] = field(default_factory=list)  # rates added at the edge, in order
-    # Where the candidates came from: "suggestion", "loss_minimum" (no suggestion: the
-    # curve's robust minimum / 3, in centre_lr) or "lrs" (given).
-    centre: str = "suggestion"
-    centre_lr: float | None = None
-    device: str | None = None
-    world_size: int = 1
-    effective_batch_size: int | None = None
-    config: dict[str, Any] | None = None
-    versions: dict[str, str] = field(default_factory=versions)
-    kind: str = "verify"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def ranking_metric(exp: Experiment) -> tuple[str, bool]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import distributed, run
+from . import distributed, run, schedule
 from .build import Built, smoke_step
 from .config import Experiment, resolved
 from .config import load_experiment as _load_experiment
@@ -30,11 +30,11 @@ from .cycles import Plan, cycle_record, train_cycles
 from .errors import ConfigError, NoSuggestion, RunFailed
 from .history import FindResult, read_json, writable_folder
 from .probe import checked_build
-from .results import save
+from .results import TrainResult, save
 from .run import parse_seeds
 from .smoke import SmokeFailed, temp_out
 from .smoke import run_smoke as smoke_checks
-from .train import CHECKPOINT_NAME, TrainResult, parse_lr_max
+from .train import CHECKPOINT_NAME, parse_lr_max
 from .verify import (
     BRACKET_MIN_POINTS,
     VerifyResult,
@@ -312,8 +312,8 @@ def _cycle_line(record: dict[str, Any]) -> str:
 
 
 def steps_per_epoch(built: Built) -> int:
-    """Optimizer steps in one epoch: mini-batches over grad_accum, a partial last step counting."""
-    return -(-len(built.train_data) // built.experiment.train.grad_accum)
+    """Optimizer steps in one epoch of this run (the trainer counts them the same way)."""
+    return schedule.steps_per_epoch(len(built.train_data), built.experiment.train.grad_accum)
 
 
 def _train(
