@@ -665,6 +665,116 @@ def _section(raw: dict[str, Any], key: str, default: str) -> tuple[str, dict[str
     return name, args
 
 
+_Outcome = tuple[dict[str, Any] | None, list[Problem]]  # args to keep (None: none), problems
+
+
+def _arg_problems(section: str, found: list[tuple[str | None, str]]) -> list[Problem]:
+    """check_args' findings as problems under `section`.args."""
+    return [
+        ((section, "args", key) if key else (section, "args"), message) for key, message in found
+    ]
+
+
+def _optimizer_outcome(name: str, args: dict[str, Any], search_dirs: tuple[Path, ...]) -> _Outcome:
+    """The optimizer's args (kept only when all is well) and its problems."""
+    from .errors import ComponentError
+    from .registry import check_args, optimizer_class
+
+    problems: list[Problem] = []
+    if "lr" in args:
+        problems.append(
+            (
+                ("optimizer", "args", "lr"),
+                "lrtool sets the learning rate: find sweeps it from find.start_lr to "
+                "find.end_lr and train peaks at train.lr_max; remove it here",
+            )
+        )
+    try:
+        cls = optimizer_class(name, search_dirs)
+    except ComponentError as err:
+        return None, [*problems, (("optimizer", "name"), str(err))]
+    kwargs, found = check_args(
+        cls, {k: v for k, v in args.items() if k != "lr"}, skip=1, hidden={"lr"}
+    )
+    problems += _arg_problems("optimizer", found)
+    if found:
+        return None, problems
+    # Let the optimizer judge the values too (a negative momentum, a beta of 1.5),
+    # on a throwaway parameter: what `train` would meet at its first line.
+    import torch
+
+    try:
+        cls([torch.zeros(1, requires_grad=True)], **kwargs)
+    except Exception as err:
+        problems.append((("optimizer", "args"), f"{cls.__name__} refuses them: {err}"))
+    return kwargs, problems
+
+
+def _loss_outcome(name: str, args: dict[str, Any], search_dirs: tuple[Path, ...]) -> _Outcome:
+    from .errors import ComponentError
+    from .registry import check_args, loss_factory
+
+    try:
+        factory = loss_factory(name, search_dirs)
+    except ComponentError as err:
+        return None, [(("loss", "name"), str(err))]
+    if isinstance(factory, type):
+        kwargs, found = check_args(factory, args)
+    else:  # a function: (output, target, **args)
+        kwargs, found = check_args(factory, args, skip=2, required=False)
+    return kwargs, _arg_problems("loss", found)
+
+
+def _model_outcome(name: str, args: dict[str, Any], search_dirs: tuple[Path, ...]) -> _Outcome:
+    from .errors import ComponentError
+    from .models import model_factory
+    from .registry import check_args
+
+    try:
+        factory = model_factory(name, search_dirs)
+    except ComponentError as err:
+        return None, [(("model", "name"), str(err))]
+    kwargs, found = check_args(factory, args)
+    return kwargs, _arg_problems("model", found)
+
+
+def _data_outcome(name: str, args: dict[str, Any], search_dirs: tuple[Path, ...]) -> _Outcome:
+    """A dataset given as an import path (built-in names are checked by data.py's schema)."""
+    from .errors import ComponentError
+    from .registry import check_args, import_object
+
+    try:
+        factory = import_object(name, what="dataset", search_dirs=search_dirs)
+    except ComponentError as err:
+        return None, [(("data", "name"), str(err))]
+    kwargs, found = check_args(factory, args)
+    return kwargs, _arg_problems("data", found)
+
+
+def _metric_problems(metrics: list[Any], loss_name: str | None) -> list[Problem]:
+    """Unknown metric names, and accuracy asked of a regression loss."""
+    from .registry import CLASSIFICATION_LOSSES, LOSSES, METRICS
+
+    problems: list[Problem] = []
+    for i, name in enumerate(metrics):
+        if isinstance(name, str) and name not in METRICS:
+            close = difflib.get_close_matches(name, list(METRICS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(
+                (("metrics", str(i)), f"unknown metric{hint} (valid: {', '.join(METRICS)})")
+            )
+    regression = loss_name in LOSSES and loss_name not in CLASSIFICATION_LOSSES
+    if "accuracy" in metrics and regression and loss_name != "bce_with_logits":
+        problems.append(
+            (
+                ("metrics",),
+                f"accuracy needs class targets, but loss {loss_name!r} is a regression "
+                "loss. Use metrics: [] or [mae].",
+            )
+        )
+    return problems
+
+
 def _component_problems(
     raw: dict[str, Any], search_dirs: tuple[Path, ...]
 ) -> tuple[dict[str, dict[str, Any]], list[Problem]]:
@@ -674,116 +784,31 @@ def _component_problems(
     takes a number) by section, and the problems. Names given as import paths are imported
     here, which runs their module's code: an experiment file is as trusted as a script.
     """
-    from .errors import ComponentError
-    from .models import model_factory
-    from .registry import (
-        CLASSIFICATION_LOSSES,
-        LOSSES,
-        METRICS,
-        check_args,
-        import_object,
-        is_import_path,
-        loss_factory,
-        optimizer_class,
-    )
-
-    fixed: dict[str, dict[str, Any]] = {}
-    problems: list[Problem] = []
-
-    def add(section: str, found: list[tuple[str | None, str]]) -> None:
-        for key, message in found:
-            problems.append(((section, "args", key) if key else (section, "args"), message))
+    from .registry import is_import_path
 
     optimizer = _section(raw, "optimizer", "sgd")
-    if optimizer:
-        name, args = optimizer
-        if "lr" in args:
-            problems.append(
-                (
-                    ("optimizer", "args", "lr"),
-                    "lrtool sets the learning rate: find sweeps it from find.start_lr to "
-                    "find.end_lr and train peaks at train.lr_max; remove it here",
-                )
-            )
-        try:
-            cls = optimizer_class(name, search_dirs)
-        except ComponentError as err:
-            problems.append((("optimizer", "name"), str(err)))
-        else:
-            kwargs, found = check_args(
-                cls, {k: v for k, v in args.items() if k != "lr"}, skip=1, hidden={"lr"}
-            )
-            add("optimizer", found)
-            if not found:
-                fixed["optimizer"] = kwargs
-                # Let the optimizer judge the values too (a negative momentum, a beta of 1.5),
-                # on a throwaway parameter: what `train` would meet at its first line.
-                import torch
-
-                try:
-                    cls([torch.zeros(1, requires_grad=True)], **kwargs)
-                except Exception as err:
-                    problems.append((("optimizer", "args"), f"{cls.__name__} refuses them: {err}"))
-
     loss = _section(raw, "loss", "cross_entropy")
-    if loss:
-        name, args = loss
-        try:
-            factory = loss_factory(name, search_dirs)
-        except ComponentError as err:
-            problems.append((("loss", "name"), str(err)))
-        else:
-            if isinstance(factory, type):
-                kwargs, found = check_args(factory, args)
-            else:  # a function: (output, target, **args)
-                kwargs, found = check_args(factory, args, skip=2, required=False)
-            add("loss", found)
-            fixed["loss"] = kwargs
-
     model = _section(raw, "model", "mlp")
-    if model:
-        name, args = model
-        if name == "mlp" and "args" not in (raw.get("model") or {}):
-            args = dict(_DEFAULT_MLP_ARGS)
-        try:
-            factory = model_factory(name, search_dirs)
-        except ComponentError as err:
-            problems.append((("model", "name"), str(err)))
-        else:
-            kwargs, found = check_args(factory, args)
-            add("model", found)
-            fixed["model"] = kwargs
-
+    if model and model[0] == "mlp" and "args" not in (raw.get("model") or {}):
+        model = ("mlp", dict(_DEFAULT_MLP_ARGS))
     data = _section(raw, "data", "sklearn.digits")
-    if data and is_import_path(data[0]):
-        try:
-            factory = import_object(data[0], what="dataset", search_dirs=search_dirs)
-        except ComponentError as err:
-            problems.append((("data", "name"), str(err)))
-        else:
-            kwargs, found = check_args(factory, data[1])
-            add("data", found)
-            fixed["data"] = kwargs
-
+    outcomes = {
+        "optimizer": _optimizer_outcome(*optimizer, search_dirs) if optimizer else None,
+        "loss": _loss_outcome(*loss, search_dirs) if loss else None,
+        "model": _model_outcome(*model, search_dirs) if model else None,
+        "data": _data_outcome(*data, search_dirs) if data and is_import_path(data[0]) else None,
+    }
+    fixed: dict[str, dict[str, Any]] = {}
+    problems: list[Problem] = []
+    for section, outcome in outcomes.items():
+        if outcome is not None:
+            kwargs, found = outcome
+            problems += found
+            if kwargs is not None:
+                fixed[section] = kwargs
     metrics = raw.get("metrics", ["accuracy"])
     if isinstance(metrics, list):
-        for i, name in enumerate(metrics):
-            if isinstance(name, str) and name not in METRICS:
-                close = difflib.get_close_matches(name, list(METRICS), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                problems.append(
-                    (("metrics", str(i)), f"unknown metric{hint} (valid: {', '.join(METRICS)})")
-                )
-        loss_name = loss[0] if loss else None
-        regression = loss_name in LOSSES and loss_name not in CLASSIFICATION_LOSSES
-        if "accuracy" in metrics and regression and loss_name != "bce_with_logits":
-            problems.append(
-                (
-                    ("metrics",),
-                    f"accuracy needs class targets, but loss {loss_name!r} is a regression "
-                    "loss. Use metrics: [] or [mae].",
-                )
-            )
+        problems += _metric_problems(metrics, loss[0] if loss else None)
     return fixed, problems
 
 

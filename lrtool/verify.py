@@ -375,6 +375,8 @@ class _Search:
         self.batches_per_epoch: int | None = None
         self.built: Any = None  # the first build, kept for the first run
         self.full: dict[float, float | None] = {}  # rate -> full-length score
+        self.best_lr: float | None = None  # the last completed round's winner
+        self.widened: list[float] = []  # rates added at the edge, in order
 
     def first_build(self) -> Any:
         self.built = checked_build(self.exp)  # model and data fit, or a clear error
@@ -421,10 +423,59 @@ class _Search:
     def rows(self, rates: Sequence[float]) -> list[dict[str, Any]]:
         return [{"lr": lr, **self.records[lr][-1]} for lr in sorted(rates)]
 
+    def play(self, schedule: Sequence[Round], rates: list[float], on_round: OnRound | None) -> int:
+        """The planned rounds, the screen then the final; the last round's number."""
+        alive, number = list(rates), 0
+        for number, rnd in enumerate(schedule, start=1):
+            scores = {lr: self.train(number, lr, rnd) for lr in alive}
+            if number == len(schedule):  # the final: the real length
+                self.full.update(scores)
+                self.best_lr = self.rank_full()
+                rows = self.rows(self.full)
+            else:  # the screen: its winner and the next lower rate go on to the final
+                val_losses = {lr: self.records[lr][-1].get("val_loss") for lr in alive}
+                ranked = survivors(scores, len(scores), self.higher, val_losses)
+                alive = pick_finalists(alive, ranked[0], schedule[number].candidates)
+                for rank, lr in enumerate(ranked, start=1):
+                    self.records[lr][-1].update(rank=rank, kept=lr in alive)
+                self.best_lr = None if _diverged(scores[ranked[0]]) else ranked[0]
+                rows = self.rows(scores)
+            if on_round is not None:
+                on_round(number, rows)
+        return number
+
+    def widen(
+        self, number: int, full_epochs: int, max_widenings: int, on_round: OnRound | None
+    ) -> None:
+        """A winner at the edge of the rates tried means the best may lie beyond it: try it."""
+        full_run = Round(1, full_epochs, None, float(full_epochs))
+        while self.best_lr is not None and len(self.widened) < max_widenings:
+            new = widened_rate(list(self.records), self.best_lr)
+            if new is None or not clear_win(self.full, self.higher):
+                break
+            number += 1
+            self.widened.append(new)
+            self.full[new] = self.train(number, new, full_run)
+            self.best_lr = self.rank_full()
+            if on_round is not None:
+                on_round(number, self.rows(self.full))
+
 
 def _tidy(epochs: float) -> float | int:
     # 2.0 epochs reads as 2; a cut epoch keeps three decimals (0.783).
     return int(epochs) if float(epochs).is_integer() else round(epochs, 3)
+
+
+def _checked_rates(rates: Sequence[float], max_widenings: int) -> list[float]:
+    """The candidate rates as floats, smallest first, or a ConfigError saying what is wrong."""
+    rates = [float(r) for r in rates]
+    if not rates or not all(_positive(r) for r in rates):
+        raise ConfigError(f"verify needs positive, finite candidate rates; got {rates!r}.")
+    if len(set(rates)) != len(rates):
+        raise ConfigError(f"verify: a candidate rate appears twice in {rates!r}.")
+    if not _whole(max_widenings) or max_widenings < 0:
+        raise ConfigError(f"max_widenings must be a whole number >= 0, got {max_widenings!r}.")
+    return sorted(rates)
 
 
 def verify_rates(
@@ -458,14 +509,7 @@ def verify_rates(
     A single rate is returned as best_lr without training: there is nothing to compare.
     """
     started = time.perf_counter()
-    rates = [float(r) for r in rates]
-    if not rates or not all(_positive(r) for r in rates):
-        raise ConfigError(f"verify needs positive, finite candidate rates; got {rates!r}.")
-    if len(set(rates)) != len(rates):
-        raise ConfigError(f"verify: a candidate rate appears twice in {rates!r}.")
-    if not _whole(max_widenings) or max_widenings < 0:
-        raise ConfigError(f"max_widenings must be a whole number >= 0, got {max_widenings!r}.")
-    rates = sorted(rates)
+    rates = _checked_rates(rates, max_widenings)
     full_epochs = exp.train.epochs if max_epochs is None else max_epochs
     metric, higher = ranking_metric(exp)
     search = _Search(exp, metric, higher, on_run)
@@ -474,47 +518,19 @@ def verify_rates(
         len(rates), full_epochs, search.batches_per_epoch, screen_fraction, finalists
     )
     search.records = {lr: [] for lr in rates}
-    best_lr: float | None = rates[0] if not schedule else None
-    widened: list[float] = []
+    search.best_lr = rates[0] if not schedule else None
     stop_reason = "completed"
-
     try:
-        alive, number = list(rates), 0
-        for number, rnd in enumerate(schedule, start=1):
-            scores = {lr: search.train(number, lr, rnd) for lr in alive}
-            if number == len(schedule):  # the final: the real length
-                search.full.update(scores)
-                best_lr = search.rank_full()
-                rows = search.rows(search.full)
-            else:  # the screen: its winner and the next lower rate go on to the final
-                val_losses = {lr: search.records[lr][-1].get("val_loss") for lr in alive}
-                ranked = survivors(scores, len(scores), higher, val_losses)
-                alive = pick_finalists(alive, ranked[0], schedule[number].candidates)
-                for rank, lr in enumerate(ranked, start=1):
-                    search.records[lr][-1].update(rank=rank, kept=lr in alive)
-                best_lr = None if _diverged(scores[ranked[0]]) else ranked[0]
-                rows = search.rows(scores)
-            if on_round is not None:
-                on_round(number, rows)
-        # Widen: a winner at the edge of the rates tried means the best may lie beyond it.
-        full_run = Round(1, full_epochs, None, float(full_epochs))
-        while schedule and best_lr is not None and len(widened) < max_widenings:
-            new = widened_rate(list(search.records), best_lr)
-            if new is None or not clear_win(search.full, higher):
-                break
-            number += 1
-            widened.append(new)
-            search.full[new] = search.train(number, new, full_run)
-            best_lr = search.rank_full()
-            if on_round is not None:
-                on_round(number, search.rows(search.full))
+        number = search.play(schedule, rates, on_round)
+        if schedule:
+            search.widen(number, full_epochs, max_widenings, on_round)
     except KeyboardInterrupt:
         stop_reason = "interrupted"
 
     budget = round(search.budget, 6)
     return VerifyResult(
         candidates=[{"lr": lr, "rounds": search.records[lr]} for lr in sorted(search.records)],
-        best_lr=best_lr,
+        best_lr=search.best_lr,
         suggested_lr=suggested_lr,
         budget_epochs_total=budget,
         cost_vs_one_training=round(budget / full_epochs, 4),
@@ -524,7 +540,7 @@ def verify_rates(
         seed=exp.seed,
         elapsed_s=round(time.perf_counter() - started, 3),
         schedule=schedule,
-        widened=widened,
+        widened=search.widened,
         centre="suggestion" if suggested_lr is not None else "lrs",
         centre_lr=suggested_lr,
         device=str(built.device),
