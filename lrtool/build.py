@@ -12,7 +12,7 @@ from torch import nn
 
 from . import distributed
 from .config import Experiment
-from .data import Batches, load_splits, use_memory
+from .data import Batches, Splits, load_splits, use_memory
 from .errors import ComponentError, ConfigError
 from .models import build_model, load_weights, output_count, parameter_groups, takes_num_classes
 from .registry import CLASSIFICATION_LOSSES, LOSSES, build_loss, metric, optimizer_class
@@ -74,21 +74,10 @@ def _index_targets(loss_name: str) -> bool | None:
     return None  # a custom loss: keep the targets as the source gives them
 
 
-def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
-    """Build every component of the experiment, seeded by `exp.seed`.
-
-    Under torchrun (a process group is active) the data is sharded per rank, the model is
-    wrapped in DistributedDataParallel and losses are averaged across ranks.
-    """
-    data_parallel = distributed.active()
-    rank, world_size = distributed.rank(), distributed.world_size()
-    if data_parallel:
-        device = distributed.local_device(exp.device)
-    device = device or resolve_device(exp.device)
-    # (Metric names and their fit with the loss were checked when the experiment was loaded.)
-    metrics = {name: metric(name) for name in exp.metrics}
-    loss_fn = build_loss(exp.loss.name, exp.loss.args, exp.search_dirs)
-
+def _build_data(
+    exp: Experiment, device: torch.device, rank: int, world_size: int
+) -> tuple[Splits, Batches, Batches, str]:
+    """The splits, this rank's training and validation batches, and the note saying how."""
     splits = load_splits(
         exp.data.name,
         exp.data.args,
@@ -119,6 +108,26 @@ def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
     for split_name, part in (("training", train_data), ("validation", val_data)):
         if part.tensors is not None:
             _check_finite(exp.data.name, split_name, *part.tensors)
+    note = splits.note + (" (in memory)" if in_memory else " (DataLoader)")
+    return splits, train_data, val_data, note
+
+
+def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
+    """Build every component of the experiment, seeded by `exp.seed`.
+
+    Under torchrun (a process group is active) the data is sharded per rank, the model is
+    wrapped in DistributedDataParallel and losses are averaged across ranks.
+    """
+    data_parallel = distributed.active()
+    rank, world_size = distributed.rank(), distributed.world_size()
+    if data_parallel:
+        device = distributed.local_device(exp.device)
+    device = device or resolve_device(exp.device)
+    # (Metric names and their fit with the loss were checked when the experiment was loaded.)
+    metrics = {name: metric(name) for name in exp.metrics}
+    loss_fn = build_loss(exp.loss.name, exp.loss.args, exp.search_dirs)
+
+    splits, train_data, val_data, data_note = _build_data(exp, device, rank, world_size)
     model_args, model_notes = model_arguments(exp)
     if _index_targets(exp.loss.name):
         _check_class_count(exp, model_args, splits.train, train_data, val_data)
@@ -154,7 +163,7 @@ def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
         train_data=train_data,
         val_data=val_data,
         metrics=metrics,
-        data_note=splits.note + (" (in memory)" if in_memory else " (DataLoader)"),
+        data_note=data_note,
         model_notes=model_notes,
         rank=rank,
         world_size=world_size,

@@ -203,44 +203,14 @@ def run_train(
     given = lr_max is not None
     if given:
         exp = with_lr_max(exp, lr_max)
-    checkpoint = None
-    rates = None
-    if resume is not None and exp.train.cycles > 1:
-        raise ConfigError(
-            f"--resume: train.cycles is {exp.train.cycles}, and a run of several cycles writes "
-            "no checkpoint (each cycle's rate comes from a re-find on the model so far). Resume "
-            "with the interrupted run's settings, or start a fresh run without --resume."
-        )
-    if resume is not None:
-        resume_folder, _ = run.resume_paths(resume)
-        resumed = run.prepare_resume(exp, resume, lr_max_given=given)
-        writable_folder(resume_folder, "--resume")  # it exists (it holds the checkpoint)
-        exp, rates, checkpoint, folder = (
-            resumed.experiment,
-            resumed.lr_max,
-            resumed.checkpoint,
-            resume_folder,
-        )
-    else:
-        check_lr_max(exp)
+    exp, rates, checkpoint, folder = _fresh_or_resumed(exp, resume, folder, given)
     folder = Path(folder) if folder is not None else None
     target = _main_folder(folder)
     built = checked_build(exp)
     rates = exp.train.lr_max if rates is None else rates
     first_find = None
     if rates == "auto":
-        with _sweep(sweep_progress, exp.find.num_steps, "find") as on_step:
-            first_find = run.find_built(built, on_step)
-        if target is not None:
-            save(target, first_find, exp)
-        if first_find.stop_reason == "interrupted":
-            raise KeyboardInterrupt
-        if first_find.suggested_lr is None:
-            where = f"Its curve is in {folder / 'find.json'}; pick" if folder else "Pick"
-            raise NoSuggestion(
-                f"--lr-max auto: the finder could not suggest a rate ({first_find.warning}). "
-                f"{where} a rate and pass --lr-max."
-            )
+        first_find = _auto_find(built, folder, target, sweep_progress)
         rates = first_find.suggested_lr
         say(f"--lr-max auto: training at {rates:.2e} ({first_find.suggestion_method})")
     cycle_refinds: list[FindResult] = []
@@ -269,6 +239,49 @@ def run_train(
         if target is not None:
             save(target, refound, exp)  # as refind.*
     return TrainRun(result, folder, first_find, refound, resumable, cycle_refinds)
+
+
+def _fresh_or_resumed(
+    exp: Experiment, resume: str | Path | None, folder: str | Path | None, lr_max_given: bool
+) -> tuple[Experiment, Any, Any, str | Path | None]:
+    """The run's experiment, rates (None: the experiment's), checkpoint and folder.
+
+    A fresh run keeps what it was given and needs a peak rate; `resume` takes all four from
+    the interrupted run's checkpoint.
+    """
+    if resume is None:
+        check_lr_max(exp)
+        return exp, None, None, folder
+    if exp.train.cycles > 1:
+        raise ConfigError(
+            f"--resume: train.cycles is {exp.train.cycles}, and a run of several cycles writes "
+            "no checkpoint (each cycle's rate comes from a re-find on the model so far). Resume "
+            "with the interrupted run's settings, or start a fresh run without --resume."
+        )
+    resume_folder, _ = run.resume_paths(resume)
+    resumed = run.prepare_resume(exp, resume, lr_max_given=lr_max_given)
+    writable_folder(resume_folder, "--resume")  # it exists (it holds the checkpoint)
+    return resumed.experiment, resumed.lr_max, resumed.checkpoint, resume_folder
+
+
+def _auto_find(
+    built: Built, folder: Path | None, target: Path | None, sweep_progress: SweepProgress | None
+) -> FindResult:
+    """--lr-max auto: the finder's run, saved as find.*; NoSuggestion when it has none."""
+    exp = built.experiment
+    with _sweep(sweep_progress, exp.find.num_steps, "find") as on_step:
+        found = run.find_built(built, on_step)
+    if target is not None:
+        save(target, found, exp)
+    if found.stop_reason == "interrupted":
+        raise KeyboardInterrupt
+    if found.suggested_lr is None:
+        where = f"Its curve is in {folder / 'find.json'}; pick" if folder else "Pick"
+        raise NoSuggestion(
+            f"--lr-max auto: the finder could not suggest a rate ({found.warning}). "
+            f"{where} a rate and pass --lr-max."
+        )
+    return found
 
 
 def _train_cycles(
