@@ -332,6 +332,18 @@ def _csv(args: dict[str, Any], *, classes: list[str] | None = None, **common: An
     Features must be numbers. The target (default: the last column) is a number, or text:
     text labels are classes, indexed in `classes` order (default: sorted).
     """
+    file, header, body, column = _csv_table(args)
+    features, labels, problems = _csv_cells(file, header, body, column)
+    if problems:
+        raise ComponentError(_csv_report(file, problems))
+    y, classes = _csv_targets(file, header[column], labels, classes)
+    return _tabular(
+        torch.tensor(features), torch.tensor(y), note=f"csv {file.name}", classes=classes, **common
+    )
+
+
+def _csv_table(args: dict[str, Any]) -> tuple[Path, list[str], list[tuple[int, list[str]]], int]:
+    """The file, its header, its data rows with their line numbers, and the target's column."""
     path = args.get("path")
     if not path:
         raise ComponentError("data: csv needs args.path, the CSV file to read.")
@@ -359,6 +371,20 @@ def _csv(args: dict[str, Any], *, classes: list[str] | None = None, **common: An
         raise ComponentError(
             f"data.args.target: column {target!r} is not in {file}; columns: {', '.join(header)}."
         )
+    return file, header, body, column
+
+
+def _numeric_labels(labels: list[str]) -> list[float | None] | None:
+    """The labels as numbers when every non-empty one is a number, else None (text labels)."""
+    numbers = [_csv_number(v) for v in labels]
+    numeric = all(n is not None for n, label in zip(numbers, labels, strict=True) if label)
+    return numbers if numeric else None
+
+
+def _csv_cells(
+    file: Path, header: list[str], body: list[tuple[int, list[str]]], column: int
+) -> tuple[list[list[float]], list[str], dict[tuple[str, str], list[tuple[int, str]]]]:
+    """The features, the raw labels, and every cell problem (see _csv_report)."""
     # (column, what is wrong) -> [(line, cell)], in the order met: one bullet each.
     problems: dict[tuple[str, str], list[tuple[int, str]]] = {}
     features: list[list[float]] = []
@@ -381,36 +407,40 @@ def _csv(args: dict[str, Any], *, classes: list[str] | None = None, **common: An
                 values.append(0.0 if number is None else number)
         features.append(values)
         labels.append(row[column].strip())
-    numbers = [_csv_number(v) for v in labels]
-    numeric = all(n is not None for n, label in zip(numbers, labels, strict=True) if label)
-    if numeric:
+    numbers = _numeric_labels(labels)
+    if numbers is not None:
         for (line_no, _), label, number in zip(body, labels, numbers, strict=True):
             if label and not math.isfinite(number):  # type: ignore[arg-type]
                 problems.setdefault((header[column], "nonfinite"), []).append((line_no, label))
-    if problems:
-        raise ComponentError(_csv_report(file, problems))
-    if numeric:
-        y: Any = numbers
-        if classes is not None and any(n != int(n) or not 0 <= n < len(classes) for n in y):
+    return features, labels, problems
+
+
+def _csv_targets(
+    file: Path, column: str, labels: list[str], classes: list[str] | None
+) -> tuple[list[Any], list[str] | None]:
+    """The targets (numbers, or class indices for text labels) and the class names."""
+    numbers = _numeric_labels(labels)
+    if numbers is not None:
+        if classes is not None and any(
+            n != int(n) or not 0 <= n < len(classes)  # type: ignore[arg-type]
+            for n in numbers
+        ):
             raise ComponentError(
                 f"data.classes: names {len(classes)} classes, but the labels in {file} column "
-                f"{header[column]!r} are not all whole numbers from 0 to {len(classes) - 1}."
+                f"{column!r} are not all whole numbers from 0 to {len(classes) - 1}."
             )
-    else:  # text labels: a classification target
-        known = sorted(set(labels)) if classes is None else list(classes)
-        missing = sorted(set(labels) - set(known))
-        if missing:
-            raise ComponentError(
-                f"data.classes: {file} column {header[column]!r} has labels that are not in "
-                f"data.classes: {', '.join(repr(m) for m in missing[:10])}. List every class, "
-                "or leave data.classes out to take the labels in sorted order."
-            )
-        index = {name: i for i, name in enumerate(known)}
-        y = [index[v] for v in labels]
-        classes = known
-    return _tabular(
-        torch.tensor(features), torch.tensor(y), note=f"csv {file.name}", classes=classes, **common
-    )
+        return numbers, classes
+    # Text labels: a classification target.
+    known = sorted(set(labels)) if classes is None else list(classes)
+    missing = sorted(set(labels) - set(known))
+    if missing:
+        raise ComponentError(
+            f"data.classes: {file} column {column!r} has labels that are not in "
+            f"data.classes: {', '.join(repr(m) for m in missing[:10])}. List every class, "
+            "or leave data.classes out to take the labels in sorted order."
+        )
+    index = {name: i for i, name in enumerate(known)}
+    return [index[v] for v in labels], known
 
 
 def _csv_report(file: Path, problems: dict[tuple[str, str], list[tuple[int, str]]]) -> str:

@@ -175,23 +175,8 @@ def multi_find_chart(
     if band:
         legend.append(_Entry("hd", f"median of {sum(present)}", CURVE_COLOR))
         legend.append(_Entry("⠤", "min-max", RAW_COLOR))
-    rug = []  # (x, color) of each per-curve suggestion
-    for i, label in enumerate(labels):
-        # With a band the curves are not drawn one by one; their marks skip the median's blue.
-        palette = SERIES_COLORS[1:] if band else SERIES_COLORS
-        series_color = palette[i % len(palette)]
-        lx = _log_or_none(seeds[i] if i < len(seeds) else None)
-        on_chart = _within(lx, xlo, xhi)
-        # Without colour each curve's mark needs a glyph of its own (not the curves' "hd").
-        glyph = "▲" if color else SERIES_MARKERS[1 + i % (len(SERIES_MARKERS) - 1)]
-        if on_chart:
-            rug.append((lx, series_color, glyph))
-        if band:
-            symbol = glyph if on_chart else "·"
-        else:
-            symbol = _series_marker(i, color)
-        text = f"{label} {10**lx:.1e}" if on_chart else label
-        legend.append(_Entry(symbol, text, series_color))
+    entries, rug = _series_entries(labels, seeds, (xlo, xhi), band, color)
+    legend += entries
     marks = []
     cx = _log_or_none(consensus)
     if _within(cx, xlo, xhi):
@@ -220,6 +205,34 @@ def multi_find_chart(
             fig.draw(fig.signal([rx], [ylo], marker=_marker(glyph, rug_color, color)))
         _label_marks(fig, marks, xlim, (ylo, yhi), width, rows, color)
         return canvas.render()
+
+
+def _series_entries(
+    labels: Sequence[str],
+    seeds: Sequence[float | None],
+    xrange: tuple[float, float],
+    band: bool,
+    color: bool,
+) -> tuple[list[_Entry], list[tuple[float, str, str]]]:
+    """Each curve's legend entry, and its suggestion's rug mark (x, color, glyph) when shown."""
+    entries, rug = [], []
+    for i, label in enumerate(labels):
+        # With a band the curves are not drawn one by one; their marks skip the median's blue.
+        palette = SERIES_COLORS[1:] if band else SERIES_COLORS
+        series_color = palette[i % len(palette)]
+        lx = _log_or_none(seeds[i] if i < len(seeds) else None)
+        on_chart = _within(lx, *xrange)
+        # Without colour each curve's mark needs a glyph of its own (not the curves' "hd").
+        glyph = "▲" if color else SERIES_MARKERS[1 + i % (len(SERIES_MARKERS) - 1)]
+        if on_chart:
+            rug.append((lx, series_color, glyph))
+        if band:
+            symbol = glyph if on_chart else "·"
+        else:
+            symbol = _series_marker(i, color)
+        text = f"{label} {10**lx:.1e}" if on_chart else label
+        entries.append(_Entry(symbol, text, series_color))
+    return entries, rug
 
 
 def compare_chart(

@@ -7,6 +7,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..run import sweep_middle
 from ..suggest import DEFAULT_METHOD, SUGGESTERS, suggest_all
@@ -64,26 +65,7 @@ def build_report(
 
     # 1) Every run the rows need, in one pool: each rule's rate, the nudged best rate and,
     #    with --verify, verify's search around the default rule's rate.
-    work: list[Job] = []
-    verify_around: dict[str, list[float]] = {}
-    for name, d in data.items():
-        for per_seed in suggestions[name].values():
-            work += [
-                Job.of("train", d.task, s, lr)
-                for s, lr in zip(d.seeds, per_seed, strict=True)
-                if lr
-            ]
-        work += [Job.of("train", d.task, s, d.best_lr * NUDGE) for s in d.seeds]
-        if verify:
-            # As `lrtool verify` does: around the default rule's rate, or the sweep's middle.
-            verify_around[name] = [
-                lr or sweep_middle(d.task.exp(s))
-                for s, lr in zip(d.seeds, suggestions[name][DEFAULT_METHOD], strict=True)
-            ]
-            work += [
-                Job.of("verify", d.task, s, lr)
-                for s, lr in zip(d.seeds, verify_around[name], strict=True)
-            ]
+    work, verify_around = _jobs(data, suggestions, verify)
     results = run_jobs(work, cache, jobs, log)
 
     # 2) The full training at verify's pick, as the rules' rates had.
@@ -108,40 +90,80 @@ def build_report(
             log,
         )
 
-    def trained(d: TaskData, lrs: Sequence[float | None], diverged_if_none: bool) -> float:
-        regrets = []
-        for i, (seed, lr) in enumerate(zip(d.seeds, lrs, strict=True)):
-            if lr:
-                score = d.score(results[Job.of("train", d.task, seed, lr)])
-                regrets.append(regret_of(score, d.best, d.regression))
-            elif diverged_if_none:  # verify saw every finalist diverge
-                regrets.append(regret_of(d.score({"score": None}), d.best, d.regression))
-            else:  # no suggestion: the seed's worst grid rate
-                regrets.append(d.worst_regret(i))
-        return statistics.fmean(regrets)
-
+    # 3) Each row's mean regret per task.
     for name, d in data.items():
         row = report.regrets.setdefault(name, {})
         for rule, lrs in suggestions[name].items():
-            row[rule] = trained(d, lrs, diverged_if_none=False)
+            row[rule] = _trained_regret(d, lrs, results, diverged_if_none=False)
         if verify:
-            row[VERIFY_ROW] = trained(d, picks[name], diverged_if_none=True)
+            row[VERIFY_ROW] = _trained_regret(d, picks[name], results, diverged_if_none=True)
         for lr, label in zip(rates, report.fixed, strict=True):
             row[label] = statistics.fmean(d.seed_regrets(i)[lr] for i in range(len(d.seeds)))
-        nudged = [
-            regret_of(
-                d.score(results[Job.of("train", d.task, s, d.best_lr * NUDGE)]),
-                d.best,
-                d.regression,
-            )
-            for s in d.seeds
-        ]
-        at_best = [d.seed_regrets(i)[d.best_lr] for i in range(len(d.seeds))]
-        row[NOISE_ROW] = statistics.fmean(abs(a - b) for a, b in zip(nudged, at_best, strict=True))
+        row[NOISE_ROW] = _noise(d, results)
         if log is not None:
             unit = "val loss" if d.regression else "% accuracy"
             log(f"{name}: best grid rate {d.best_lr:.3g} -> {d.best:.4g} {unit}")
     return report
+
+
+def _jobs(
+    data: dict[str, TaskData], suggestions: dict[str, dict[str, list[float | None]]], verify: bool
+) -> tuple[list[Job], dict[str, list[float]]]:
+    """The first pool of runs, and per task the rate each seed's verify searches around."""
+    work: list[Job] = []
+    verify_around: dict[str, list[float]] = {}
+    for name, d in data.items():
+        for per_seed in suggestions[name].values():
+            work += [
+                Job.of("train", d.task, s, lr)
+                for s, lr in zip(d.seeds, per_seed, strict=True)
+                if lr
+            ]
+        work += [Job.of("train", d.task, s, d.best_lr * NUDGE) for s in d.seeds]
+        if verify:
+            # As `lrtool verify` does: around the default rule's rate, or the sweep's middle.
+            verify_around[name] = [
+                lr or sweep_middle(d.task.exp(s))
+                for s, lr in zip(d.seeds, suggestions[name][DEFAULT_METHOD], strict=True)
+            ]
+            work += [
+                Job.of("verify", d.task, s, lr)
+                for s, lr in zip(d.seeds, verify_around[name], strict=True)
+            ]
+    return work, verify_around
+
+
+def _trained_regret(
+    d: TaskData,
+    lrs: Sequence[float | None],
+    results: dict[Job, dict[str, Any]],
+    diverged_if_none: bool,
+) -> float:
+    """The mean regret over seeds of training at each seed's rate (None: see below)."""
+    regrets = []
+    for i, (seed, lr) in enumerate(zip(d.seeds, lrs, strict=True)):
+        if lr:
+            score = d.score(results[Job.of("train", d.task, seed, lr)])
+            regrets.append(regret_of(score, d.best, d.regression))
+        elif diverged_if_none:  # verify saw every finalist diverge
+            regrets.append(regret_of(d.score({"score": None}), d.best, d.regression))
+        else:  # no suggestion: the seed's worst grid rate
+            regrets.append(d.worst_regret(i))
+    return statistics.fmean(regrets)
+
+
+def _noise(d: TaskData, results: dict[Job, dict[str, Any]]) -> float:
+    """The mean change in regret when the best grid rate is nudged by NUDGE."""
+    nudged = [
+        regret_of(
+            d.score(results[Job.of("train", d.task, s, d.best_lr * NUDGE)]),
+            d.best,
+            d.regression,
+        )
+        for s in d.seeds
+    ]
+    at_best = [d.seed_regrets(i)[d.best_lr] for i in range(len(d.seeds))]
+    return statistics.fmean(abs(a - b) for a, b in zip(nudged, at_best, strict=True))
 
 
 def _mean(row: dict[str, float], tasks: Sequence[str]) -> float:
