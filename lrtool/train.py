@@ -2,7 +2,9 @@
 
 Leslie Smith, "Super-Convergence" (2017) and "A disciplined approach to neural network
 hyper-parameters" (2018), as popularised by fastai's `fit_one_cycle` and `fine_tune`. The
-schedule itself is torch's `OneCycleLR`; this module decides what it runs over.
+schedule itself is torch's `OneCycleLR`, set up in `schedule.py`; the frozen groups' helpers
+are in `freezing.py` and `TrainResult` in `results.py` (all still importable from here). This
+module decides what the schedule runs over.
 """
 
 from __future__ import annotations
