@@ -10,12 +10,14 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from lrtool import workflows
 from lrtool.build import Built, build, make_optimizer
 from lrtool.config import validate
 from lrtool.data import Batches
 from lrtool.errors import ConfigError
 from lrtool.history import to_json
 from lrtool.models import load_weights, parameter_groups
+from lrtool.schedule import steps_per_epoch
 from lrtool.train import (
     CHECKPOINT_NAME,
     TrainResult,
@@ -244,6 +246,17 @@ def test_grad_accum_takes_ceil_of_batches_per_step() -> None:
     result = fit(model, opt, 0.1, epochs=2, grad_accum=3)  # 8 batches -> steps of 3, 3, 2
     assert result.history["step"] == list(range(1, 7))
     assert len(result.epochs) == 2
+
+
+def test_steps_per_epoch_is_one_count_for_the_trainer_and_the_workflows() -> None:
+    assert [steps_per_epoch(n, 3) for n in (1, 3, 4, 8, 9)] == [1, 1, 2, 3, 3]
+    assert steps_per_epoch(8) == 8
+    model, opt = three_groups("sgd", momentum=0.9)
+    result = fit(model, opt, 0.1, epochs=2, grad_accum=3)  # 8 batches an epoch
+    assert len(result.history["step"]) == 2 * steps_per_epoch(8, 3)
+    built = digits(grad_accum=4)
+    n = len(built.train_data)
+    assert workflows.steps_per_epoch(built) == steps_per_epoch(n, 4) == math.ceil(n / 4)
 
 
 @pytest.mark.parametrize(

@@ -157,6 +157,18 @@ def test_results_read_refuses_a_file_that_is_no_result(tmp_path):
         results.read(path)
 
 
+def test_moved_names_still_import_from_their_old_homes():
+    from lrtool import freezing, results, schedule, train, verify
+
+    assert train.TrainResult is results.TrainResult
+    assert verify.VerifyResult is results.VerifyResult and verify.Round is results.Round
+    for name in ("frozen", "last_group_only", "norm_parameters", "NORM_TYPES"):
+        assert getattr(train, name) is getattr(freezing, name), name
+    for name in ("one_cycle_scheduler", "momentum_key", "steps_per_epoch"):
+        assert getattr(train, name) is getattr(schedule, name), name
+    assert results.TrainResult.__module__ == "lrtool.results"
+
+
 def test_no_import_cycle_in_the_package():
     """Imports point down (cli -> workflows -> engine), function-local ones included."""
     package = Path(lrtool.__file__).parent
