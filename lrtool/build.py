@@ -36,9 +36,9 @@ class Built:
     # What building decided on the user's behalf, one line each, for `lrtool check`: where the
     # weights came from, a classifier head replaced, num_classes taken from the data.
     model_notes: list[str] = field(default_factory=list)
-    rank: int = 0
     world_size: int = 1
-    extras: dict[str, Any] = field(default_factory=dict)
+    # Averages a loss across processes in a data-parallel run; None in a single process.
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def parameter_count(self) -> int:
@@ -147,12 +147,12 @@ def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
             "give one per group, earliest first, or 'LOW:HIGH' to spread them over the groups."
         )
     optimizer = make_optimizer(exp.optimizer.name, exp.optimizer.args, groups)
-    extras: dict[str, Any] = {}
+    reduce = None
     if data_parallel:
         # DDP shares the parameters the optimizer holds; frozen epochs leave some without
         # gradients, which DDP must be told to expect.
         model = distributed.wrap(model, device, exp.train.freeze_epochs > 0)
-        extras["reduce"] = distributed.reducer()
+        reduce = distributed.reducer()
     return Built(
         experiment=exp,
         device=device,
@@ -165,9 +165,8 @@ def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
         metrics=metrics,
         data_note=data_note,
         model_notes=model_notes,
-        rank=rank,
         world_size=world_size,
-        extras=extras,
+        reduce=reduce,
     )
 
 

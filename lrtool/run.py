@@ -79,7 +79,7 @@ def find_built(
         device=built.device,
         seed=exp.seed,
         on_step=on_step,
-        reduce=built.extras.get("reduce"),
+        reduce=built.reduce,
         **settings,
     )
     result.config = resolved(exp)
@@ -243,7 +243,7 @@ def train_built(
         metrics=built.metrics,
         device=built.device,
         seed=seed,
-        reduce=built.extras.get("reduce"),
+        reduce=built.reduce,
         config=resolved(exp),
         **settings,
     )

@@ -77,7 +77,7 @@ def test_single_process_is_unchanged(tiny_yaml):
     exp = load_experiment(tiny_yaml)
     built = build(exp)
     assert not distributed.active()
-    assert built.world_size == 1 and "reduce" not in built.extras
+    assert built.world_size == 1 and built.reduce is None
     assert isinstance(built.model, torch.nn.Sequential)  # not wrapped in DDP
     assert len(built.train_data) == 7  # 120 samples, batches of 16, ragged one dropped
     found = find_built(built)
