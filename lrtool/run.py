@@ -45,10 +45,10 @@ def parse_seeds(text: str | None, default: int) -> list[int]:
             seeds = [default + i for i in range(count)]
     except ValueError:
         raise ConfigError(
-            f"--seeds expects a count (3) or a comma-separated list (0,3,7), got {text!r}."
+            f"seeds (--seeds) expects a count (3) or a comma-separated list (0,3,7), got {text!r}."
         ) from None
     if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"--seeds lists a seed twice: {text!r}.")
+        raise ConfigError(f"seeds (--seeds) lists a seed twice: {text!r}.")
     return seeds
 
 

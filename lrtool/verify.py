@@ -86,7 +86,8 @@ MAX_WIDENINGS = 2
 BRACKET_DIVISOR = 3.0
 BRACKET_MIN_POINTS = 4
 
-LRS_KEY = "--lrs"
+# How the candidate rates are named to the user: the workflow argument and the CLI flag.
+LRS_KEY = "lrs (--lrs)"
 
 OnRound = Callable[[int, list[dict[str, Any]]], None]
 OnRun = Callable[[int, float, float], None]
