@@ -256,38 +256,3 @@ def _check_class_count(
             f"(labels 0 to {count - 1}{listed}); the loss would fail at the first batch with a "
             f"label of {outputs} or more. Set model.args.{key}: {count}."
         )
-
-
-def smoke_step(built: Built) -> float:
-    """One forward and backward pass on one training batch: does the experiment run at all?"""
-    model, loss_fn = built.model, built.loss_fn
-    x, y = next(iter(built.train_data))
-    model.train()
-    try:
-        output = model(x)
-    except Exception as err:  # the user's model and data disagree: say which shapes met
-        raise ComponentError(
-            f"the model failed on a batch of inputs of shape {tuple(x.shape)}: {err}"
-        ) from None
-    try:
-        loss = loss_fn(output, y)
-    except Exception as err:
-        raise ComponentError(
-            f"loss {built.experiment.loss.name!r} failed on outputs of shape "
-            f"{tuple(output.shape)} and targets of shape {tuple(y.shape)} ({y.dtype}): {err}"
-        ) from None
-    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-        raise ComponentError(
-            f"loss {built.experiment.loss.name!r} must return a scalar tensor, got "
-            f"{type(loss).__name__} of shape {getattr(loss, 'shape', None)}."
-        )
-    if not torch.isfinite(loss.detach()):
-        # Before any step, so no learning rate is to blame: the data or the model is.
-        raise ComponentError(
-            f"the loss of the first batch is {float(loss.detach())} before any training step: "
-            "the data holds NaN or infinite values, or the model produces them. Check the "
-            f"source of data {built.experiment.data.name!r} and the model's output."
-        )
-    loss.backward()
-    built.optimizer.zero_grad(set_to_none=True)
-    return float(loss.detach())

@@ -244,6 +244,21 @@ def _check_classes(built: Built, output: torch.Tensor, y: torch.Tensor) -> None:
         raise ComponentError(message)
 
 
+def first_step(built: Built) -> float:
+    """`lrtool check`'s pass: the probe with a backward, and a first loss that must be finite.
+
+    Before any step, so no learning rate is to blame for a NaN: the data or the model is.
+    """
+    loss = probe(built, backward=True)
+    if not math.isfinite(loss):
+        raise ComponentError(
+            f"the loss of the first batch is {loss} before any training step: the data holds "
+            "NaN or infinite values, or the model produces them. Check the source of data "
+            f"{built.experiment.data.name!r} and the model's output."
+        )
+    return loss
+
+
 def checked_build(exp: Experiment, **kwargs: Any) -> Built:
     """`build(exp)`, then the probe: what every workflow starts with."""
     built = build(exp, **kwargs)

@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from . import distributed, run, schedule
-from .build import Built, smoke_step
+from .build import Built, build
 from .config import Experiment, resolved
 from .config import load_experiment as _load_experiment
 from .cycles import Plan, cycle_record, train_cycles
 from .errors import ConfigError, NoSuggestion, RunFailed
 from .history import FindResult, read_json, writable_folder
-from .probe import checked_build
+from .probe import checked_build, first_step
 from .results import TrainResult, save
 from .run import parse_seeds
 from .smoke import SmokeFailed, temp_out
@@ -83,8 +83,8 @@ def _main_folder(folder: str | Path | None) -> Path | None:
 
 def run_check(exp: Experiment) -> tuple[Built, float]:
     """`lrtool check`: build everything, then one forward/backward pass; (built, first loss)."""
-    built = checked_build(exp)  # a mismatch of model and data, said in the file's keys
-    return built, smoke_step(built)  # then backward, and a first loss that must be finite
+    built = build(exp)
+    return built, first_step(built)  # the probe with a backward; the first loss must be finite
 
 
 # --- find ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from lrtool.build import build, smoke_step
+from lrtool.build import build
 from lrtool.cli import app
 from lrtool.config import (
     LR_MAX_FORMS,
@@ -26,6 +26,7 @@ from lrtool.config import (
     validate,
 )
 from lrtool.errors import ComponentError, ConfigError
+from lrtool.probe import first_step
 from lrtool.train import parse_lr_max
 
 runner = CliRunner()
@@ -220,7 +221,7 @@ def test_numbers_written_as_strings_reach_torch_as_numbers():
     group = built.optimizer.param_groups[0]
     assert group["weight_decay"] == 1e-3 and isinstance(group["weight_decay"], float)
     assert built.loss_fn.label_smoothing == 0.1
-    assert smoke_step(built) > 0
+    assert first_step(built) > 0
 
 
 def test_optimizer_lr_is_not_dropped_silently():
@@ -294,7 +295,7 @@ def test_import_paths_beside_the_yaml_work_from_another_folder(tmp_path, monkeyp
     assert exp.model.args == {"width": 6}  # a number written as text, as elsewhere
     built = build(exp)
     assert built.model[0].out_features == 6
-    assert smoke_step(built) > 0
+    assert first_step(built) > 0
 
 
 def test_a_module_that_raises_on_import_is_reported_with_its_line(tmp_path, monkeypatch):
@@ -406,7 +407,7 @@ def test_first_batch_nan_loss_fails_check():
     with torch.no_grad():
         built.model[-1].bias.fill_(float("nan"))
     with pytest.raises(ComponentError, match="loss of the first batch is nan"):
-        smoke_step(built)
+        first_step(built)
 
 
 # --- what loads code ----------------------------------------------------------------------

@@ -32,8 +32,9 @@ from lrtool.bench.suggest_quality import (
 )
 from lrtool.bench.table import NOISE_ROW, suggest_report
 from lrtool.bench.tasks import TASKS, Task, design_tasks, held_out_tasks, is_held_out
-from lrtool.build import build, smoke_step
+from lrtool.build import build
 from lrtool.config import validate
+from lrtool.probe import first_step
 from lrtool.suggest import DEFAULT_METHOD, SUGGESTERS
 
 # --- the split and the tasks --------------------------------------------------------------
@@ -86,7 +87,7 @@ def test_the_tasks_span_what_issue_12_asks_for() -> None:
 def test_every_task_validates_builds_and_takes_one_finite_step() -> None:
     for name, task in TASKS.items():
         exp = validate({"device": "cpu", **task.experiment}, source=name)
-        loss = smoke_step(build(exp))
+        loss = first_step(build(exp))
         assert math.isfinite(loss), name
 
 

@@ -9,11 +9,12 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from lrtool.build import build, make_optimizer, smoke_step
+from lrtool.build import build, make_optimizer
 from lrtool.config import validate
 from lrtool.data import Batches, batch_indices
 from lrtool.errors import ComponentError, ConfigError, DeviceError
 from lrtool.models import build_model, parameter_groups
+from lrtool.probe import first_step
 from lrtool.registry import build_loss, optimizer_class
 from lrtool.runtime import resolve_device
 
@@ -63,7 +64,7 @@ def test_regression_targets_are_float_columns():
     )
     _, y = built.train_data.tensors
     assert y.dtype == torch.float32 and y.shape == (160, 1)
-    assert smoke_step(built) > 0
+    assert first_step(built) > 0
 
 
 def test_accuracy_with_regression_loss_is_rejected():
@@ -144,7 +145,7 @@ def test_torchvision_fakedata_in_memory_with_cnn():
     assert built.train_data.in_memory
     x, y = next(iter(built.train_data))
     assert x.shape == (8, 1, 12, 12) and y.dtype == torch.int64
-    assert smoke_step(built) > 0
+    assert first_step(built) > 0
 
 
 def test_torchvision_augment_goes_through_a_dataloader():
@@ -340,7 +341,7 @@ def test_import_paths_for_every_component(components):
     assert built.train_data.num_samples == 30 and built.val_data.num_samples == 10
     assert built.train_data.in_memory  # tensor datasets take the fast path
     assert type(built.optimizer).__name__ == "MyOpt"
-    assert smoke_step(built) > 0
+    assert first_step(built) > 0
     single = build(
         exp(model={"name": "my_components:model"}, data={"name": "my_components:single"})
     )
