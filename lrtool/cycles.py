@@ -179,51 +179,61 @@ def train_cycles(
     stop_reason = "completed"
     epochs_done = steps_done = 0
     for index, plan in enumerate(plans):
-        found_head, lr_from = None, "lr_max"
-        if index > 0:
-            after_freeze = plans[index - 1].frozen
-            if given is not None:
-                rates, lr_from = parse_lr_max(given[index - 1], n_groups), "given"
-            else:
-                # The sweep keeps the groups' ratios: set them to the ones this cycle will use.
-                ratios = (
-                    spread_rates(1.0, n_groups, exp.train.group_ratio)
-                    if after_freeze
-                    else (scaled_rates(rates, 1.0))
-                )
-                for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
-                    group["lr"] = ratio * rates[-1]
-                found = refind(plan.cycle)
-                finds.append(found)
-                if found.stop_reason == "interrupted":
-                    stop_reason = "interrupted"
-                    break
-                head, lr_from = next_head_rate(found.lr, found.loss, found.suggested_lr, rates[-1])
-                found_head = head if lr_from != "previous" else None
-                if after_freeze:
-                    rates = spread_rates(head, n_groups, exp.train.group_ratio)
+        # Ctrl-C outside a sweep's or a cycle's own step loop (while the finder puts the
+        # model back, while a cycle evaluates) ends the run as one inside them does: the
+        # finished cycles still reach train.json.
+        try:
+            found_head, lr_from = None, "lr_max"
+            if index > 0:
+                after_freeze = plans[index - 1].frozen
+                if given is not None:
+                    rates, lr_from = parse_lr_max(given[index - 1], n_groups), "given"
                 else:
-                    rates = scaled_rates(rates, head)
-        with progress(plan) if progress is not None else nullcontext() as callbacks:
-            on_step, on_epoch = callbacks if callbacks is not None else (None, None)
-            result = _one_cycle(built, plan, rates, index, epochs_done, on_step, on_epoch)
-        results.append(result)
-        cycle_rates = rates[-1:] if plan.frozen else rates
-        records.append(
-            cycle_record(
-                plan,
-                one_or_list(cycle_rates),
-                result.final,
-                first_step=steps_done + 1,
-                refind_suggested_lr=found_head,
-                lr_from=lr_from,
+                    # The sweep keeps the groups' ratios: set them to the ones this cycle will use.
+                    ratios = (
+                        spread_rates(1.0, n_groups, exp.train.group_ratio)
+                        if after_freeze
+                        else (scaled_rates(rates, 1.0))
+                    )
+                    for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
+                        group["lr"] = ratio * rates[-1]
+                    found = refind(plan.cycle)
+                    finds.append(found)
+                    if found.stop_reason == "interrupted":
+                        stop_reason = "interrupted"
+                        break
+                    head, lr_from = next_head_rate(
+                        found.lr, found.loss, found.suggested_lr, rates[-1]
+                    )
+                    found_head = head if lr_from != "previous" else None
+                    if after_freeze:
+                        rates = spread_rates(head, n_groups, exp.train.group_ratio)
+                    else:
+                        rates = scaled_rates(rates, head)
+            with progress(plan) if progress is not None else nullcontext() as callbacks:
+                on_step, on_epoch = callbacks if callbacks is not None else (None, None)
+                result = _one_cycle(built, plan, rates, index, epochs_done, on_step, on_epoch)
+            results.append(result)
+            cycle_rates = rates[-1:] if plan.frozen else rates
+            records.append(
+                cycle_record(
+                    plan,
+                    one_or_list(cycle_rates),
+                    result.final,
+                    first_step=steps_done + 1,
+                    refind_suggested_lr=found_head,
+                    lr_from=lr_from,
+                )
             )
-        )
-        epochs_done += plan.epochs
-        steps_done += len(result.history["step"])
-        if result.stop_reason != "completed":
-            stop_reason = result.stop_reason
+            epochs_done += plan.epochs
+            steps_done += len(result.history["step"])
+            if result.stop_reason != "completed":
+                stop_reason = result.stop_reason
+                break
+        except KeyboardInterrupt:
+            stop_reason = "interrupted"
             break
+
     merged = merge(results, built, first_rates, stop_reason)
     merged.cycles = records
     return merged, finds

@@ -206,3 +206,24 @@ def test_a_folder_with_a_cycle_refind_is_taken(tmp_path: Path) -> None:
     (tmp_path / "refind-2.json").write_text("{}")
     with pytest.raises(ConfigError, match="refind-2.json"):
         fresh_folder(tmp_path)
+
+
+def test_ctrl_c_between_cycles_keeps_the_finished_cycle(
+    tmp_path: Path, tiny_yaml: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C outside the sweep's own loop (here: as the re-find starts) still writes
+    train.json with the cycles that finished, and the run reads as interrupted."""
+    import lrtool.run
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lrtool.run, "find_built", interrupted)
+    exp = load_experiment(tiny_yaml, {"train.cycles": 2, "train.epochs": 2})
+    run = run_train(exp, 0.1, folder=tmp_path / "run")
+    assert run.train.stop_reason == "interrupted"
+    saved = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert saved["stop_reason"] == "interrupted"
+    assert [c["cycle"] for c in saved["cycles"]] == [1]
+    assert [e["epoch"] for e in saved["epochs"]] == [1]
+    assert saved["final"] == saved["cycles"][0]["final"] != {}
