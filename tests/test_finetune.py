@@ -376,3 +376,19 @@ def test_the_example_imagefolder_script_writes_both_splits(tmp_path):
         [f"data.args.root={tmp_path / 'images' / 'pretrain'}"],
     )
     assert exp.data.args["root"].endswith("pretrain")
+
+
+def test_pretrained_weights_beat_the_same_run_from_scratch(tmp_path: Path) -> None:
+    """The fine-tuning benchmark's scarce case, one seed: a resnet pretrained on digits 0-5,
+    fine-tuned on a fifth of digits 6-9 (frozen cycle, re-find, unfrozen cycle, --lr-max auto),
+    against the same run without the weights."""
+    from lrtool.bench.finetune import source, target
+    from lrtool.workflows import run_train
+
+    run_train(source(0), "auto", folder=tmp_path / "source")
+    weights = str(tmp_path / "source" / "model.pt")
+    recipe = {"freeze_epochs": 1, "cycles": 2}
+    pretrained = run_train(target(0, weights, 0.8, **recipe), "auto").train
+    scratch = run_train(target(0, None, 0.8, **recipe), "auto").train
+    assert [c["frozen"] for c in pretrained.cycles] == [True, False]
+    assert pretrained.final["accuracy"] > scratch.final["accuracy"] + 0.1
