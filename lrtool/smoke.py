@@ -51,13 +51,7 @@ def smoke_experiment(exp: Experiment, batches: int) -> tuple[Experiment, str | N
     updates: dict[str, Any] = {
         "device": "cpu",
         "find": exp.find.model_copy(update={"num_steps": FIND_STEPS, "precision": "fp32"}),
-        "train": exp.train.model_copy(
-            update={
-                "epochs": 1,
-                "freeze_epochs": min(exp.train.freeze_epochs, 1),
-                "precision": "fp32",
-            }
-        ),
+        "train": exp.train.model_copy(update={**_smoke_cycles(exp), "precision": "fp32"}),
     }
     note = None
     # A few batches: worker processes would cost more to start than they save.
@@ -91,6 +85,16 @@ def smoke_experiment(exp: Experiment, batches: int) -> tuple[Experiment, str | N
         skipped = f"weights {weights} not cached: random initial weights stood in"
         note = f"{note}; {skipped}" if note else skipped
     return exp.model_copy(update=updates), note
+
+
+def _smoke_cycles(exp: Experiment) -> dict[str, int]:
+    """One epoch (one frozen epoch first under freeze_epochs); a run of cycles keeps two
+    cycles, so the smoke run also passes through a re-find and the change of rates."""
+    freeze = min(exp.train.freeze_epochs, 1)
+    if exp.train.cycles == 1:
+        return {"epochs": 1, "freeze_epochs": freeze, "cycles": 1}
+    # Cycle 1 is the frozen epoch when there is one; else two unfrozen cycles of one epoch.
+    return {"epochs": 1 if freeze else 2, "freeze_epochs": freeze, "cycles": 2}
 
 
 def _torchvision_files_present(exp: Experiment) -> bool:

@@ -496,7 +496,10 @@ def _smoke_train(built: Built) -> tuple[str, list[float], Any]:
     if lr_max == "auto":
         found = run.find_built(built)
         lr_max = found.suggested_lr or run.sweep_middle(exp)
-    result = run.train_built(built, lr_max)
+    if exp.train.cycles > 1:
+        result, _ = train_cycles(built, lr_max)
+    else:
+        result = run.train_built(built, lr_max)
     if result.stop_reason == "nan":
         raise SmokeFailed(
             f"the training loss became NaN/inf at step {result.nan_step} (lr {result.nan_lr:.2e})."

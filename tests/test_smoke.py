@@ -170,3 +170,12 @@ def test_absent_torchvision_dataset_is_stood_in_by_fakedata(write_yaml, tmp_path
     assert result.exit_code == 0, result.output
     assert "MNIST absent: FakeData (1, 28, 28) x 10 classes stood in" in result.output
     assert not (tmp_path / "nothing").exists()  # nothing was downloaded
+
+
+def test_smoke_train_passes_through_a_refind_between_cycles(tmp_path, tiny_yaml):
+    """--cycles 2: the smoke run trains two one-epoch cycles (a re-find between them), the
+    path the real run takes, instead of one plain epoch."""
+    result = smoke("train", str(tiny_yaml), "--lr-max", "0.1", "--cycles", "2")
+    assert result.exit_code == 0, result.output
+    # Two cycles of one epoch over the 4 smoke batches.
+    assert "lrtool smoke: ok (train, 8 steps, " in result.output
