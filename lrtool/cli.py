@@ -992,7 +992,19 @@ def render_verify(console: Console, result: Any, folder: Path, *, plot: bool) ->
         f"cost: {result.budget_epochs_total:g} epochs in all, "
         f"{result.cost_vs_one_training:g} x one training of {result.full_epochs} epochs"
     )
+    if result.model_lr is not None and folder is not None:
+        console.print(_verify_model_line(result))
     console.print(f"files: {folder}")
+
+
+def _verify_model_line(result: Any) -> str:
+    """What model.pt is: the winner's full-length run, which is a training at best_lr."""
+    train = (result.config or {}).get("train") or {}
+    line = f"model.pt: the final round's run at best_lr, {result.full_epochs} epochs"
+    if train.get("freeze_epochs") or (train.get("cycles") or 1) > 1:
+        return line + " (one cycle over every layer: without the file's freeze_epochs/cycles)"
+    # The exact rate (repr): a rounded one would train a slightly different model.
+    return line + f", is the model `lrtool train --lr-max {result.model_lr!r}` trains"
 
 
 @app.command()

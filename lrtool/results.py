@@ -2,7 +2,7 @@
 
     FindResult    find.json / refind.json / refind-<k>.json, and their .csv (and config.yaml)
     TrainResult   train.json, train.csv, epochs.csv, model.pt (and config.yaml)
-    VerifyResult  verify.json
+    VerifyResult  verify.json, model.pt (the winner's full-length run)
 
 Each is a dataclass whose `to_dict()` is its JSON. `save(folder, result, exp)` writes a
 result's files, all through the one atomic writer (`write_atomic`); `read(path)` gives the
@@ -13,7 +13,7 @@ and VerifyResult here, so `train` and `verify` import them from below and nothin
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from .history import (
     write_csv,
     write_json,
     write_text_atomic,
+    write_torch_atomic,
 )
 
 __all__ = [
@@ -156,9 +157,17 @@ class VerifyResult:
     config: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=versions)
     kind: str = "verify"
+    # The winner's full-length run is a training at best_lr: its rate when its weights were
+    # kept (model.pt beside verify.json), else None (interrupted before it finished, or
+    # every finalist diverged).
+    model_lr: float | None = None
+    # Those weights (a CPU state_dict); not part of verify.json.
+    model_state: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(replace(self, model_state=None))
+        del data["model_state"]
+        return data
 
 
 Result = FindResult | TrainResult | VerifyResult
@@ -180,8 +189,8 @@ def save(
     """Write the result's files into `folder` (a refind is saved as refind.*); returns it.
 
     `exp` (the Experiment) adds config.yaml to a find or train; `model` adds model.pt to a
-    train. `stem` names a find's files (default its kind: find or refind; the re-finds between
-    cycles are refind-2, refind-3...).
+    train; a verify writes model.pt when it kept the winner's weights. `stem` names a find's
+    files (default its kind: find or refind; the re-finds between cycles are refind-2, ...).
     """
     folder = Path(folder)
     if isinstance(result, FindResult):
@@ -192,6 +201,8 @@ def save(
         if exp is None:
             raise ConfigError("save: a train result needs its experiment, for config.yaml.")
         return save_train(folder, result, exp, model)
+    if result.model_state is not None:
+        write_torch_atomic(folder / "model.pt", result.model_state)
     write_json(folder / "verify.json", result.to_dict())
     return folder
 

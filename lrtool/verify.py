@@ -59,6 +59,7 @@ from numpy.typing import ArrayLike
 
 from .build import build
 from .config import Experiment
+from .distributed import unwrap
 from .errors import ConfigError
 from .probe import checked_build
 from .results import Round, VerifyResult
@@ -378,6 +379,9 @@ class _Search:
         self.full: dict[float, float | None] = {}  # rate -> full-length score
         self.best_lr: float | None = None  # the last completed round's winner
         self.widened: list[float] = []  # rates added at the edge, in order
+        self.full_epochs = exp.train.epochs
+        # The weights of the best full-length run so far, on the CPU: the trained model.
+        self.states: dict[float, dict[str, Any]] = {}
 
     def first_build(self) -> Any:
         self.built = checked_build(self.exp)  # model and data fit, or a clear error
@@ -399,6 +403,8 @@ class _Search:
         self.budget += rnd.run_epochs
         # After a NaN loss the last evaluation predates the blow-up: not a result.
         finished = result.stop_reason == "completed"
+        if finished and (rnd.epochs, rnd.batches) == (self.full_epochs, None):
+            self.states[lr] = _cpu_state(built.model)
         values = {k: _finite_or_none(v) if finished else None for k, v in result.final.items()}
         self.records.setdefault(lr, []).append(
             {
@@ -419,6 +425,8 @@ class _Search:
         ranked = rank_lower_within_noise(self.full, self.higher)
         for rank, lr in enumerate(ranked, start=1):
             self.records[lr][-1].update(rank=rank, kept=rank == 1)
+        # Keep only the winner's weights: a model per full-length run would pile up.
+        self.states = {lr: s for lr, s in self.states.items() if lr == ranked[0]}
         return None if _diverged(self.full[ranked[0]]) else ranked[0]
 
     def rows(self, rates: Sequence[float]) -> list[dict[str, Any]]:
@@ -460,6 +468,11 @@ class _Search:
             self.best_lr = self.rank_full()
             if on_round is not None:
                 on_round(number, self.rows(self.full))
+
+
+def _cpu_state(model: Any) -> dict[str, Any]:
+    """A copy of the model's state_dict on the CPU (the device copy is trained over next)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in unwrap(model).state_dict().items()}
 
 
 def _tidy(epochs: float) -> float | int:
@@ -514,6 +527,7 @@ def verify_rates(
     full_epochs = exp.train.epochs if max_epochs is None else max_epochs
     metric, higher = ranking_metric(exp)
     search = _Search(exp, metric, higher, on_run)
+    search.full_epochs = full_epochs
     built = search.first_build()
     schedule = verify_schedule(
         len(rates), full_epochs, search.batches_per_epoch, screen_fraction, finalists
@@ -529,7 +543,8 @@ def verify_rates(
         stop_reason = "interrupted"
 
     budget = round(search.budget, 6)
-    return VerifyResult(
+    model_state = search.states.get(search.best_lr) if search.best_lr is not None else None
+    result = VerifyResult(
         candidates=[{"lr": lr, "rounds": search.records[lr]} for lr in sorted(search.records)],
         best_lr=search.best_lr,
         suggested_lr=suggested_lr,
@@ -547,4 +562,7 @@ def verify_rates(
         device=str(built.device),
         world_size=built.world_size,
         effective_batch_size=exp.data.batch_size * built.world_size * exp.train.grad_accum,
+        model_lr=search.best_lr if model_state is not None else None,
     )
+    result.model_state = model_state
+    return result

@@ -109,6 +109,7 @@ VERIFY_KEYS = {
     "full_epochs": None,
     "kind": None,
     "metric": None,
+    "model_lr": None,
     "schedule": [{"batches": None, "candidates": None, "epochs": None, "run_epochs": None}],
     "seed": None,
     "stop_reason": None,
@@ -223,7 +224,8 @@ def test_verify_files_keys(runs):
     folder = runs["root"] / "verify"
     result = runs["verify"]
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in folder.iterdir()) == ["verify.json"]
+    # model.pt: the winner's full-length run (added after the golden files were first pinned).
+    assert sorted(p.name for p in folder.iterdir()) == ["model.pt", "verify.json"]
     saved = json.loads((folder / "verify.json").read_text())
     assert shape(saved) == VERIFY_KEYS
     assert printed_json(result, folder) == saved

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -574,6 +575,8 @@ def test_verify_interrupted_in_round_2_keeps_round_1() -> None:
     round_1_winner = next(lr for lr in RATES if by_lr[lr][0]["rank"] == 1)
     assert result.best_lr == round_1_winner
     assert result.budget_epochs_total == 4 * 1 + 5
+    # The full-length run that finished is not the winner's: no model is kept.
+    assert result.model_lr is None and result.model_state is None
 
 
 def test_verify_interrupted_in_round_1_has_no_best() -> None:
@@ -648,6 +651,24 @@ def test_cli_verify_reports_the_cost(tiny_yaml, tmp_path) -> None:
     assert data["cost_vs_one_training"] == data["budget_epochs_total"] / 2
     assert data["device"] == "cpu" and data["effective_batch_size"] == 16
     assert f"{data['cost_vs_one_training']:g} x one training of 2 epochs" in result.output
+
+
+def test_verify_model_is_the_training_at_the_best_rate(tiny_yaml, tmp_path) -> None:
+    """model.pt beside verify.json is the winner's full-length run: bit for bit the model
+    `lrtool train --lr-max best_lr` trains, so verifying includes the training."""
+    from lrtool.workflows import load_experiment, run_train, run_verify
+
+    exp = load_experiment(tiny_yaml)
+    verified = run_verify(exp, lrs=[1e-2, 1e-1, 1.0], folder=tmp_path / "v")
+    assert verified.model_lr == verified.best_lr is not None
+    trained = run_train(exp, verified.best_lr, folder=tmp_path / "t")
+    assert trained.train.stop_reason == "completed"
+    kept = torch.load(tmp_path / "v" / "model.pt")
+    again = torch.load(tmp_path / "t" / "model.pt")
+    assert kept.keys() == again.keys()
+    assert all(torch.equal(kept[k], again[k]) for k in kept)
+    data = json.loads((tmp_path / "v" / "verify.json").read_text())
+    assert data["model_lr"] == data["best_lr"] and "model_state" not in data
 
 
 def test_cli_verify_epochs_sets_the_real_run(tiny_yaml, tmp_path) -> None:
