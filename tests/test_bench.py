@@ -384,3 +384,10 @@ def test_resnet_fc_is_resnet_with_its_head_named_fc():
     x = torch.randn(2, 1, 16, 16)
     assert named.fc.out_features == 6
     assert torch.equal(plain(x), named(x))
+
+
+def test_the_cli_default_seeds_are_the_benchmark_seeds() -> None:
+    from lrtool.bench.cli import DEFAULT_SEEDS
+    from lrtool.bench.suggest_quality import SEEDS
+
+    assert tuple(int(s) for s in DEFAULT_SEEDS.split(",")) == SEEDS

@@ -22,6 +22,9 @@ Runs are cached under --cache (one JSON file per run): a rerun, or a run after C
 trains only what is missing.
 """
 
+# suggest_quality.SEEDS as text (that module loads torch: --help should not wait for it).
+DEFAULT_SEEDS = "0,1,2,3,4"
+
 
 class _Usage(Exception):
     """A bad option value: said in one paragraph, exit code 2."""
@@ -73,7 +76,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--design", action="store_true", help="the design tasks only")
     parser.add_argument("--cache", default=DEFAULT_CACHE, help="run cache folder")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument(
+        "--seeds",
+        default=DEFAULT_SEEDS,
+        help="seeds of every grid run and range test (default: %(default)s)",
+    )
     parser.add_argument("--per-decade", type=int, default=4, help="grid rates per decade")
     parser.add_argument("--grid", default="1e-5,10", help="lowest,highest peak rate of the grid")
 
@@ -97,9 +104,9 @@ def parser() -> argparse.ArgumentParser:
         "--verify", action="store_true", help="add the `lrtool verify` row and its cost"
     )
     fp = sub.add_parser(
-        "finetune", help="fine-tuning recipes at equal epochs (pretrained on shapes, then digits)"
+        "finetune", help="fine-tuning recipes at equal epochs (pretrained on digits 0-5, then 6-9)"
     )
-    fp.add_argument("--seeds", default="0,1,2")
+    fp.add_argument("--seeds", default="0,1,2", help="(default: %(default)s)")
     return top
 
 

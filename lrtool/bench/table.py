@@ -289,8 +289,9 @@ def suggest_report(
         parts += [
             "",
             "Cost of verify, in training epochs per seed (5 candidates around the default "
-            "rule's rate; the range test and the final training at the chosen rate come on "
-            f"top): against one full training, and against the grid's {len(rates)} runs.",
+            "rule's rate; the range test comes on top; the winner's full-length run is the "
+            "training at the chosen rate, saved as model.pt): against one full training, and "
+            f"against the grid's {len(rates)} runs.",
             "",
             verify_cost_table(report, len(rates)),
         ]
