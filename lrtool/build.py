@@ -14,7 +14,14 @@ from . import distributed
 from .config import Experiment
 from .data import Batches, Splits, load_splits, use_memory
 from .errors import ComponentError, ConfigError
-from .models import build_model, load_weights, output_count, parameter_groups, takes_num_classes
+from .models import (
+    build_model,
+    load_weights,
+    output_count,
+    parameter_groups,
+    takes_num_classes,
+    too_few_outputs,
+)
 from .registry import CLASSIFICATION_LOSSES, LOSSES, build_loss, metric, optimizer_class
 from .runtime import resolve_device, seed_everything
 
@@ -249,10 +256,5 @@ def _check_class_count(
             "(with model.weights, a pretrained head of another size is replaced)."
         )
     if count > outputs:
-        default = "" if key in exp.model.args else " (its default)"
-        listed = f": {', '.join(names[:10])}{', ...' if len(names) > 10 else ''}" if names else ""
-        raise ComponentError(
-            f"model.args.{key} is {outputs}{default}, but the data has {count} classes "
-            f"(labels 0 to {count - 1}{listed}); the loss would fail at the first batch with a "
-            f"label of {outputs} or more. Set model.args.{key}: {count}."
-        )
+        default = key not in exp.model.args
+        raise ComponentError(too_few_outputs(outputs, count, key, names, default))

@@ -106,6 +106,31 @@ def output_count(name: str, args: dict[str, Any]) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def too_few_outputs(
+    outputs: int,
+    classes: int,
+    key: str | None,
+    names: Sequence[str] = (),
+    default: bool = False,
+) -> str:
+    """The one message for labels beyond the model's outputs, found at load time (the data's
+    labels or class names) or at the first batch (its targets)."""
+    listed = f": {', '.join(names[:10])}{', ...' if len(names) > 10 else ''}" if names else ""
+    setting = (
+        f"model.args.{key} is {outputs}{' (its default)' if default else ''}, but " if key else ""
+    )
+    fix = (
+        f"Set model.args.{key}: {classes}."
+        if key
+        else f"Make the model output {classes} classes (its last layer)."
+    )
+    return (
+        f"{setting}the model outputs {outputs} classes and the data has {classes} "
+        f"(labels 0 to {classes - 1}{listed}); the loss would fail at the first batch with a "
+        f"label of {outputs} or more. {fix}"
+    )
+
+
 def build_model(
     name: str,
     args: dict[str, Any],

@@ -3,8 +3,9 @@
 A model that does not fit its data (`num_classes: 5` on ten classes, `in_features: 32` on 64
 features) would otherwise fail deep in the training loop in torch's words ("Target 7 is out of
 bounds", "mat1 and mat2 shapes cannot be multiplied"). The probe meets it once, at the start of
-find, train, verify, check and --smoke, and says it in the experiment's keys: "the model
-outputs 5 classes but the targets go up to 9: set model.args.num_classes: 10".
+find, train, verify, check and --smoke, and says it in the experiment's keys, in the same
+words as the load-time check on the data's labels (`models.too_few_outputs`): "...the model
+outputs 5 classes and the data has 10 (labels 0 to 9); ... Set model.args.num_classes: 10."
 
 The probe leaves no trace: the random state, BatchNorm statistics and gradients are as before,
 so a probed run gives the same numbers as an unprobed one.
@@ -24,6 +25,7 @@ from .build import Built, build
 from .config import Experiment
 from .data import Batches
 from .errors import ComponentError, user_frames
+from .models import too_few_outputs
 from .registry import CLASSIFICATION_LOSSES
 from .runtime import preserved_rng
 
@@ -61,16 +63,11 @@ def class_mismatch(
     """
     if loss_name not in CLASSIFICATION_LOSSES or len(output_shape) < 2 or max_target is None:
         return None
-    classes = output_shape[1]
-    if max_target < classes:
+    outputs = output_shape[1]
+    if max_target < outputs:
         return None
     key = output_key(model_name, model_args)
-    fix = (
-        f"set model.args.{key}: {max_target + 1}"
-        if key
-        else f"make the model output {max_target + 1} classes (its last layer)"
-    )
-    return f"the model outputs {classes} classes but the targets go up to {max_target}: {fix}."
+    return too_few_outputs(outputs, max_target + 1, key, default=key not in model_args)
 
 
 def input_mismatch(

@@ -330,19 +330,24 @@ def test_a_user_model_with_too_few_outputs_is_caught_by_the_probe(
     )
     result = invoke("find", path, "--no-plot", "--out", tmp_path / "out")
     assert result.exit_code == 2, result.output
-    assert "the model outputs 5 classes but the targets go up to 9" in result.output
+    assert "the model outputs 5 classes and the data has 10 (labels 0 to 9)" in result.output
     assert "Traceback" not in result.output
 
 
 def test_class_mismatch_messages() -> None:
     assert class_mismatch("cross_entropy", (16, 5), 9, "mlp", {"num_classes": 5}) == (
-        "the model outputs 5 classes but the targets go up to 9: set model.args.num_classes: 10."
+        "model.args.num_classes is 5, but the model outputs 5 classes and the data has 10 "
+        "(labels 0 to 9); the loss would fail at the first batch with a label of 5 or more. "
+        "Set model.args.num_classes: 10."
     )
     assert class_mismatch("cross_entropy", (16, 10), 9, "mlp", {}) is None  # it fits
     assert class_mismatch("mse", (16, 1), 9, "mlp", {}) is None  # not class indices
-    assert "set model.args.out_features: 4" in class_mismatch("nll", (8, 2), 3, "linear", {})
+    linear = class_mismatch("nll", (8, 2), 3, "linear", {})
+    assert linear.startswith("model.args.out_features is 2 (its default), but")
+    assert linear.endswith("Set model.args.out_features: 4.")
     unknown = class_mismatch("cross_entropy", (8, 2, 7, 7), 3, "pkg:make", {})
-    assert unknown.endswith("make the model output 4 classes (its last layer).")
+    assert unknown.startswith("the model outputs 2 classes and the data has 4")
+    assert unknown.endswith("Make the model output 4 classes (its last layer).")
 
 
 def test_input_mismatch_messages() -> None:
