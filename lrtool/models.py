@@ -116,18 +116,15 @@ def too_few_outputs(
     """The one message for labels beyond the model's outputs, found at load time (the data's
     labels or class names) or at the first batch (its targets)."""
     listed = f": {', '.join(names[:10])}{', ...' if len(names) > 10 else ''}" if names else ""
-    setting = (
-        f"model.args.{key} is {outputs}{' (its default)' if default else ''}, but " if key else ""
-    )
-    fix = (
-        f"Set model.args.{key}: {classes}."
-        if key
-        else f"Make the model output {classes} classes (its last layer)."
-    )
+    if key:
+        what = f"model.args.{key} is {outputs}{' (its default)' if default else ''}"
+        fix = f"Set model.args.{key}: {classes}."
+    else:
+        what = f"the model outputs {outputs} classes"
+        fix = f"Make the model output {classes} classes (its last layer)."
     return (
-        f"{setting}the model outputs {outputs} classes and the data has {classes} "
-        f"(labels 0 to {classes - 1}{listed}); the loss would fail at the first batch with a "
-        f"label of {outputs} or more. {fix}"
+        f"{what}, but the data has {classes} classes (labels 0 to {classes - 1}{listed}); the "
+        f"loss would fail at the first batch with a label of {outputs} or more. {fix}"
     )
 
 

@@ -4,8 +4,9 @@ A model that does not fit its data (`num_classes: 5` on ten classes, `in_feature
 features) would otherwise fail deep in the training loop in torch's words ("Target 7 is out of
 bounds", "mat1 and mat2 shapes cannot be multiplied"). The probe meets it once, at the start of
 find, train, verify, check and --smoke, and says it in the experiment's keys, in the same
-words as the load-time check on the data's labels (`models.too_few_outputs`): "...the model
-outputs 5 classes and the data has 10 (labels 0 to 9); ... Set model.args.num_classes: 10."
+words as the load-time check on the data's labels (`models.too_few_outputs`):
+"model.args.num_classes is 5, but the data has 10 classes (labels 0 to 9); ... Set
+model.args.num_classes: 10."
 
 The probe leaves no trace: the random state, BatchNorm statistics and gradients are as before,
 so a probed run gives the same numbers as an unprobed one.

@@ -395,8 +395,7 @@ def test_more_classes_than_model_outputs_is_caught_at_check(tmp_path):
         build(validate(exp))
     text = message(info)
     assert (
-        "model.args.num_classes is 2, but the model outputs 2 classes and the data has 3 "
-        "(labels 0 to 2: x, y, z)" in text
+        "model.args.num_classes is 2, but the data has 3 classes (labels 0 to 2: x, y, z)" in text
     )
     with pytest.raises(ComponentError, match="out_features is 1 \\(its default\\)"):
         build(validate({**IRIS, "model": {"name": "linear", "args": {"in_features": 4}}}))

@@ -330,13 +330,15 @@ def test_a_user_model_with_too_few_outputs_is_caught_by_the_probe(
     )
     result = invoke("find", path, "--no-plot", "--out", tmp_path / "out")
     assert result.exit_code == 2, result.output
-    assert "the model outputs 5 classes and the data has 10 (labels 0 to 9)" in result.output
+    assert (
+        "the model outputs 5 classes, but the data has 10 classes (labels 0 to 9)" in result.output
+    )
     assert "Traceback" not in result.output
 
 
 def test_class_mismatch_messages() -> None:
     assert class_mismatch("cross_entropy", (16, 5), 9, "mlp", {"num_classes": 5}) == (
-        "model.args.num_classes is 5, but the model outputs 5 classes and the data has 10 "
+        "model.args.num_classes is 5, but the data has 10 classes "
         "(labels 0 to 9); the loss would fail at the first batch with a label of 5 or more. "
         "Set model.args.num_classes: 10."
     )
@@ -346,7 +348,7 @@ def test_class_mismatch_messages() -> None:
     assert linear.startswith("model.args.out_features is 2 (its default), but")
     assert linear.endswith("Set model.args.out_features: 4.")
     unknown = class_mismatch("cross_entropy", (8, 2, 7, 7), 3, "pkg:make", {})
-    assert unknown.startswith("the model outputs 2 classes and the data has 4")
+    assert unknown.startswith("the model outputs 2 classes, but the data has 4 classes")
     assert unknown.endswith("Make the model output 4 classes (its last layer).")
 
 
