@@ -7,6 +7,7 @@ to do; only the CLI turns them into a red paragraph and an exit code.
 from __future__ import annotations
 
 import os
+import re
 import sysconfig
 import traceback
 from collections.abc import Sequence
@@ -197,6 +198,46 @@ def format_frames(frames: Sequence[FrameSummary]) -> str:
     return "\n".join(lines)
 
 
+# torch re-raises an exception from a DataLoader worker process in the main process, with the
+# worker's traceback only as text in the message: "Caught ValueError in DataLoader worker
+# process 0.\nOriginal Traceback (most recent call last):\n  File ...". Those frames are the
+# ones that say where the user's dataset failed.
+_WORKER_ERROR = re.compile(
+    r"Caught \w+ in DataLoader worker process (\d+)\.\s*\n"
+    r"Original Traceback \(most recent call last\):\n(.*)",
+    re.S,
+)
+_TEXT_FRAME = re.compile(r'^  File "(?P<file>.+)", line (?P<line>\d+), in (?P<name>.+)$')
+
+
+def worker_traceback(text: str) -> tuple[list[FrameSummary], str, int] | None:
+    """(frames, the original message, worker number) from a worker error's text, else None."""
+    match = _WORKER_ERROR.search(text)
+    if match is None:
+        return None
+    lines = match[2].splitlines()
+    frames: list[FrameSummary] = []
+    i = end = 0
+    while i < len(lines):
+        found = _TEXT_FRAME.match(lines[i])
+        i += 1
+        if found is None:
+            continue
+        source = None
+        if i < len(lines) and lines[i].startswith("    "):
+            source, i = lines[i].strip(), i + 1
+        # Python 3.11+ underlines the failing expression with ^ and ~ on the next line.
+        while i < len(lines) and lines[i].startswith("    ") and not lines[i].strip(" ^~"):
+            i += 1
+        frames.append(
+            FrameSummary(
+                found["file"], int(found["line"]), found["name"], lookup_line=False, line=source
+            )
+        )
+        end = i
+    return frames, "\n".join(lines[end:]).strip(), int(match[1])
+
+
 class UserCodeError(LrtoolError):
     """Code lrtool calls but does not own raised: the user's model, data or loss, or a library.
 
@@ -214,7 +255,14 @@ class UserCodeError(LrtoolError):
     def from_exception(cls, err: BaseException) -> UserCodeError:
         """Describe an exception that escaped from code lrtool called."""
         frames = traceback.extract_tb(err.__traceback__)
-        return cls.from_frames(frames, type(err).__name__, str(err))
+        kind, text = type(err).__name__, str(err)
+        worker = worker_traceback(text)
+        if worker is not None:
+            inner, original, number = worker
+            frames = [*frames, *inner]  # the worker ran inside the main process's loop
+            original = original.removeprefix(f"{kind}:").strip() or original
+            text = f"{original} (in DataLoader worker process {number})"
+        return cls.from_frames(frames, kind, text)
 
     @classmethod
     def from_frames(

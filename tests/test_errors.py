@@ -24,6 +24,7 @@ from lrtool.errors import (
     is_user_file,
     user_frames,
     while_building,
+    worker_traceback,
 )
 from lrtool.probe import class_mismatch, input_mismatch, probe
 
@@ -427,3 +428,69 @@ def test_frames_come_from_a_real_traceback(tmp_path, monkeypatch) -> None:
     ]
     assert kept[-1].lineno == 6 and kept[-1].line == "raise KeyError(i)"
     assert failed_component(frames) == "data"
+
+
+WORKER_DATASET = """\
+import torch
+
+
+class Rows(torch.utils.data.Dataset):
+    def __len__(self):
+        return 64
+
+    def __getitem__(self, i):
+        if i == 5:
+            raise ValueError(f"row {i} is broken")
+        return torch.randn(4), i % 3
+
+
+def make():
+    return Rows()
+"""
+
+
+def test_a_dataloader_worker_error_shows_the_users_frames_not_torchs_text(
+    tmp_path, monkeypatch, write_yaml
+) -> None:
+    """torch re-raises a worker's exception with the worker's traceback as text in the
+    message: that text is read for the user's frames, and no traceback is printed."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "worker_rows.py").write_text(WORKER_DATASET)
+    path = write_yaml(
+        "device: cpu\nmodel: {name: mlp, args: {in_features: 4, hidden: [8], num_classes: 3}}\n"
+        "data: {name: 'worker_rows:make', batch_size: 16, num_workers: 1, in_memory: false}\n"
+        "find: {num_steps: 5}\n"
+    )
+    result = invoke("find", path, "--no-plot", "--out", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert "raised ValueError: row 5 is broken (in DataLoader worker process 0)" in result.output
+    assert_only_user_frames(
+        result.output, tmp_path / "worker_rows.py", 10, 'raise ValueError(f"row {i} is broken")'
+    )
+    assert "Original Traceback" not in result.output
+
+
+def test_worker_traceback_reads_frames_and_message() -> None:
+    text = (
+        "Caught KeyError in DataLoader worker process 3.\n"
+        "Original Traceback (most recent call last):\n"
+        '  File "/site/torch/utils/data/_utils/worker.py", line 375, in _worker_loop\n'
+        "    data = fetcher.fetch(index)\n"
+        "           ^^^^^^^^^^^^^^^^^^^^\n"
+        '  File "/home/me/data.py", line 7, in __getitem__\n'
+        "    return self.rows[i]\n"
+        "           ~~~~~~~~~^^^\n"
+        "KeyError: 'x'\n"
+    )
+    frames, message, worker = worker_traceback(text)
+    assert [(f.filename, f.lineno, f.name, f.line) for f in frames] == [
+        (
+            "/site/torch/utils/data/_utils/worker.py",
+            375,
+            "_worker_loop",
+            "data = fetcher.fetch(index)",
+        ),
+        ("/home/me/data.py", 7, "__getitem__", "return self.rows[i]"),
+    ]
+    assert (message, worker) == ("KeyError: 'x'", 3)
+    assert worker_traceback("an ordinary message") is None
