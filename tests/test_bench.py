@@ -391,3 +391,19 @@ def test_the_cli_default_seeds_are_the_benchmark_seeds() -> None:
     from lrtool.bench.suggest_quality import SEEDS
 
     assert tuple(int(s) for s in DEFAULT_SEEDS.split(",")) == SEEDS
+
+
+def test_suggest_shows_verify_by_default_and_not_with_no_verify(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    counter = Counter(monkeypatch)
+    args = ["suggest", "--tasks", "iris-mlp-sgd", "--cache", str(tmp_path), "--jobs", "1"]
+    args += ["--seeds", "0", "--grid", "1e-3,1e-1", "--per-decade", "1"]
+    assert main(args) == 0
+    shown = capsys.readouterr().out
+    assert "| verify |" in shown and "Cost of verify" in shown
+    assert len(counter.verify) == 1
+    assert main([*args, "--no-verify"]) == 0
+    shown = capsys.readouterr().out
+    assert "| verify |" not in shown and "Cost of verify" not in shown
+    assert len(counter.verify) == 1  # nothing more was verified

@@ -101,7 +101,10 @@ def parser() -> argparse.ArgumentParser:
     sq = sub.add_parser("suggest", help="regret of each suggestion rule, as a Markdown table")
     _add_run_options(sq)
     sq.add_argument(
-        "--verify", action="store_true", help="add the `lrtool verify` row and its cost"
+        "--verify",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the `lrtool verify` row and its cost (default: on; --no-verify trains no verify)",
     )
     fp = sub.add_parser(
         "finetune", help="fine-tuning recipes at equal epochs (pretrained on digits 0-5, then 6-9)"
