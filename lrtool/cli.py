@@ -31,9 +31,9 @@ from .history import (
     fresh_folder,
     history_kind,
     new_run_folder,
+    png_file,
     read_json,
     to_json,
-    writable_folder,
 )
 from .plot import (
     compare_chart,
@@ -134,7 +134,8 @@ SmokeBatchesOpt = Annotated[
     int, typer.Option("--smoke-batches", min=1, help="Batches kept by --smoke.")
 ]
 SmokeTimeoutOpt = Annotated[
-    float, typer.Option("--smoke-timeout", min=0, help="Seconds a --smoke run may take.")
+    float,
+    typer.Option("--smoke-timeout", min=0, help="Seconds a --smoke run may take (0: no limit)."),
 ]
 
 # Keys both the finder and the trainer have (find.grad_accum, train.grad_accum, ...).
@@ -771,7 +772,7 @@ def plot_cmd(
     """
     with handled(debug):
         if save is not None:
-            writable_folder(save.parent, "--save")  # before reading, drawing and failing
+            png_file(save)  # before reading and drawing: a .png, never over the user's files
         data = resuggested(read_json(file), redraw_settings(set_), str(file))
         kind = history_kind(data)
         if save is not None:

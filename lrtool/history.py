@@ -175,6 +175,37 @@ def writable_folder(path: str | Path, what: str = "--out") -> Path:
     return path
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_file(path: str | Path, what: str = "--save") -> Path:
+    """Where a chart may go: a .png name in a writable folder, holding nothing or an older PNG.
+
+    Redrawing a chart replaces the PNG it wrote before; any other file there is the user's
+    (an experiment, the very JSON being drawn) and is never overwritten.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what}: {path} is a folder; give a file name ending in .png.")
+    if path.suffix.lower() != ".png":
+        raise ConfigError(
+            f"{what} writes a PNG image: give a file name ending in .png, got {str(path)!r}."
+        )
+    if path.exists():
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(len(PNG_SIGNATURE))
+        except OSError as err:
+            raise ConfigError(f"{what}: cannot read {path} to check it: {_why(err)}.") from None
+        if head != PNG_SIGNATURE:
+            raise ConfigError(
+                f"{what}: {path} exists and is not a PNG image; lrtool does not overwrite it. "
+                "Give another file name."
+            )
+    writable_folder(path.parent, what)
+    return path
+
+
 def fresh_folder(path: str | Path) -> Path:
     """A writable `path` that holds no other run's files: results are never overwritten."""
     path = writable_folder(path)
@@ -184,8 +215,12 @@ def fresh_folder(path: str | Path) -> Path:
         raise ConfigError(
             f"--out: {path} already holds another run's files ({', '.join(taken)}); lrtool "
             "does not overwrite results. Give a new folder with --out, or leave --out out for "
-            "a fresh runs/<name>/<timestamp>-<command>/ folder. To continue an interrupted "
-            f"training run, use train --resume {path}."
+            "a fresh runs/<name>/<timestamp>-<command>/ folder."
+            + (
+                f" To continue the interrupted training run there, use train --resume {path}."
+                if (path / "checkpoint.pt").is_file()
+                else ""
+            )
         )
     return path
 

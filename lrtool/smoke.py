@@ -211,8 +211,12 @@ def deadline(seconds: float) -> Iterator[None]:
         yield
         return
 
+    message = f"the smoke run took longer than --smoke-timeout {seconds:g} s."
+    expired = []
+
     def expire(signum: int, frame: Any) -> None:
-        raise SmokeFailed(f"the smoke run took longer than --smoke-timeout {seconds:g} s.")
+        expired.append(True)
+        raise SmokeFailed(message)
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -221,6 +225,11 @@ def deadline(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+    # The alarm can land where Python swallows exceptions (a finalizer, an import lock's
+    # cleanup: "Exception ignored in ..."), and the run then carries on to the end. It still
+    # took too long.
+    if expired:
+        raise SmokeFailed(message)
 
 
 def summary(ok: bool, command: str, detail: str, elapsed: float, note: str | None) -> str:

@@ -190,7 +190,35 @@ def test_out_holding_another_runs_results_is_refused(tiny_yaml, tmp_path):
     again = invoke("train", tiny_yaml, "--lr-max", "0.1", "--out", out, "--no-plot")
     assert again.exit_code == 2
     assert "already holds another run's files (find.json" in one_line(again.output)
+    assert "--resume" not in again.output  # no checkpoint there: nothing to resume
     assert (out / "find.json").read_bytes() == before and not (out / "train.json").exists()
+
+
+def test_plot_save_never_overwrites_what_is_not_a_png(tiny_yaml, tmp_path):
+    """--save onto the JSON being drawn, the experiment file, a folder or a non-.png name is
+    refused before anything is written; an older PNG is replaced (redrawing a chart)."""
+    pytest.importorskip("matplotlib")
+    assert invoke("find", tiny_yaml, "--out", tmp_path / "f", "--no-plot").exit_code == 0
+    found = tmp_path / "f" / "find.json"
+    kept = {p: p.read_bytes() for p in (found, tiny_yaml)}
+    for target, words in [
+        (found, "ending in .png"),
+        (tiny_yaml, "ending in .png"),
+        (tmp_path / "curve.txt", "ending in .png"),
+        (tmp_path / "f", "is a folder"),
+    ]:
+        result = invoke("plot", found, "--save", target)
+        assert result.exit_code == 2 and words in one_line(result.output), result.output
+    not_png = tmp_path / "notes.png"
+    not_png.write_text("my notes")
+    result = invoke("plot", found, "--save", not_png)
+    assert result.exit_code == 2 and "is not a PNG image" in one_line(result.output)
+    assert not_png.read_text() == "my notes" and not (tmp_path / "curve.txt").exists()
+    assert all(p.read_bytes() == data for p, data in kept.items())
+    chart = tmp_path / "chart.png"
+    assert invoke("plot", found, "--save", chart).exit_code == 0
+    assert invoke("plot", found, "--save", chart).exit_code == 0  # replaces its own PNG
+    assert chart.read_bytes().startswith(b"\x89PNG")
 
 
 def test_a_failed_run_leaves_no_empty_folder(write_yaml, tmp_path, monkeypatch):

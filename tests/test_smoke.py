@@ -179,3 +179,20 @@ def test_smoke_train_passes_through_a_refind_between_cycles(tmp_path, tiny_yaml)
     assert result.exit_code == 0, result.output
     # Two cycles of one epoch over the 4 smoke batches.
     assert "lrtool smoke: ok (train, 8 steps, " in result.output
+
+
+def test_a_timeout_swallowed_inside_the_run_still_fails_the_smoke_run():
+    """The alarm's exception can land where Python ignores exceptions (a finalizer); the run
+    then finishes, late: the deadline must still report it rather than let 'ok' through."""
+    import time
+
+    from lrtool.smoke import SmokeFailed, deadline
+
+    with pytest.raises(SmokeFailed, match="longer than --smoke-timeout 0.05 s"):
+        with deadline(0.05):
+            try:
+                time.sleep(0.5)
+            except SmokeFailed:
+                pass  # as Python does with an exception raised in __del__
+    with deadline(5):  # in time: nothing raised
+        pass
