@@ -988,7 +988,11 @@ def render_verify(console: Console, result: Any, folder: Path, *, plot: bool) ->
         note = f" (the suggestion was {fmt_lr(suggested)})" if suggested else ""
         console.print(f"[bold green]best_lr = {fmt_lr(result.best_lr)}[/]{note}")
     else:
-        console.print("[yellow]no candidate finished without diverging[/]")
+        console.print(
+            "[yellow]interrupted before the first round completed: no winner[/]"
+            if result.stop_reason == "interrupted"
+            else "[yellow]no candidate finished without diverging[/]"
+        )
     console.print(
         f"cost: {result.budget_epochs_total:g} epochs in all, "
         f"{result.cost_vs_one_training:g} x one training of {result.full_epochs} epochs"

@@ -28,7 +28,7 @@ from .config import Experiment, resolved
 from .config import load_experiment as _load_experiment
 from .cycles import Plan, cycle_record, train_cycles
 from .errors import ConfigError, NoSuggestion, RunFailed
-from .history import FindResult, read_json, writable_folder
+from .history import FindResult, history_kind, read_json, writable_folder
 from .probe import checked_build, first_step
 from .results import TrainResult, save
 from .run import parse_seeds
@@ -417,6 +417,13 @@ def verify_candidates(
         )
     if from_find is not None:
         data = read_json(from_find)
+        kind = history_kind(data)
+        if kind != "find":
+            what = "a training history" if kind == "train" else "a verify result"
+            raise ConfigError(
+                f"--from {from_find}: this is {what} ({kind}.json), not a range test; give "
+                "the find.json (or refind.json) of a finder run."
+            )
         suggested, history = data.get("suggested_lr"), data.get("history") or {}
         source = str(from_find)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -761,3 +762,30 @@ def test_max_epochs_is_still_accepted_as_the_old_name_of_epochs(tmp_path) -> Non
     assert json.loads(old.stdout)["full_epochs"] == 1
     both = runner.invoke(app, ["verify", str(path), "--epochs", "1", "--max-epochs", "1"])
     assert both.exit_code == 2
+
+
+def test_verify_from_a_train_history_is_bad_input(tiny_yaml, tmp_path) -> None:
+    trained = invoke("train", tiny_yaml, "--lr-max", "0.1", "--out", tmp_path / "t", "--no-plot")
+    assert trained.exit_code == 0, trained.output
+    result = invoke("verify", tiny_yaml, "--from", tmp_path / "t" / "train.json", "--no-plot")
+    assert result.exit_code == 2, result.output
+    assert "this is a training history (train.json), not a range test" in " ".join(
+        result.output.split()
+    )
+
+
+def test_an_interrupted_verify_does_not_claim_every_candidate_diverged() -> None:
+    from rich.console import Console
+
+    from lrtool.cli import render_verify
+
+    def on_run(number: int, lr: float, epochs: float) -> None:
+        if lr == 1e-1:
+            raise KeyboardInterrupt
+
+    result = verify_rates(validate(IRIS), RATES, on_run=on_run)
+    console = Console(record=True, width=200)
+    render_verify(console, result, Path("out"), plot=False)
+    shown = console.export_text()
+    assert "interrupted before the first round completed: no winner" in shown
+    assert "diverging" not in shown
