@@ -274,6 +274,9 @@ def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[A
 def read_json(path: str | Path) -> dict[str, Any]:
     """Read a saved find/train/verify JSON file, with a clear error for anything else."""
     path = Path(path)
+    if path.is_dir():
+        kinds = "find.json, refind.json, train.json or verify.json"
+        raise ConfigError(f"{path} is a folder; give one of the files in it ({kinds}).")
     if not path.is_file():
         raise ConfigError(f"History file {path} does not exist.")
     try:

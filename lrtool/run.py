@@ -37,7 +37,7 @@ def parse_seeds(text: str | None, default: int) -> list[int]:
     text = text.strip()
     try:
         if "," in text:
-            seeds = [int(s) for s in text.split(",") if s.strip()]
+            seeds = [int(s) for s in text.split(",")]  # "0,,2" is a typo: int("") refuses
         else:
             count = int(text)
             if count < 1:

@@ -170,6 +170,14 @@ def test_bad_set_and_seeds_exit_2(tiny_yaml):
     assert invoke("check", tiny_yaml, "--set", "train.epochs").exit_code == 2
     result = invoke("find", tiny_yaml, "--seeds", "x")
     assert result.exit_code == 2 and "--seeds" in result.output
+    typo = invoke("find", tiny_yaml, "--seeds", "0,,2")  # not silently seeds 0 and 2
+    assert typo.exit_code == 2 and "'0,,2'" in typo.output
+
+
+def test_a_folder_where_a_saved_file_is_expected_says_so(tiny_yaml, tmp_path):
+    result = invoke("plot", tmp_path)
+    assert result.exit_code == 2
+    assert "is a folder; give one of the files in it" in " ".join(result.output.split())
 
 
 def test_debug_shows_the_traceback(write_yaml):
