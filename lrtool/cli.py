@@ -584,7 +584,6 @@ def train(
     cycles: Annotated[
         int | None,
         typer.Option(
-            min=1,
             help="One-cycle runs sharing the epochs, a re-find before each after the first "
             "setting its peak; with --freeze-epochs the frozen phase is cycle 1 (default 1).",
             show_default=False,
@@ -870,7 +869,6 @@ def verify(
         int | None,
         typer.Option(
             "--epochs",
-            min=1,
             help="Epochs of the real training, which the final round trains (train.epochs; "
             "default 5).",
             show_default=False,
@@ -880,7 +878,6 @@ def verify(
         int | None,
         typer.Option(
             "--max-epochs",
-            min=1,
             hidden=True,
             help="Deprecated (0.1's longest round, now the real run): the same as --epochs.",
         ),
@@ -905,7 +902,11 @@ def verify(
         exp = load_experiment(
             experiment,
             set_,
-            {"device": device, "seed": seed, "train.epochs": epochs or max_epochs},
+            {
+                "device": device,
+                "seed": seed,
+                "train.epochs": max_epochs if epochs is None else epochs,
+            },
         )
         if smoke:
             smoke_run("verify", exp, out, smoke_batches, smoke_timeout, as_json, lrs=lrs)

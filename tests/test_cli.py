@@ -416,3 +416,14 @@ def test_multi_seed_find_reports_a_consensus(tiny_yaml, tmp_path):
     assert data["suggested_lr"] == data["consensus_lr"]
     assert data["spread"] == pytest.approx(max(per_seed) / min(per_seed))
     assert all(len(s["history"]["lr"]) == s["steps"] for s in data["seeds"])
+
+
+def test_numeric_flags_are_judged_by_the_schema_in_its_words(tiny_yaml):
+    """--cycles 0 and verify --epochs 0 get the schema's bullet naming the key and the flag,
+    as every other numeric flag does (verify --epochs 0 was taken for no flag at all)."""
+    for args, key in [
+        (("train", tiny_yaml, "--lr-max", "0.1", "--cycles", "0"), "train.cycles (from --cycles)"),
+        (("verify", tiny_yaml, "--epochs", "0"), "train.epochs (from --epochs)"),
+    ]:
+        result = invoke(*args)
+        assert result.exit_code == 2 and key in result.output, result.output
