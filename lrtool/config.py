@@ -19,13 +19,16 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AllowInfNan,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     PlainValidator,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -39,6 +42,23 @@ class Spec(BaseModel):
     """Base for every section: unknown keys are errors, so a typo cannot pass silently."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _refuse_bool(kind: str) -> Any:
+    """A before-validator: YAML's true/false are Python bools, and bool is a kind of int, so
+    pydantic alone would read `num_steps: true` as 1."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"expected {kind}, got {str(value).lower()}")
+        return value
+
+    return BeforeValidator(check)
+
+
+# The number types of every key: no booleans, and no inf or nan (`.inf` is valid YAML).
+Whole = Annotated[int, _refuse_bool("a whole number")]
+Number = Annotated[float, _refuse_bool("a number"), AllowInfNan(False)]
 
 
 # The digits quickstart's MLP: an experiment file may leave out `model:` entirely.
@@ -97,15 +117,15 @@ class DataSpec(Spec):
         "source names its classes (CSV text labels, a torchvision dataset's classes), so every "
         "result file records the mapping.",
     )
-    batch_size: int = Field(64, ge=1, description="Mini-batch size (per process).")
-    val_fraction: float = Field(
+    batch_size: Whole = Field(64, ge=1, description="Mini-batch size (per process).")
+    val_fraction: Number = Field(
         0.2,
         gt=0,
         lt=1,
         description="Share held out for validation when the source has no validation split; "
         "the split is seeded.",
     )
-    num_workers: int = Field(0, ge=0, description="DataLoader workers (DataLoader path only).")
+    num_workers: Whole = Field(0, ge=0, description="DataLoader workers (DataLoader path only).")
     in_memory: bool | None = Field(
         None,
         description="Materialise the dataset as tensors on the device (fast path). Default: "
@@ -138,14 +158,14 @@ Precision = Literal["fp32", "bf16", "fp16"]
 
 
 class FindSpec(Spec):
-    start_lr: float = Field(1e-7, gt=0, description="First learning rate of the sweep.")
-    end_lr: float = Field(10.0, gt=0, description="Last learning rate of the sweep.")
-    num_steps: int = Field(100, ge=2, description="Number of optimizer steps (mini-batches).")
+    start_lr: Number = Field(1e-7, gt=0, description="First learning rate of the sweep.")
+    end_lr: Number = Field(10.0, gt=0, description="Last learning rate of the sweep.")
+    num_steps: Whole = Field(100, ge=2, description="Number of optimizer steps (mini-batches).")
     mode: Literal["exp", "linear"] = Field("exp", description="How the rate grows.")
-    smoothing: float = Field(
+    smoothing: Number = Field(
         0.98, ge=0, lt=1, description="Beta of the bias-corrected EMA of the loss."
     )
-    diverge_factor: float = Field(
+    diverge_factor: Number = Field(
         4.0, gt=1, description="Stop once the smoothed loss exceeds this times its best."
     )
     suggest: str = Field(DEFAULT_METHOD, description="Suggestion method shown as the default.")
@@ -153,18 +173,31 @@ class FindSpec(Spec):
         False,
         description="Record the loss on fixed validation batches at each step (Smith's variant).",
     )
-    val_batches: int = Field(
+    val_batches: Whole = Field(
         4, ge=1, description="How many validation batches `val_loss` evaluates at each step."
     )
-    grad_accum: int = Field(1, ge=1, description="Mini-batches accumulated per step.")
+    grad_accum: Whole = Field(1, ge=1, description="Mini-batches accumulated per step.")
     precision: Precision = Field("fp32", description="fp32, bf16 or fp16 (autocast).")
-    clip_grad_norm: float | None = Field(None, gt=0, description="Clip the gradient norm.")
+    clip_grad_norm: Number | None = Field(None, gt=0, description="Clip the gradient norm.")
 
     @field_validator("suggest")
     @classmethod
     def _known_method(cls, value: str) -> str:
         if value not in SUGGESTERS:
             raise ValueError(f"unknown method {value!r}; choose one of {', '.join(SUGGESTERS)}")
+        return value
+
+    @field_validator("end_lr")
+    @classmethod
+    def _rising_sweep(cls, value: float, info: ValidationInfo) -> float:
+        # finder.sweep_rates refuses a sweep that does not rise; say so at load.
+        start = info.data.get("start_lr")  # absent when start_lr itself is wrong
+        if start is not None and not start < value:
+            raise ValueError(
+                f"expected a rate above find.start_lr ({start:g}), got {value:g}: the sweep "
+                "raises the rate from find.start_lr to find.end_lr. Raise find.end_lr or lower "
+                "find.start_lr"
+            )
         return value
 
 
@@ -207,7 +240,28 @@ def _positive_number(value: Any) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
+# torch holds a rate as a float32 in the optimizer's arithmetic: anything above overflows.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def lr_max_value(value: Any) -> LrMaxValue | None:
+    """`_lr_max_value`, and no rate above what a float32 holds."""
+    parsed = _lr_max_value(value)
+    if isinstance(parsed, RateSlice):
+        rates = [parsed.high]
+    elif isinstance(parsed, list):
+        rates = parsed
+    else:
+        rates = [parsed] if isinstance(parsed, float) else []
+    if any(r > FLOAT32_MAX for r in rates):
+        raise ValueError(
+            f"expected rates up to {FLOAT32_MAX:.3g} (the largest float32, which torch computes "
+            f"with: a larger rate overflows at the first step); got {value!r}"
+        )
+    return parsed
+
+
+def _lr_max_value(value: Any) -> LrMaxValue | None:
     """Parse a peak rate as written in `train.lr_max` or `--lr-max`; ValueError says why not.
 
     auto (any case), a number (also as text: "3e-3"), a list of numbers (a YAML list, or
@@ -271,23 +325,23 @@ LrMax = Annotated[
 
 
 class TrainSpec(Spec):
-    epochs: int = Field(5, ge=1, description="Epochs of the main one-cycle schedule.")
+    epochs: Whole = Field(5, ge=1, description="Epochs of the main one-cycle schedule.")
     lr_max: LrMax = Field(
         None,
         description="Peak rate: a number, a list (one per group), 'LOW:HIGH', ':HIGH' or "
         "'auto' (any case; numbers may be written as text).",
     )
-    pct_start: float = Field(0.25, gt=0, lt=1, description="Share of steps spent warming up.")
-    div_factor: float = Field(25.0, gt=0, description="Initial rate = lr_max / div_factor.")
-    final_div_factor: float = Field(
+    pct_start: Number = Field(0.25, gt=0, lt=1, description="Share of steps spent warming up.")
+    div_factor: Number = Field(25.0, gt=0, description="Initial rate = lr_max / div_factor.")
+    final_div_factor: Number = Field(
         1e5, gt=0, description="Final rate = initial rate / final_div_factor."
     )
-    moms: tuple[float, float, float] = Field(
+    moms: tuple[Number, Number, Number] = Field(
         (0.95, 0.85, 0.95),
         description="Momentum (SGD) or beta1 (Adam) at start, peak rate and end.",
     )
     anneal: Literal["cos", "linear"] = Field("cos", description="Annealing shape.")
-    freeze_epochs: int = Field(
+    freeze_epochs: Whole = Field(
         0, ge=0, description="Epochs training only the last group before unfreezing."
     )
     train_bn: bool = Field(
@@ -296,25 +350,43 @@ class TrainSpec(Spec):
         "groups' normalisation layers (BatchNorm, InstanceNorm, LayerNorm), as fastai's "
         "train_bn=True does; false freezes them with the rest.",
     )
-    grad_accum: int = Field(1, ge=1, description="Mini-batches accumulated per step.")
+    grad_accum: Whole = Field(1, ge=1, description="Mini-batches accumulated per step.")
     precision: Precision = Field("fp32", description="fp32, bf16 or fp16 (autocast).")
-    clip_grad_norm: float | None = Field(None, gt=0, description="Clip the gradient norm.")
-    eval_every: Literal["epoch"] | int = Field(
-        "epoch", description="Evaluate every epoch, or every N optimizer steps."
+    clip_grad_norm: Number | None = Field(None, gt=0, description="Clip the gradient norm.")
+    eval_every: Annotated[Literal["epoch"] | int, _refuse_bool("'epoch' or a whole number")] = (
+        Field("epoch", description="Evaluate every epoch, or every N optimizer steps.")
     )
-    cycles: int = Field(
+    cycles: Whole = Field(
         1,
         ge=1,
         description="One-cycle runs that share train.epochs; before each after the first, a "
         "re-find on the model so far sets its peak rate (with freeze_epochs, the frozen phase "
         "is cycle 1).",
     )
-    group_ratio: float = Field(
+    group_ratio: Number = Field(
         100.0,
         ge=1,
         description="After unfreezing between cycles: the head's rate / the first group's, "
         "spread geometrically over the groups (fastai's slice(lr/100, lr)).",
     )
+
+    @field_validator("moms")
+    @classmethod
+    def _momentum_cycle(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        # A momentum (or Adam's beta1) outside [0, 1) is meaningless; and train's
+        # _check_settings wants the first and last equal (OneCycleLR goes there and back).
+        if not all(0 <= m < 1 for m in value):
+            raise ValueError(
+                "expected three momentums (SGD) or beta1 values (Adam), each at least 0 and "
+                f"below 1, such as [0.95, 0.85, 0.95]; got {list(value)!r}"
+            )
+        if value[0] != value[2]:
+            raise ValueError(
+                "expected three values (start, at the peak rate, end) whose first and last are "
+                "equal, because torch's OneCycleLR cycles momentum from one value to another "
+                f"and back; got {list(value)!r}"
+            )
+        return value
 
     @field_validator("eval_every")
     @classmethod
@@ -336,11 +408,24 @@ class TrainSpec(Spec):
         return self
 
 
+# The seed goes to random (any int), numpy (below 2**32), torch (below 2**64) and data.py's
+# batch order (torch again, as seed * 1_000_003 + epoch): below 2**32, all of them take it.
+MAX_SEED = 2**32 - 1
+
+
 class Experiment(Spec):
     """One experiment: what to build and how to sweep and train it."""
 
-    name: str | None = Field(None, description="Run name; default: the file's stem.")
-    seed: int = Field(0, description="Seeds the weights, the split and the data order.")
+    name: str | None = Field(
+        None,
+        description="Run name, one folder name (no / or \\): runs go to output_dir/<name>/. "
+        "Default: the file's stem.",
+    )
+    seed: Whole = Field(
+        0,
+        description=f"Seeds the weights, the split and the data order; 0 to {MAX_SEED:,}.",
+        json_schema_extra={"minimum": 0, "maximum": MAX_SEED},
+    )
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps.")
     model: ModelSpec = Field(default_factory=lambda: ModelSpec.model_validate({}))
     data: DataSpec = Field(default_factory=DataSpec)
@@ -362,6 +447,38 @@ class Experiment(Spec):
     def search_dirs(self) -> tuple[Path, ...]:
         """Folders searched for import-path components after the current one."""
         return () if self._folder is None else (self._folder,)
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, value: str | None) -> str | None:
+        # The run folder is output_dir/<name>/...: a path here would put it elsewhere.
+        if value is not None and (
+            not value.strip() or value in (".", "..") or any(c in value for c in "/\\\0")
+        ):
+            raise ValueError(
+                "expected one folder name (runs go to output_dir/<name>/<timestamp>-<command>/), "
+                f"not empty, . or .., without / or \\; got {value!r}. To put runs elsewhere, "
+                "set output_dir (or --out)"
+            )
+        return value
+
+    @field_validator("output_dir")
+    @classmethod
+    def _some_folder(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError(
+                f"expected a folder (default: runs), got {value!r}; write . for the current folder"
+            )
+        return value
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, value: int) -> int:
+        if not 0 <= value <= MAX_SEED:
+            raise ValueError(
+                f"expected a whole number from 0 to {MAX_SEED:,} (numpy's seed range), got {value}"
+            )
+        return value
 
     @field_validator("device")
     @classmethod
@@ -401,6 +518,19 @@ class _Loader(yaml.SafeLoader):
         finally:
             self.depth -= 1
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # A tag's own conversion (`!!float abc`, `!!timestamp 2020-13-45`) raises ValueError
+        # without a line: make it a YAML error at the node.
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, OverflowError) as err:
+            what = node.tag.rsplit(":", 1)[-1]
+            if isinstance(node, yaml.ScalarNode):
+                what += f" {node.value!r}"
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{what}: {err}", node.start_mark
+            ) from None
+
 
 _FLOAT = re.compile(
     r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
@@ -423,12 +553,16 @@ def _compose(text: str, source: str) -> yaml.Node | None:
     try:
         return loader.get_single_node()
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(f"{source} is not valid YAML{where}: {problem}.") from None
+        raise _invalid_yaml(err, source) from None
     finally:
         loader.dispose()
+
+
+def _invalid_yaml(err: yaml.YAMLError, source: str) -> ConfigError:
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(err, "problem", None) or str(err)
+    return ConfigError(f"{source} is not valid YAML{where}: {problem}.")
 
 
 # Aliases (`*name`) let a few lines stand for a huge tree, or an endless one when an anchor
@@ -484,13 +618,7 @@ def parse_yaml(text: str, source: str = "<string>") -> Any:
     A key written twice in one mapping is an error naming both lines: YAML would silently
     keep the last one.
     """
-    root = _compose(text, source)
-    if root is None:
-        return None
-    try:
-        duplicates = _duplicate_keys(root)
-    except ValueError as err:
-        raise ConfigError(f"{source} cannot be used: {err}.") from None
+    data, duplicates = _read_yaml(text, source)
     if duplicates:
         bullets = [
             f"  • {'.'.join(path)}: lines {_lines_text(lines)}"
@@ -500,9 +628,27 @@ def parse_yaml(text: str, source: str = "<string>") -> Any:
             f"{source} sets the same key more than once (YAML would silently keep the last "
             "one); keep one of each:\n" + "\n".join(bullets)
         )
+    return data
+
+
+def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], list[int]]]:
+    """The data of a YAML text, and the keys it writes more than once with their lines.
+
+    A tag that names a Python object (`!!python/object/apply:...`) or a value its tag cannot
+    take (`!!float abc`) is invalid YAML too, with its line: SafeLoader builds plain data only.
+    """
+    root = _compose(text, source)
+    if root is None:
+        return None, {}
+    try:
+        duplicates = _duplicate_keys(root)
+    except ValueError as err:
+        raise ConfigError(f"{source} cannot be used: {err}.") from None
     loader = _Loader("")
     try:
-        return loader.construct_document(root)
+        return loader.construct_document(root), duplicates
+    except yaml.YAMLError as err:
+        raise _invalid_yaml(err, source) from None
     finally:
         loader.dispose()
 
@@ -675,6 +821,17 @@ def _arg_problems(section: str, found: list[tuple[str | None, str]]) -> list[Pro
     ]
 
 
+def _not_finite(value: Any) -> bool:
+    """Whether a value is inf or nan, or holds one in a list, tuple or mapping (Adam's betas)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return any(_not_finite(v) for v in value)
+    if isinstance(value, dict):
+        return any(_not_finite(v) for v in value.values())
+    return False
+
+
 def _optimizer_outcome(name: str, args: dict[str, Any], search_dirs: tuple[Path, ...]) -> _Outcome:
     """The optimizer's args (kept only when all is well) and its problems."""
     from .errors import ComponentError
@@ -699,6 +856,14 @@ def _optimizer_outcome(name: str, args: dict[str, Any], search_dirs: tuple[Path,
     problems += _arg_problems("optimizer", found)
     if found:
         return None, problems
+    # torch checks `weight_decay < 0`, which nan passes: the first step would spread nan.
+    not_finite = [
+        (("optimizer", "args", key), f"expected finite numbers, got {value!r}")
+        for key, value in kwargs.items()
+        if _not_finite(value)
+    ]
+    if not_finite:
+        return None, problems + not_finite
     # Let the optimizer judge the values too (a negative momentum, a beta of 1.5),
     # on a throwaway parameter: what `train` would meet at its first line.
     import torch
@@ -819,13 +984,15 @@ def validate(
     *,
     origins: dict[tuple[str, ...], str] | None = None,
     folder: Path | None = None,
+    duplicates: dict[tuple[str, ...], list[int]] | None = None,
 ) -> Experiment:
     """Validate a raw mapping into an Experiment, reporting every problem at once.
 
     The schema checks each key; then each component's name is resolved and its args are
     matched against its signature, so `check` rejects what `train` would. `text` (the YAML)
     gives the line of each key; `origins` names the flag or `--set` that set a key instead;
-    `folder` is where import paths are looked for after the current folder.
+    `folder` is where import paths are looked for after the current folder; `duplicates`
+    are the keys the file writes more than once, with their lines, reported with the rest.
     """
     if raw is None:
         raw = {}
@@ -834,7 +1001,10 @@ def validate(
             f"{source} must be a YAML mapping of keys (model:, data:, ...), "
             f"got {type(raw).__name__}."
         )
-    problems: list[Problem] = []
+    problems: list[Problem] = [
+        (path, f"written on lines {_lines_text(lines)}; YAML would silently keep the last one")
+        for path, lines in (duplicates or {}).items()
+    ]
     exp = None
     try:
         exp = Experiment.model_validate(raw)
@@ -869,7 +1039,7 @@ def load_experiment(
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"Cannot read experiment file {path}: {err}.") from None
-    raw = parse_yaml(text, source=str(path))
+    raw, duplicates = _read_yaml(text, source=str(path))  # reported with the other problems
     if raw is None:
         raise ConfigError(
             f"Experiment file {path} is empty (no keys, only blank lines or comments). An empty "
@@ -886,9 +1056,22 @@ def load_experiment(
         if value is not None:
             set_key(raw, key, value, origin=flag_name(key))
             origins[tuple(key.split("."))] = flag_name(key)
-    exp = validate(raw, source=str(path), text=text, origins=origins, folder=path.parent.resolve())
+    exp = validate(
+        raw,
+        source=str(path),
+        text=text,
+        origins=origins,
+        folder=path.parent.resolve(),
+        duplicates=duplicates,
+    )
     if exp.name is None:
-        exp.name = path.stem
+        try:
+            exp.name = path.stem
+        except ValidationError:  # a file named `..yaml`: its stem is `.`
+            raise ConfigError(
+                f"{path}: the run name defaults to the file's stem, {path.stem!r}, which cannot "
+                "name a run folder. Set name: in the file (or --set name=NAME)."
+            ) from None
     _resolve_paths(exp, path.parent)
     return exp
 

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .build import Built
-from .config import Experiment, resolved
+from .config import MAX_SEED, Experiment, resolved
 from .errors import ConfigError
 from .finder import find_lr
 from .history import FindResult
@@ -49,6 +49,12 @@ def parse_seeds(text: str | None, default: int) -> list[int]:
         ) from None
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds (--seeds) lists a seed twice: {text!r}.")
+    outside = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if outside:
+        raise ConfigError(
+            f"seeds (--seeds): every seed must be from 0 to {MAX_SEED:,} (the experiment's seed "
+            f"range), got {outside[0]} in {text!r}."
+        )
     return seeds
 
 

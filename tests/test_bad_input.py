@@ -67,8 +67,8 @@ def test_duplicate_keys_name_both_lines(write_yaml):
     with pytest.raises(ConfigError) as info:
         load_experiment(path)
     text = message(info)
-    assert "train.epochs: lines 2 and 3" in text
-    assert "seed: lines 4 and 5" in text  # every duplicate at once
+    assert "train.epochs (line 3): written on lines 2 and 3" in text
+    assert "seed (line 5): written on lines 4 and 5" in text  # every duplicate at once
 
 
 def test_same_key_in_different_sections_is_not_a_duplicate():

@@ -172,6 +172,8 @@ def test_bad_set_and_seeds_exit_2(tiny_yaml):
     assert result.exit_code == 2 and "--seeds" in result.output
     typo = invoke("find", tiny_yaml, "--seeds", "0,,2")  # not silently seeds 0 and 2
     assert typo.exit_code == 2 and "'0,,2'" in typo.output
+    huge = invoke("find", tiny_yaml, "--seeds", "0,99999999999999999999")
+    assert huge.exit_code == 2 and "every seed must be from 0 to" in huge.output
 
 
 def test_a_folder_where_a_saved_file_is_expected_says_so(tiny_yaml, tmp_path):
