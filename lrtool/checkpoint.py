@@ -14,6 +14,7 @@ import torch
 
 from .errors import ConfigError
 from .history import write_torch_atomic
+from .models import read_torch_file
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -30,11 +31,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     if not path.is_file():
-        raise ConfigError(f"resume: checkpoint {path} does not exist.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, foreign or unsafe: say which file, no traceback
-        raise ConfigError(f"resume: {path} is not a readable lrtool checkpoint ({err}).") from None
+        raise ConfigError(
+            f"resume: checkpoint {path} does not exist. --resume takes the folder of a train "
+            f"run stopped after at least one completed epoch, or its {CHECKPOINT_NAME}."
+        )
+    state = read_torch_file(
+        path,
+        "--resume",
+        "checkpoint",
+        f"Give the folder of an interrupted train run, or its {CHECKPOINT_NAME}.",
+    )
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(
             f"resume: {path} is not an lrtool training checkpoint (format {CHECKPOINT_FORMAT})."

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from .errors import ComponentError
+from .errors import ComponentError, ConfigError
 from .registry import call_with_args, import_object, is_import_path, unknown_name
 
 # Materialise automatically only below this size, so an in-memory copy never surprises anyone.
@@ -208,12 +208,17 @@ def estimated_bytes(dataset: Dataset) -> int:
 # --- sources ------------------------------------------------------------------------------
 
 
+def validation_count(n: int, val_fraction: float) -> int:
+    """How many of n samples `split` keeps for validation: at least one, and one fewer than n."""
+    return min(max(1, round(n * val_fraction)), n - 1)
+
+
 def split(dataset: Dataset, val_fraction: float, seed: int) -> tuple[Subset, Subset]:
     """Seeded train/validation split (the validation part comes first in the permutation)."""
     n = len(dataset)
     if n < 2:
         raise ComponentError(f"the dataset has {n} sample(s); at least 2 are needed to split.")
-    n_val = min(max(1, round(n * val_fraction)), n - 1)
+    n_val = validation_count(n, val_fraction)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return Subset(dataset, order[n_val:]), Subset(dataset, order[:n_val])
 
@@ -265,6 +270,8 @@ def _tabular(
             "the loss would be NaN from the first step. Clean or drop those rows."
         )
     y = _targets(y, index_targets)
+    if standardize:
+        _check_enough_to_standardize(len(x), val_fraction, note)
     train, val = split(TensorDataset(x, y), val_fraction, seed)
     xt, yt = materialise(train)
     xv, yv = materialise(val)
@@ -283,6 +290,20 @@ def _tabular(
                 f"data.args.reshape: {reshape} does not fit {xt.shape[1]} features per sample."
             ) from None
     return Splits(TensorDataset(xt, yt), TensorDataset(xv, yv), "tensors", note, classes)
+
+
+def _check_enough_to_standardize(n: int, val_fraction: float, note: str) -> None:
+    """The standard deviation of a single training row is NaN (torch warns, then divides)."""
+    n_val = validation_count(n, val_fraction) if n >= 2 else 0
+    if n - n_val >= 2:
+        return
+    needed = next(m for m in range(3, 10**6) if m - validation_count(m, val_fraction) >= 2)
+    raise ComponentError(
+        f"data {note!r}: {n} rows are too few to standardise: data.val_fraction "
+        f"({val_fraction}) keeps {n_val} for validation, which leaves {n - n_val} training "
+        "row(s), and the features' standard deviation needs at least 2. Give at least "
+        f"{needed} rows, or set data.args.standardize: false."
+    )
 
 
 def _sklearn(name: str, args: dict[str, Any], **common: Any) -> Splits:
@@ -337,6 +358,14 @@ def _csv(args: dict[str, Any], *, classes: list[str] | None = None, **common: An
     if problems:
         raise ComponentError(_csv_report(file, problems))
     y, classes = _csv_targets(file, header[column], labels, classes)
+    if common.get("index_targets") and len(set(y)) == 1:
+        # Every loss would drop to 0 at once: the finder's curve and the training say nothing.
+        raise ComponentError(
+            f"data.args.target: every row of {file} has the label {labels[0]!r} in column "
+            f"{header[column]!r}: a classifier needs at least two classes. Check the file (a "
+            "filter that kept one class?) and data.args.target; for a numeric target use a "
+            "regression loss (mse, l1, smooth_l1)."
+        )
     return _tabular(
         torch.tensor(features), torch.tensor(y), note=f"csv {file.name}", classes=classes, **common
     )
@@ -362,9 +391,18 @@ def _csv_table(args: dict[str, Any]) -> tuple[Path, list[str], list[tuple[int, l
     if len(rows) < 3:
         raise ComponentError(f"{file}: needs a header row and at least two data rows.")
     header, body = rows[0][1], rows[1:]
+    delimiter = args.get("delimiter", ",")
+    if len(header) < 2:
+        raise ComponentError(_one_column(file, header[0], delimiter))
     target = args.get("target", header[-1])
-    if isinstance(target, int):
-        column = target
+    if isinstance(target, int) and not isinstance(target, bool):
+        if not -len(header) <= target < len(header):
+            raise ConfigError(
+                f"data.args.target: column {target} is out of range: {file} has "
+                f"{len(header)} columns (0 to {len(header) - 1}): {', '.join(header)}. Give "
+                "the target column's index, counting from 0 (-1 is the last), or its name."
+            )
+        column = target % len(header)  # -1: the last column, as in Python
     elif target in header:
         column = header.index(target)
     else:
@@ -372,6 +410,21 @@ def _csv_table(args: dict[str, Any]) -> tuple[Path, list[str], list[tuple[int, l
             f"data.args.target: column {target!r} is not in {file}; columns: {', '.join(header)}."
         )
     return file, header, body, column
+
+
+def _one_column(file: Path, header: str, delimiter: str) -> str:
+    """A header read as one column: no feature besides the target, usually the delimiter."""
+    others = [d for d in (",", ";", "\t", "|") if d != delimiter and d in header]
+    hint = ""
+    if others:
+        # YAML reads a tab only between double quotes.
+        shown = '"\\t"' if others[0] == "\t" else repr(others[0])
+        hint = f"; the header holds {shown}: set data.args.delimiter: {shown}"
+    return (
+        f"data.args.path: {file} has a single column ({header!r}) when split on "
+        f"{delimiter!r}, so there is no feature column besides the target. Check "
+        f"data.args.delimiter (now {delimiter!r}){hint}."
+    )
 
 
 def _numeric_labels(labels: list[str]) -> list[float | None] | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -227,6 +228,13 @@ def load_weights(model: nn.Module, weights: str, model_name: str = "") -> list[s
         source = f"torchvision {type(member).__name__}.{member.name} from {file}"
     else:
         file = Path(weights)
+        if file.is_dir():
+            inside = [n for n in ("model.pt", "checkpoint.pt") if (file / n).is_file()]
+            hint = f": did you mean {file / inside[0]}?" if inside else "."
+            raise ComponentError(
+                f"model.weights: {file} is a folder, not a file. Give the path of a state_dict "
+                f"file{hint}"
+            )
         if not file.is_file():
             raise ComponentError(f"model.weights: file {file} does not exist.")
         source = f"local state_dict {file}"
@@ -234,13 +242,65 @@ def load_weights(model: nn.Module, weights: str, model_name: str = "") -> list[s
     return [f"weights: {source}", *fit_state_dict(model, state, str(file))]
 
 
-def _read_state_dict(file: Path) -> dict[str, Any]:
+# torch's weights-only refusal opens with advice lrtool must not pass on (re-run with
+# weights_only=False: arbitrary code execution) and a plea to file an issue; the reason
+# itself follows "WeightsUnpickler error:".
+_UNPICKLER_REASON = re.compile(r"WeightsUnpickler error:\s*(.+)")
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
+def torch_load_reason(err: BaseException) -> str:
+    """The line of a `torch.load` error that says what is wrong with the file, nothing else.
+
+    "Unsupported operand 123" rather than six lines that end in "Please file an issue"; for a
+    whole pickled model, the class it holds.
+    """
+    text = str(err).strip()
+    found = _UNPICKLER_REASON.search(text)
+    if found:
+        text = found[1]
+        unsafe = _UNSAFE_GLOBAL.search(text)
+        if unsafe:
+            return f"it holds a pickled Python object ({unsafe[1]}), not only tensors"
+    first = text.splitlines()[0].strip() if text else ""
+    # The first sentence: miniz's "PytorchStreamReader failed reading zip archive: failed
+    # finding central directory" is followed by a paragraph of speculation.
+    first = first.split(". ")[0].rstrip(".")
+    if isinstance(err, EOFError) or not first:
+        return f"{type(err).__name__}: the file ends early" + (f" ({first})" if first else "")
+    return first
+
+
+def read_torch_file(
+    path: Path, label: str, kind: str, fix: str, error: type[LrtoolError] = ConfigError
+) -> Any:
+    """`torch.load(path, weights_only=True)`, or one `error` paragraph naming `label`.
+
+    `label` is the key or flag that named the file (model.weights, --resume), `kind` what it
+    should hold ("state_dict", "checkpoint"), `fix` what to give instead. Nothing but tensors
+    and plain data is unpickled.
+    """
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # a corrupt or non-torch file: say so, no traceback
-        raise ComponentError(
-            f"model.weights: {file} is not a readable state_dict ({err})."
+        with warnings.catch_warnings():
+            # "Detected pickle protocol 4 ... please file an issue": torch's, not the user's.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, foreign or unsafe: say which file, no traceback
+        reason = "the file is empty" if path.stat().st_size == 0 else torch_load_reason(err)
+        raise error(
+            f"{label}: {path} is not a PyTorch {kind} file lrtool can read (torch.load: "
+            f"{reason}). {fix} lrtool unpickles tensors and plain data only, never code."
         ) from None
+
+
+def _read_state_dict(file: Path) -> dict[str, Any]:
+    state = read_torch_file(
+        file,
+        "model.weights",
+        "state_dict",
+        "Give a state_dict saved with torch.save(model.state_dict(), path).",
+        ComponentError,
+    )
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # an lrtool checkpoint.pt
     if not isinstance(state, dict):

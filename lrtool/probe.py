@@ -156,7 +156,7 @@ def probe_model(built: Built, x: torch.Tensor) -> torch.Tensor:
     """The model on one batch; a first layer that does not fit the data is bad input."""
     spec = built.experiment.model
     try:
-        return built.model(x)
+        output = built.model(x)
     except Exception as err:
         message = input_mismatch(str(err), tuple(x.shape), spec.name, spec.args)
         if message is not None:
@@ -166,6 +166,15 @@ def probe_model(built: Built, x: torch.Tensor) -> torch.Tensor:
         raise ComponentError(
             f"the model failed on a batch of inputs of shape {tuple(x.shape)}: {err}"
         ) from None
+    if not isinstance(output, torch.Tensor):
+        # A tuple (logits, aux), a dict or a HuggingFace-style output: the loss and the
+        # metrics take one tensor, and would fail later in lrtool's or torch's words.
+        raise ComponentError(
+            f"model {spec.name!r} must return a tensor (the output of forward), got "
+            f"{_kind(output)}. Make forward return the logits (or predictions) alone, e.g. "
+            "in a wrapper module that picks them out."
+        )
+    return output
 
 
 def probe_loss(built: Built, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -180,12 +189,28 @@ def probe_loss(built: Built, output: torch.Tensor, y: torch.Tensor) -> torch.Ten
             f"loss {spec.name!r} failed on outputs of shape {tuple(output.shape)} and targets "
             f"of shape {tuple(y.shape)} ({y.dtype}): {err}"
         ) from None
-    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+    if not isinstance(loss, torch.Tensor):
         raise ComponentError(
-            f"loss {spec.name!r} must return a scalar tensor, got {type(loss).__name__} of "
-            f"shape {getattr(loss, 'shape', None)}."
+            f"loss {spec.name!r} must return a tensor (a scalar: the batch's mean loss), got "
+            f"{_kind(loss)}."
+        )
+    if loss.ndim != 0:
+        raise ComponentError(
+            f"loss {spec.name!r} must return a scalar tensor (the batch's mean loss), got a "
+            f"tensor of shape {tuple(loss.shape)}: reduce it, e.g. with .mean()."
         )
     return loss
+
+
+def _kind(value: Any) -> str:
+    """'tuple of 2', 'dict with keys logits, aux', 'str': what came instead of a tensor."""
+    name = type(value).__name__
+    if isinstance(value, dict):
+        keys = ", ".join(str(k) for k in list(value)[:5])
+        return f"{name} with keys {keys}" if keys else f"empty {name}"
+    if isinstance(value, (tuple, list)):
+        return f"{name} of {len(value)}"
+    return name
 
 
 def _from_user_code(err: BaseException) -> bool:

@@ -58,7 +58,7 @@ from typing import Any
 from numpy.typing import ArrayLike
 
 from .build import build
-from .config import Experiment
+from .config import FLOAT32_MAX, Experiment
 from .distributed import unwrap
 from .errors import ConfigError
 from .probe import checked_build
@@ -336,6 +336,12 @@ def parse_lrs(text: str) -> list[float]:
             raise ConfigError(f"{expected}; {piece!r} in {text!r} is not a number.") from None
         if not _positive(rate):
             raise ConfigError(f"{expected}; {piece!r} in {text!r} is not positive and finite.")
+        if rate > FLOAT32_MAX:
+            raise ConfigError(
+                f"{expected}; {piece!r} in {text!r} is above {FLOAT32_MAX:.1e}, the largest "
+                "float32 (the precision of torch's optimizers): its run would overflow at the "
+                "first step."
+            )
         rates.append(rate)
     if len(set(rates)) != len(rates):
         raise ConfigError(f"{LRS_KEY} lists a rate twice: {text!r}.")
