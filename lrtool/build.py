@@ -14,6 +14,7 @@ from . import distributed
 from .config import Experiment
 from .data import Batches, Splits, load_splits, use_memory
 from .errors import ComponentError, ConfigError
+from .freezing import nothing_to_freeze
 from .models import (
     build_model,
     load_weights,
@@ -153,6 +154,9 @@ def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
             f"train.lr_max: {len(rates)} rates for {len(groups)} parameter groups ({names}); "
             "give one per group, earliest first, or 'LOW:HIGH' to spread them over the groups."
         )
+    frozen_nothing = nothing_to_freeze(exp.train.freeze_epochs, len(groups))
+    if frozen_nothing:
+        raise ConfigError(frozen_nothing)
     optimizer = make_optimizer(exp.optimizer.name, exp.optimizer.args, groups)
     reduce = None
     if data_parallel:

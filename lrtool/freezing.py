@@ -69,3 +69,16 @@ def last_group_only(
         optimizer.param_groups = groups
         if shown is not head:
             head.update({k: v for k, v in shown.items() if k != "params"})
+
+
+def nothing_to_freeze(freeze_epochs: int, n_groups: int) -> str | None:
+    """Why `train.freeze_epochs` cannot work on a model of `n_groups` groups, else None: the
+    frozen phase trains the last group only, so a single group would freeze nothing. Said
+    by the trainer and, earlier, by the build that `check` runs."""
+    if freeze_epochs and n_groups < 2:
+        return (
+            f"train.freeze_epochs: {freeze_epochs} frozen epoch(s) train only the last parameter "
+            "group, but this model has a single group, so nothing would be frozen. Split it "
+            "with model.groups (e.g. [body, head]) or set train.freeze_epochs: 0."
+        )
+    return None

@@ -39,6 +39,7 @@ from .freezing import (  # noqa: F401  (NORM_TYPES: re-exported, its old home)
     frozen,
     last_group_only,
     norm_parameters,
+    nothing_to_freeze,
 )
 from .results import TrainResult
 from .runtime import rng_state, seed_everything, set_rng_state
@@ -150,12 +151,9 @@ def _check_settings(
         raise ConfigError(
             f"train.freeze_epochs must be a whole number >= 0 (got {freeze_epochs!r})."
         )
-    if freeze_epochs and n_groups < 2:
-        raise ConfigError(
-            f"train.freeze_epochs: {freeze_epochs} frozen epoch(s) train only the last parameter "
-            "group, but this model has a single group, so nothing would be frozen. Split it "
-            "with model.groups (e.g. [body, head]) or set train.freeze_epochs: 0."
-        )
+    frozen_nothing = nothing_to_freeze(freeze_epochs, n_groups)
+    if frozen_nothing:
+        raise ConfigError(frozen_nothing)
     if not whole(grad_accum) or grad_accum < 1:
         raise ConfigError(f"train.grad_accum must be a whole number >= 1 (got {grad_accum!r}).")
     if not 0 < pct_start < 1:

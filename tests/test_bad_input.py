@@ -433,3 +433,17 @@ def test_finder_disk_snapshot_loads_weights_only(monkeypatch):
     snap.restore()
     snap.close()
     assert seen == [True] and torch.equal(model.weight, before)
+
+
+def test_check_refuses_freeze_epochs_on_a_single_group_model_as_train_does(write_yaml):
+    path = write_yaml(
+        "device: cpu\nmodel: {name: linear, args: {in_features: 4, out_features: 3}}\n"
+        "data: {name: sklearn.iris, batch_size: 16}\ntrain: {freeze_epochs: 1, epochs: 1}\n"
+    )
+    checked = runner.invoke(app, ["check", str(path)])
+    trained = runner.invoke(app, ["train", str(path), "--lr-max", "0.1", "--no-plot"])
+    for result in (checked, trained):
+        assert result.exit_code == 2, result.output
+        assert "this model has a single group, so nothing would be frozen" in " ".join(
+            result.output.split()
+        )
