@@ -327,11 +327,10 @@ def _sklearn(name: str, args: dict[str, Any], **common: Any) -> Splits:
         factory = getattr(skd, loader, None)
     else:
         factory = getattr(skd, f"load_{loader}", None)
-        if factory is not None:
-            args = {"return_X_y": True, **args}
     if factory is None or loader not in available:
         raise unknown_name("sklearn dataset", loader, available, extra=" (as sklearn.<name>)")
-    result = call_with_args(factory, args, what=f"dataset {name!r}")
+    extra = {} if loader.startswith("make_") else {"return_X_y": True}
+    result = call_with_args(factory, {**extra, **args}, what=f"dataset {name!r}", given=args)
     x, y = result[0], result[1]
     return _tabular(x, y, note=f"{name}", **common)
 

@@ -171,12 +171,24 @@ def check_args(
     return fixed, problems
 
 
-def call_with_args(factory: Callable[..., Any], args: dict[str, Any], *, what: str) -> Any:
-    """Call a user or library factory with keyword args; a bad argument is a clear error."""
+def call_with_args(
+    factory: Callable[..., Any],
+    args: dict[str, Any],
+    *,
+    what: str,
+    given: dict[str, Any] | None = None,
+) -> Any:
+    """Call a user or library factory with keyword args; a bad argument is a clear error.
+
+    `given` is what the experiment file wrote when lrtool adds arguments of its own: the
+    error shows the user's arguments, not lrtool's."""
     try:
         inspect.signature(factory).bind(**args)
     except TypeError as err:
-        raise ComponentError(f"{what}: arguments {args} do not fit its signature: {err}.") from None
+        shown = args if given is None else given
+        raise ComponentError(
+            f"{what}: arguments {shown} do not fit its signature: {err}."
+        ) from None
     except ValueError:
         pass  # builtins without a signature: let the call decide
     return factory(**args)

@@ -447,3 +447,14 @@ def test_check_refuses_freeze_epochs_on_a_single_group_model_as_train_does(write
         assert "this model has a single group, so nothing would be frozen" in " ".join(
             result.output.split()
         )
+
+
+def test_a_bad_sklearn_argument_shows_the_files_arguments_only(write_yaml):
+    path = write_yaml(
+        "device: cpu\nmodel: {name: mlp, args: {in_features: 4, num_classes: 3}}\n"
+        "data: {name: sklearn.iris, args: {foo: 1}}\n"
+    )
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "arguments {'foo': 1} do not fit its signature" in text and "return_X_y" not in text
