@@ -908,6 +908,10 @@ def verify(
                 "train.epochs": max_epochs if epochs is None else epochs,
             },
         )
+        if lrs is not None:
+            from .verify import parse_lrs
+
+            parse_lrs(lrs)  # bad rates are refused before --out is created
         if smoke:
             smoke_run("verify", exp, out, smoke_batches, smoke_timeout, as_json, lrs=lrs)
             return

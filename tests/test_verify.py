@@ -789,3 +789,10 @@ def test_an_interrupted_verify_does_not_claim_every_candidate_diverged() -> None
     shown = console.export_text()
     assert "interrupted before the first round completed: no winner" in shown
     assert "diverging" not in shown
+
+
+def test_bad_lrs_are_refused_before_the_out_folder_is_made(tiny_yaml, tmp_path) -> None:
+    out = tmp_path / "v"
+    result = invoke("verify", tiny_yaml, "--lrs", "1e300,0.1", "--out", out)
+    assert result.exit_code == 2 and "--lrs" in result.output
+    assert not out.exists()
