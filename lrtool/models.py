@@ -22,6 +22,22 @@ from .errors import ComponentError, ConfigError, LrtoolError
 from .registry import call_with_args, import_object, is_import_path, unknown_name
 
 
+def _sizes(**sizes: Any) -> None:
+    """The built-in models' sizes are whole numbers >= 1 (hidden: a list of them): said in
+    the file's keys, before torch says it in its own words or builds an empty layer."""
+    for key, value in sizes.items():
+        values = value if key == "hidden" else [value]
+        if key == "hidden" and not isinstance(value, (list, tuple)):
+            values = [None]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+            expected = (
+                "a list of whole numbers >= 1, such as [128]"
+                if key == "hidden"
+                else ("a whole number >= 1")
+            )
+            raise ComponentError(f"model.args.{key}: expected {expected}, got {value!r}.")
+
+
 def mlp(
     in_features: int,
     num_classes: int,
@@ -30,6 +46,9 @@ def mlp(
     batch_norm: bool = False,
 ) -> nn.Sequential:
     """Fully connected net. Inputs of any shape are flattened first."""
+    _sizes(in_features=in_features, num_classes=num_classes, hidden=hidden)
+    if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+        raise ComponentError(f"model.args.dropout: expected a number in [0, 1), got {dropout!r}.")
     layers: list[nn.Module] = [nn.Flatten()]
     width = in_features
     for size in hidden:
@@ -52,6 +71,7 @@ def cnn(
     depth: int = 2,
 ) -> nn.Sequential:
     """Small conv net for images of any size: conv-BN-ReLU blocks, each halving the size."""
+    _sizes(in_channels=in_channels, num_classes=num_classes, width=width, depth=depth)
     layers: list[nn.Module] = []
     channels = in_channels
     for i in range(depth):
@@ -72,6 +92,7 @@ def cnn(
 
 def linear(in_features: int, out_features: int = 1) -> nn.Sequential:
     """Linear (or logistic) regression."""
+    _sizes(in_features=in_features, out_features=out_features)
     return nn.Sequential(nn.Flatten(), nn.Linear(in_features, out_features))
 
 

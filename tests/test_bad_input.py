@@ -458,3 +458,20 @@ def test_a_bad_sklearn_argument_shows_the_files_arguments_only(write_yaml):
     assert result.exit_code == 2
     text = " ".join(result.output.split())
     assert "arguments {'foo': 1} do not fit its signature" in text and "return_X_y" not in text
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ("in_features: 4, num_classes: 3, hidden: [0]", "model.args.hidden: expected a list"),
+        ("in_features: 4, num_classes: 3, hidden: abc", "model.args.hidden: expected a list"),
+        ("in_features: 4.5, num_classes: 3", "model.args.in_features: expected a whole number"),
+        ("in_features: 4, num_classes: 3, dropout: 1.5", "model.args.dropout: expected a number"),
+    ],
+)
+def test_built_in_model_sizes_are_checked_in_the_files_words(write_yaml, args, words):
+    path = write_yaml(
+        f"device: cpu\nmodel: {{name: mlp, args: {{{args}}}}}\ndata: {{name: sklearn.iris}}\n"
+    )
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 2 and words in result.output, result.output
