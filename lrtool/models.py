@@ -22,20 +22,21 @@ from .errors import ComponentError, ConfigError, LrtoolError
 from .registry import call_with_args, import_object, is_import_path, unknown_name
 
 
-def _sizes(**sizes: Any) -> None:
-    """The built-in models' sizes are whole numbers >= 1 (hidden: a list of them): said in
-    the file's keys, before torch says it in its own words or builds an empty layer."""
+def _sizes(hidden: Any = (), **sizes: Any) -> None:
+    """The built-in models' sizes are whole numbers >= 1 (`hidden`: a list of them), said in
+    the file's keys before torch says it in its own words or builds an empty layer."""
+
+    def whole(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
     for key, value in sizes.items():
-        values = value if key == "hidden" else [value]
-        if key == "hidden" and not isinstance(value, (list, tuple)):
-            values = [None]
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
-            expected = (
-                "a list of whole numbers >= 1, such as [128]"
-                if key == "hidden"
-                else ("a whole number >= 1")
-            )
-            raise ComponentError(f"model.args.{key}: expected {expected}, got {value!r}.")
+        if not whole(value):
+            raise ComponentError(f"model.args.{key}: expected a whole number >= 1, got {value!r}.")
+    if not isinstance(hidden, (list, tuple)) or not all(whole(v) for v in hidden):
+        raise ComponentError(
+            f"model.args.hidden: expected a list of whole numbers >= 1, such as [128], got "
+            f"{hidden!r}."
+        )
 
 
 def mlp(

@@ -373,7 +373,9 @@ def _finite_or_none(value: Any) -> Any:
 class _Search:
     """The state of one verify: every run's record, the budget spent, the full-length pool."""
 
-    def __init__(self, exp: Experiment, metric: str, higher: bool, on_run: OnRun | None) -> None:
+    def __init__(
+        self, exp: Experiment, metric: str, higher: bool, on_run: OnRun | None, full_epochs: int
+    ) -> None:
         self.exp = exp
         self.metric = metric
         self.higher = higher
@@ -385,7 +387,7 @@ class _Search:
         self.full: dict[float, float | None] = {}  # rate -> full-length score
         self.best_lr: float | None = None  # the last completed round's winner
         self.widened: list[float] = []  # rates added at the edge, in order
-        self.full_epochs = exp.train.epochs
+        self.full_epochs = full_epochs  # the real run: its runs' weights are the trained model
         # The weights of the best full-length run so far, on the CPU: the trained model.
         self.states: dict[float, dict[str, Any]] = {}
 
@@ -459,11 +461,9 @@ class _Search:
                 on_round(number, rows)
         return number
 
-    def widen(
-        self, number: int, full_epochs: int, max_widenings: int, on_round: OnRound | None
-    ) -> None:
+    def widen(self, number: int, max_widenings: int, on_round: OnRound | None) -> None:
         """A winner at the edge of the rates tried means the best may lie beyond it: try it."""
-        full_run = Round(1, full_epochs, None, float(full_epochs))
+        full_run = Round(1, self.full_epochs, None, float(self.full_epochs))
         while self.best_lr is not None and len(self.widened) < max_widenings:
             new = widened_rate(list(self.records), self.best_lr)
             if new is None or not clear_win(self.full, self.higher):
@@ -532,8 +532,7 @@ def verify_rates(
     rates = _checked_rates(rates, max_widenings)
     full_epochs = exp.train.epochs if max_epochs is None else max_epochs
     metric, higher = ranking_metric(exp)
-    search = _Search(exp, metric, higher, on_run)
-    search.full_epochs = full_epochs
+    search = _Search(exp, metric, higher, on_run, full_epochs)
     built = search.first_build()
     schedule = verify_schedule(
         len(rates), full_epochs, search.batches_per_epoch, screen_fraction, finalists
@@ -544,7 +543,7 @@ def verify_rates(
     try:
         number = search.play(schedule, rates, on_round)
         if schedule:
-            search.widen(number, full_epochs, max_widenings, on_round)
+            search.widen(number, max_widenings, on_round)
     except KeyboardInterrupt:
         stop_reason = "interrupted"
 
