@@ -18,6 +18,7 @@ from .freezing import nothing_to_freeze
 from .models import (
     build_model,
     load_weights,
+    nothing_to_train,
     output_count,
     parameter_groups,
     takes_num_classes,
@@ -146,6 +147,9 @@ def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
     if exp.model.weights:
         model_notes += load_weights(model, exp.model.weights, model_name=exp.model.name)
     model = model.to(device)
+    untrainable = nothing_to_train(model, exp.model.name)
+    if untrainable:
+        raise ComponentError(untrainable)
     groups = parameter_groups(model, exp.model.groups)
     rates = exp.train.lr_max
     if isinstance(rates, list) and len(rates) != len(groups):

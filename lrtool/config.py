@@ -86,10 +86,41 @@ class ModelSpec(Spec):
     groups: list[str] | None = Field(
         None,
         description="Module-name prefixes, earliest layers first, that split the parameters "
-        "into groups for discriminative learning rates. Parameters matching no prefix join the "
-        "first group. Default: automatic (torchvision classifiers: body and head; nn.Sequential: "
-        "its top-level children; else one group).",
+        "into groups for discriminative learning rates; each must match a parameter of its "
+        "own, none twice. Parameters matching no prefix join the first group. Default: "
+        "automatic (torchvision classifiers: body and head; nn.Sequential: its top-level "
+        "children; else one group).",
     )
+
+    @field_validator("weights")
+    @classmethod
+    def _some_weights(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError(
+                f"expected the path of a state_dict file or a torchvision weights name "
+                f"(DEFAULT, IMAGENET1K_V1), got {value!r}; leave model.weights out (or null) "
+                "to start from random weights"
+            )
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _distinct_groups(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError(
+                "expected at least one module-name prefix, got an empty list; leave "
+                "model.groups out (or null) for the automatic groups"
+            )
+        repeated = sorted({p for p in value if value.count(p) > 1})
+        if repeated:
+            raise ValueError(
+                f"expected each prefix once (each names one group), got "
+                f"{', '.join(repr(p) for p in repeated)} more than once in {value!r}; keep one "
+                "of each"
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -411,6 +442,9 @@ class TrainSpec(Spec):
 # The seed goes to random (any int), numpy (below 2**32), torch (below 2**64) and data.py's
 # batch order (torch again, as seed * 1_000_003 + epoch): below 2**32, all of them take it.
 MAX_SEED = 2**32 - 1
+# The longest run name: a folder name (255 bytes on most file systems), with room to spare.
+MAX_NAME = 100
+MAX_NAME_BYTES = 200
 
 
 class Experiment(Spec):
@@ -433,7 +467,9 @@ class Experiment(Spec):
     loss: LossSpec = Field(default_factory=LossSpec)
     metrics: list[str] = Field(
         default_factory=lambda: ["accuracy"],
-        description="accuracy for classification; [] for regression.",
+        description="accuracy for classification (with bce_with_logits: logit > 0, and for "
+        "multi-label targets the share of labels right); [] or [mae] for regression. Checked "
+        "against the loss at load and against the first batch's shapes by the probe.",
     )
     find: FindSpec = Field(default_factory=FindSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
@@ -459,6 +495,19 @@ class Experiment(Spec):
                 "expected one folder name (runs go to output_dir/<name>/<timestamp>-<command>/), "
                 f"not empty, . or .., without / or \\; got {value!r}. To put runs elsewhere, "
                 "set output_dir (or --out)"
+            )
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _short_name(cls, value: str | None) -> str | None:
+        # The name is a folder: file systems take 255 bytes at most, and a long name also
+        # swamps tables and file names. Said here, not as "cannot write files" at the end.
+        if value is not None and (len(value) > MAX_NAME or len(value.encode()) > MAX_NAME_BYTES):
+            raise ValueError(
+                f"expected at most {MAX_NAME} characters ({MAX_NAME_BYTES} bytes in UTF-8), as it "
+                f"names the run's folder; got {len(value)} characters ({len(value.encode())} "
+                f"bytes), starting {value[:20]!r}. Choose a shorter name"
             )
         return value
 
@@ -759,6 +808,17 @@ def _schema_problems(err: ValidationError) -> list[Problem]:
     for item in err.errors():
         # Literal/union errors carry the member tried ('str', 'int', ...) in loc: drop it.
         loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        if loc[-1:] == ("[key]",):
+            # A key that is not text (`7: 1` in model.args): name the mapping, not "7.[key]".
+            key = item["input"]
+            problems.append(
+                (
+                    tuple(str(p) for p in loc[:-2]),
+                    f"expected names (text) as keys, got {key!r} ({type(key).__name__}); "
+                    f"write the argument's name, or quote it ('{key}') if that is its name",
+                )
+            )
+            continue
         problems.append((tuple(str(p) for p in loc), _describe({**item, "loc": loc})))
     return problems
 
@@ -808,6 +868,8 @@ def _section(raw: dict[str, Any], key: str, default: str) -> tuple[str, dict[str
     name, args = section.get("name", default), section.get("args", {})
     if not isinstance(name, str) or not isinstance(args, dict):
         return None
+    if not all(isinstance(key, str) for key in args):
+        return None  # the schema names the key that is not text
     return name, args
 
 
@@ -917,7 +979,11 @@ def _data_outcome(name: str, args: dict[str, Any], search_dirs: tuple[Path, ...]
 
 
 def _metric_problems(metrics: list[Any], loss_name: str | None) -> list[Problem]:
-    """Unknown metric names, and accuracy asked of a regression loss."""
+    """Unknown or repeated metric names, and metrics that cannot fit the loss's targets.
+
+    What needs the data's shapes (accuracy on multi-label targets, mae on a custom loss) is
+    checked by the probe on the first batch (`registry.metric_mismatch`).
+    """
     from .registry import CLASSIFICATION_LOSSES, LOSSES, METRICS
 
     problems: list[Problem] = []
@@ -928,6 +994,8 @@ def _metric_problems(metrics: list[Any], loss_name: str | None) -> list[Problem]
             problems.append(
                 (("metrics", str(i)), f"unknown metric{hint} (valid: {', '.join(METRICS)})")
             )
+        elif name in metrics[:i]:
+            problems.append((("metrics", str(i)), f"{name} is listed twice; keep one"))
     regression = loss_name in LOSSES and loss_name not in CLASSIFICATION_LOSSES
     if "accuracy" in metrics and regression and loss_name != "bce_with_logits":
         problems.append(
@@ -935,6 +1003,20 @@ def _metric_problems(metrics: list[Any], loss_name: str | None) -> list[Problem]
                 ("metrics",),
                 f"accuracy needs class targets, but loss {loss_name!r} is a regression "
                 "loss. Use metrics: [] or [mae].",
+            )
+        )
+    if "mae" in metrics and (loss_name in CLASSIFICATION_LOSSES or loss_name == "bce_with_logits"):
+        trains = (
+            "logits against 0/1 labels"
+            if loss_name == "bce_with_logits"
+            else "class scores against class indices"
+        )
+        problems.append(
+            (
+                ("metrics",),
+                f"mae (mean absolute error) compares predictions with real-valued targets, but "
+                f"loss {loss_name!r} trains {trains}, where it means nothing. Use metrics: "
+                "[accuracy] (or []), or a regression loss (mse, l1, smooth_l1, huber).",
             )
         )
     return problems
@@ -965,6 +1047,10 @@ def _component_problems(
     }
     fixed: dict[str, dict[str, Any]] = {}
     problems: list[Problem] = []
+    if data and not is_import_path(data[0]):
+        from .data import own_arg_problems
+
+        problems += _arg_problems("data", own_arg_problems(*data))
     for section, outcome in outcomes.items():
         if outcome is not None:
             kwargs, found = outcome
@@ -1032,13 +1118,10 @@ def load_experiment(
     parsed (command-line flags such as `--num-steps`), applied last.
     """
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir() or not path.exists():
         what = "is a folder" if path.is_dir() else "does not exist"
         raise ConfigError(f"Experiment file {path} {what}; pass the path of a YAML file.")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"Cannot read experiment file {path}: {err}.") from None
+    text = _read_text(path)
     raw, duplicates = _read_yaml(text, source=str(path))  # reported with the other problems
     if raw is None:
         raise ConfigError(
@@ -1050,6 +1133,8 @@ def load_experiment(
         raise ConfigError(
             f"{path} must be a YAML mapping of keys (model:, data:, ...), got {type(raw).__name__}."
         )
+    # Beside the file for a regular file; a pipe's folder (/dev/fd) holds nothing of the user's.
+    base = path.parent if path.is_file() else Path.cwd()
     origins: dict[tuple[str, ...], str] = {}
     raw = apply_overrides(dict(raw), overrides or [], origins)
     for key, value in (values or {}).items():
@@ -1061,7 +1146,7 @@ def load_experiment(
         source=str(path),
         text=text,
         origins=origins,
-        folder=path.parent.resolve(),
+        folder=base.resolve(),
         duplicates=duplicates,
     )
     if exp.name is None:
@@ -1072,8 +1157,30 @@ def load_experiment(
                 f"{path}: the run name defaults to the file's stem, {path.stem!r}, which cannot "
                 "name a run folder. Set name: in the file (or --set name=NAME)."
             ) from None
-    _resolve_paths(exp, path.parent)
+    _resolve_paths(exp, base)
     return exp
+
+
+# An experiment file is a few kilobytes; a pipe or device is read up to this much.
+MAX_FILE_BYTES = 10 * 1024**2
+
+
+def _read_text(path: Path) -> str:
+    """The file's text. A pipe (`lrtool check <(...)`, /dev/stdin) is read too, up to
+    MAX_FILE_BYTES, so a device that never ends (/dev/zero) cannot hang the command."""
+    try:
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ConfigError(
+                f"Experiment file {path} is not a regular file and gives more than "
+                f"{MAX_FILE_BYTES // 1024**2} MiB; pass the path of a YAML file."
+            )
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"Cannot read experiment file {path}: {err}.") from None
 
 
 def _resolve_paths(exp: Experiment, base: Path) -> None:

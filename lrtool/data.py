@@ -10,6 +10,7 @@ Two paths give the same batches for the same seed:
 from __future__ import annotations
 
 import csv
+import difflib
 import inspect
 import math
 from collections.abc import Iterator, Sequence
@@ -171,11 +172,30 @@ class Batches:
             pin_memory=self.device.type == "cuda",
         )
         non_blocking = self.device.type == "cuda"
-        for x, y in loader:
+        for batch in loader:
+            x, y = _pair(batch)
             yield (
                 x.to(self.device, non_blocking=non_blocking),
                 y.to(self.device, non_blocking=non_blocking),
             )
+
+
+def _pair(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """A collated batch as (inputs, targets), or why it is not one."""
+    if (
+        isinstance(batch, (tuple, list))
+        and len(batch) == 2
+        and all(isinstance(v, torch.Tensor) for v in batch)
+    ):
+        return batch[0], batch[1]
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        got = f"a pair of {_describe_item(batch[0])} and {_describe_item(batch[1])}"
+    else:
+        got = _describe_item(batch)
+    raise ComponentError(
+        f"the dataset's items must be (input, target) pairs of tensors, arrays or numbers, as "
+        f"__getitem__ returns `x, y`; a batch of them came as {got}."
+    )
 
 
 def materialise(dataset: Dataset, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,7 +208,8 @@ def materialise(dataset: Dataset, num_workers: int = 0) -> tuple[torch.Tensor, t
         return x[idx], y[idx]
     xs, ys = [], []
     loader = DataLoader(dataset, batch_size=512, shuffle=False, num_workers=num_workers)
-    for x, y in loader:
+    for batch in loader:
+        x, y = _pair(batch)
         xs.append(x)
         ys.append(torch.as_tensor(y))
     if not xs:
@@ -223,9 +244,23 @@ def split(dataset: Dataset, val_fraction: float, seed: int) -> tuple[Subset, Sub
     return Subset(dataset, order[n_val:]), Subset(dataset, order[:n_val])
 
 
-def _targets(y: Any, index_targets: bool | None) -> torch.Tensor:
+def _targets(y: Any, index_targets: bool | None, note: str = "") -> torch.Tensor:
     """Class indices stay integer (int64); real-valued targets become float32 (N, k)."""
     y = torch.as_tensor(y)
+    if index_targets and y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if index_targets and y.ndim > 1:
+        kind = "real values" if torch.is_floating_point(y) else "0/1 labels (multi-label?)"
+        fit = (
+            "a regression loss (loss.name: mse, l1, smooth_l1 or huber), metrics: [] or [mae]"
+            if torch.is_floating_point(y)
+            else "loss.name: bce_with_logits, one output per label"
+        )
+        raise ComponentError(
+            f"data {note!r}: the targets have {y.shape[1]} columns per sample (shape "
+            f"{tuple(y.shape)}, {kind}), but the loss expects one class index per sample. "
+            f"Use {fit}."
+        )
     integral = not torch.is_floating_point(y) or bool(torch.all(y == torch.round(y)))
     if index_targets or (index_targets is None and integral and not torch.is_floating_point(y)):
         if not integral:
@@ -269,7 +304,7 @@ def _tabular(
             f"data {note!r}: rows {_rows(rows)} (counting from 0) hold NaN or infinite values; "
             "the loss would be NaN from the first step. Clean or drop those rows."
         )
-    y = _targets(y, index_targets)
+    y = _targets(y, index_targets, note)
     if standardize:
         _check_enough_to_standardize(len(x), val_fraction, note)
     train, val = split(TensorDataset(x, y), val_fraction, seed)
@@ -332,6 +367,16 @@ def _sklearn(name: str, args: dict[str, Any], **common: Any) -> Splits:
     extra = {} if loader.startswith("make_") else {"return_X_y": True}
     result = call_with_args(factory, {**extra, **args}, what=f"dataset {name!r}", given=args)
     x, y = result[0], result[1]
+    if common["index_targets"] and getattr(y, "dtype", None) is not None and y.dtype.kind == "f":
+        # sklearn gives class labels as integers; floats are measurements (diabetes,
+        # linnerud), which read as whole numbers would pass for hundreds of classes.
+        shape = "" if y.ndim == 1 else f", {y.shape[1]} columns per sample"
+        raise ComponentError(
+            f"data {name!r} gives continuous targets (real numbers from {y.min():g} to "
+            f"{y.max():g}{shape}), not class labels, but the loss expects class indices. Use "
+            "a regression loss (loss.name: mse, or l1, smooth_l1, huber) with metrics: [] or "
+            "[mae], and one model output per target column."
+        )
     return _tabular(x, y, note=f"{name}", **common)
 
 
@@ -529,24 +574,148 @@ def _csv_report(file: Path, problems: dict[tuple[str, str], list[tuple[int, str]
 _IMAGE_ARGS = {"resize", "augment", "normalize"}
 
 
+# --- the data.args lrtool reads itself, checked at load -------------------------------------
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _bool_problem(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+
+
+def _path_problem(value: Any) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return None
+    return f"expected a path (text, not empty), got {value!r}"
+
+
+def _reshape_problem(value: Any) -> str | None:
+    if isinstance(value, list) and value and all(_is_whole(v) and v > 0 for v in value):
+        return None
+    return (
+        f"expected a list of positive whole numbers, the shape of one sample (e.g. [1, 8, 8] "
+        f"for digits' 64 features as images), got {value!r}"
+    )
+
+
+def _resize_problem(value: Any) -> str | None:
+    if _is_whole(value) and value > 0:
+        return None
+    if isinstance(value, list) and len(value) == 2 and all(_is_whole(v) and v > 0 for v in value):
+        return None
+    return (
+        f"expected the image size in pixels: a positive whole number (32) or [height, width], "
+        f"got {value!r}; leave resize out to keep the images' own size"
+    )
+
+
+def _normalize_problem(value: Any) -> str | None:
+    expected = (
+        "expected [mean, std]: two numbers ([0.5, 0.25]) or two lists with one number per "
+        "channel ([[0.49, 0.48, 0.45], [0.25, 0.24, 0.26]]), every std above 0"
+    )
+    if not (isinstance(value, list) and len(value) == 2):
+        return f"{expected}; got {value!r}"
+    mean, std = ([v] if _is_number(v) else v for v in value)
+    if not all(isinstance(v, list) and v and all(_is_number(x) for x in v) for v in (mean, std)):
+        return f"{expected}; got {value!r}"
+    if len(mean) > 1 and len(std) > 1 and len(mean) != len(std):
+        return f"{expected}; got {len(mean)} means and {len(std)} stds in {value!r}"
+    if any(x <= 0 for x in std):
+        return f"{expected} (images are divided by it); got {value!r}"
+    return None
+
+
+def _target_problem(value: Any) -> str | None:
+    if _is_whole(value) or (isinstance(value, str) and value.strip()):
+        return None
+    return f"expected a column name or a column index (0 is the first, -1 the last), got {value!r}"
+
+
+def _delimiter_problem(value: Any) -> str | None:
+    if isinstance(value, str) and len(value) == 1:
+        return None
+    return f'expected one character (",", ";", "\\t" in double quotes), got {value!r}'
+
+
+_TABULAR_CHECKS = {"standardize": _bool_problem, "reshape": _reshape_problem}
+_CSV_CHECKS = {
+    **_TABULAR_CHECKS,
+    "path": _path_problem,
+    "target": _target_problem,
+    "delimiter": _delimiter_problem,
+}
+_IMAGE_CHECKS = {
+    "resize": _resize_problem,
+    "normalize": _normalize_problem,
+    "augment": _bool_problem,
+    "root": _path_problem,
+    "download": _bool_problem,
+}
+
+
+def own_arg_problems(name: str, args: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """The data.args of a built-in source that lrtool reads itself, checked without reading
+    any data: (argument, what is wrong) for each problem. The loaders' own arguments are
+    left to their signatures."""
+    if name == "csv":
+        checks = _CSV_CHECKS
+    elif name.startswith("sklearn."):
+        checks = _TABULAR_CHECKS
+    elif name.startswith("torchvision."):
+        checks = _IMAGE_CHECKS
+    else:
+        return []
+    problems: list[tuple[str | None, str]] = []
+    for key, value in args.items():
+        check = checks.get(key)
+        if check is not None:
+            message = check(value)
+            if message is not None:
+                problems.append((key, message))
+        elif name == "csv":
+            close = difflib.get_close_matches(str(key), CSV_ARGS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append((key, f"unknown argument{hint} (csv takes {', '.join(CSV_ARGS)})"))
+    return problems
+
+
 def _image_transforms(args: dict[str, Any], augment: bool) -> Any:
     from torchvision import transforms as T
 
     steps: list[Any] = []
-    if args.get("resize"):
+    if args.get("resize") is not None:
         steps += [T.Resize(args["resize"]), T.CenterCrop(args["resize"])]
     if augment and args.get("augment"):
         steps.append(T.RandomHorizontalFlip())
-        if args.get("resize"):
+        if args.get("resize") is not None:
             size = args["resize"]
             steps.append(
                 T.RandomCrop(size, padding=(size if isinstance(size, int) else size[0]) // 8)
             )
     steps.append(T.ToTensor())
-    if args.get("normalize"):
+    if args.get("normalize") is not None:
         mean, std = args["normalize"]
         steps.append(T.Normalize(mean, std))
     return T.Compose(steps)
+
+
+def _check_normalize(dataset: Dataset, normalize: list[Any]) -> None:
+    """Per-channel means and stds must match the images' channels: try the first image."""
+    try:
+        dataset[0]
+    except RuntimeError as err:
+        first = " ".join(str(err).split())
+        raise ComponentError(
+            f"data.args.normalize: {normalize} does not fit the images ({first}). Give one "
+            "mean and one std per channel (3 for colour, 1 for grey), or single numbers."
+        ) from None
 
 
 def _torchvision(name: str, args: dict[str, Any], *, val_fraction: float, seed: int) -> Splits:
@@ -572,7 +741,7 @@ def _torchvision(name: str, args: dict[str, Any], *, val_fraction: float, seed: 
         if "transform" in params:
             kwargs["transform"] = _image_transforms(own, augment)
         try:
-            return call_with_args(cls, kwargs, what=f"dataset {name!r}")
+            dataset = call_with_args(cls, kwargs, what=f"dataset {name!r}")
         except (RuntimeError, FileNotFoundError, OSError) as err:
             first = " ".join(str(err).split())
             hint = (
@@ -582,6 +751,9 @@ def _torchvision(name: str, args: dict[str, Any], *, val_fraction: float, seed: 
                 else " Set download: true to fetch it, or point root at the files."
             )
             raise ComponentError(f"dataset {name!r} could not be loaded: {first}.{hint}") from None
+        if own.get("normalize") is not None and len(dataset):
+            _check_normalize(dataset, own["normalize"])
+        return dataset
 
     augmented = bool(own.get("augment"))
     kind = "random" if augmented else "fixed"
@@ -607,6 +779,49 @@ def _named_classes(dataset: Dataset) -> list[str] | None:
     return None
 
 
+def _describe_item(item: Any) -> str:
+    """'a dict with keys x, y', 'a tuple of 3', 'a str': what an item was instead of a pair."""
+    kind = type(item).__name__
+    if isinstance(item, dict):
+        return f"a {kind} with keys {', '.join(str(k) for k in list(item)[:5])}"
+    if isinstance(item, (tuple, list)):
+        return f"a {kind} of {len(item)}"
+    if isinstance(item, torch.Tensor):
+        return f"a tensor of shape {tuple(item.shape)}"
+    return f"a {kind}"
+
+
+def _batchable(value: Any) -> bool:
+    """What the DataLoader can stack into a batch tensor: tensors, arrays and numbers."""
+    import numpy as np
+
+    return isinstance(value, (torch.Tensor, np.ndarray, int, float, np.number)) and not (
+        isinstance(value, bool)
+    )
+
+
+def _check_item(name: str, item: Any, which: str) -> None:
+    """Every item must be an (input, target) pair of tensors, arrays or numbers."""
+    pair = isinstance(item, (tuple, list)) and len(item) == 2
+    if pair and all(_batchable(v) for v in item):
+        return
+    if pair:
+        what = ", ".join(
+            f"the {part} is {_describe_item(v)}"
+            for part, v in zip(("input", "target"), item, strict=True)
+            if not _batchable(v)
+        )
+        got = f"item 0 of the {which} set is a pair, but {what}"
+    else:
+        got = f"item 0 of the {which} set is {_describe_item(item)}"
+    hint = " (return sample['x'], sample['y'])" if isinstance(item, dict) else ""
+    raise ComponentError(
+        f"dataset {name!r}: each item must be an (input, target) pair of tensors, arrays or "
+        f"numbers, as __getitem__ returns `x, y`; {got}. Make __getitem__ return the pair"
+        f"{hint}, with class labels as integers."
+    )
+
+
 def _callable(
     name: str,
     args: dict[str, Any],
@@ -630,6 +845,9 @@ def _callable(
             f"dataset {name!r} must return a torch Dataset or a (train, val) pair of Datasets, "
             f"got {type(result).__name__}."
         )
+    for part, which in ((train, "training"), (val, "validation")):
+        if len(part):
+            _check_item(name, part[0], which)
     tensor_backed = all(
         isinstance(d, TensorDataset)
         or (isinstance(d, Subset) and isinstance(d.dataset, TensorDataset))
@@ -676,6 +894,7 @@ def load_splits(
         )
     else:
         raise unknown_name("dataset", name, ["csv", "sklearn.<loader>", "torchvision.<Dataset>"])
+    _check_not_empty(name, splits)
     named = _named_classes(splits.train)
     if classes is not None and named is not None and list(classes) != named:
         raise ComponentError(
@@ -684,6 +903,18 @@ def load_splits(
         )
     splits.classes = list(classes) if classes is not None else named
     return splits
+
+
+def _check_not_empty(name: str, splits: Splits) -> None:
+    """An empty split trains nothing, or evaluates nothing (the losses would be null)."""
+    for part, which in ((splits.train, "training"), (splits.val, "validation")):
+        if len(part) == 0:
+            raise ComponentError(
+                f"dataset {name!r}: the {which} set is empty (0 samples); lrtool trains on the "
+                "training set and measures the validation loss and metrics on the "
+                f"validation set. Give the {which} set samples, or return a single Dataset "
+                "and let data.val_fraction split it."
+            )
 
 
 def use_memory(splits: Splits, requested: bool | None) -> bool:

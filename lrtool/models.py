@@ -469,8 +469,11 @@ def parameter_groups(
     """Split the trainable parameters into named groups, earliest layers first.
 
     A parameter goes to the group of the longest prefix it matches; one matching none joins
-    the first group (usually the stem: `conv1`, `bn1`, embeddings).
+    the first group (usually the stem: `conv1`, `bn1`, embeddings). Every prefix given must
+    match a parameter of its own, and no prefix may repeat.
     """
+    if prefixes:
+        _check_prefixes(model, prefixes)
     names = group_prefixes(model, prefixes)
     groups: list[list[nn.Parameter]] = [[] for _ in names]
     for pname, param in model.named_parameters():
@@ -479,12 +482,51 @@ def parameter_groups(
             if _matches(pname, prefix) and len(prefix) > best_len:
                 best, best_len = i, len(prefix)
         groups[best].append(param)
-    empty = [names[i] for i, g in enumerate(groups) if not g]
-    if prefixes and empty:
-        known = sorted({n.rsplit(".", 1)[0] for n, _ in model.named_parameters()})[:20]
-        raise ComponentError(
-            f"model.groups: prefix {empty[0]!r} matches no parameter. Module names with "
-            f"parameters include: {', '.join(known)}."
-        )
     labels = [name or ("body" if len(names) > 1 else "all") for name in names]
     return [(label, g) for label, g in zip(labels, groups, strict=True) if g]
+
+
+def _check_prefixes(model: nn.Module, prefixes: list[str]) -> None:
+    """Repeated prefixes, and prefixes that match no parameter (or only ones a longer prefix
+    takes), are errors: such a group would be empty, or catch the unmatched parameters."""
+    repeated = sorted({p for p in prefixes if prefixes.count(p) > 1})
+    if repeated:
+        raise ComponentError(
+            f"model.groups: {', '.join(repr(p) for p in repeated)} appears more than once in "
+            f"{prefixes}; each prefix names one group: keep one of each."
+        )
+    names = [n for n, _ in model.named_parameters()]
+    known = sorted({n.rsplit(".", 1)[0] for n in names})[:20]
+    for prefix in prefixes:
+        matched = [n for n in names if _matches(n, prefix)]
+        if not matched:
+            raise ComponentError(
+                f"model.groups: prefix {prefix!r} matches no parameter. Module names with "
+                f"parameters include: {', '.join(known)}."
+            )
+        longer = [p for p in prefixes if len(p) > len(prefix) and p.startswith(prefix)]
+        if all(any(_matches(n, p) for p in longer) for n in matched):
+            raise ComponentError(
+                f"model.groups: every parameter that prefix {prefix!r} matches goes to a "
+                f"longer prefix ({', '.join(repr(p) for p in longer)}), so its group would be "
+                "empty. Remove one of them."
+            )
+
+
+def nothing_to_train(model: nn.Module, model_name: str) -> str | None:
+    """Why the optimizer would have nothing to change in the model, else None."""
+    params = list(model.parameters())
+    if not params:
+        return (
+            f"model {model_name!r} has no parameters (only buffers or parameter-free layers): "
+            "there is nothing to train. Give it layers with weights (nn.Linear, nn.Conv2d, ...)."
+        )
+    if not any(p.requires_grad for p in params):
+        return (
+            f"no parameter requires a gradient: the whole model is frozen (model "
+            f"{model_name!r} sets requires_grad=False on all {len(params)} of its parameter "
+            "tensors), so no step can change it. Leave requires_grad on for the layers to "
+            "train (at least the head); to train the head alone for a while, use model.groups "
+            "and train.freeze_epochs."
+        )
+    return None

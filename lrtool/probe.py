@@ -25,13 +25,15 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from .build import Built, build
 from .config import Experiment
 from .data import Batches
-from .errors import ComponentError, user_frames
+from .errors import ComponentError, ConfigError, user_frames
 from .models import too_few_outputs
-from .registry import CLASSIFICATION_LOSSES
+from .registry import CLASSIFICATION_LOSSES, LOSSES, metric_mismatch
 from .runtime import preserved_rng
 
 # Model arguments that set the number of outputs, most common first.
 _OUTPUT_KEYS = ("num_classes", "out_features", "n_classes", "classes", "num_outputs", "out_dim")
+# Built-in losses that pair each output with the target value at the same place.
+ELEMENTWISE_LOSSES = set(LOSSES) - CLASSIFICATION_LOSSES
 _MATMUL = re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
 _CHANNELS = re.compile(r"expected input\[[\d, ]+\] to have (\d+) channels, but got (\d+) channels")
 
@@ -180,6 +182,21 @@ def probe_model(built: Built, x: torch.Tensor) -> torch.Tensor:
 def probe_loss(built: Built, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The loss on the model's output and the batch's targets."""
     spec = built.experiment.loss
+    if spec.name in ELEMENTWISE_LOSSES and output.shape != y.shape:
+        # torch only warns, then broadcasts ([N, 3] against [N, 1], or [N] against [N, 1]
+        # into [N, N]): the loss trains on pairs that do not belong together.
+        key = output_key(built.experiment.model.name, built.experiment.model.args)
+        if output.numel() == y.numel():
+            fix = f"make forward return shape {tuple(y.shape)} (e.g. with .reshape)"
+        elif key:
+            fix = f"set model.args.{key}: {y[0].numel()}"
+        else:
+            fix = f"make the model give {y[0].numel()} output(s) per sample"
+        raise ComponentError(
+            f"loss {spec.name!r} compares outputs and targets element by element, but the "
+            f"outputs have shape {tuple(output.shape)} and the targets {tuple(y.shape)}: "
+            f"{fix} (one output per target value), or use a loss that fits the targets."
+        )
     try:
         loss = built.loss_fn(output, y)
     except Exception as err:
@@ -234,6 +251,7 @@ def probe(built: Built, *, backward: bool = False) -> float:
             output = probe_model(built, x)
             _check_classes(built, output, y)
             loss = probe_loss(built, output, y)
+            _check_metrics(built, output.detach().float(), y)
             if backward:
                 loss.backward()
     finally:
@@ -265,6 +283,15 @@ def _check_classes(built: Built, output: torch.Tensor, y: torch.Tensor) -> None:
     )
     if message is not None:
         raise ComponentError(message)
+
+
+def _check_metrics(built: Built, output: torch.Tensor, y: torch.Tensor) -> None:
+    """Each metric on the first batch, as evaluation will compute it after an epoch."""
+    exp = built.experiment
+    problems = [metric_mismatch(name, exp.loss.name, output, y) for name in built.metrics]
+    found = [p for p in problems if p is not None]
+    if found:
+        raise ConfigError(" ".join(found))
 
 
 def first_step(built: Built) -> float:

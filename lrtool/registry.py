@@ -276,17 +276,54 @@ def build_loss(
 # --- metrics ------------------------------------------------------------------------------
 
 
+def _shapes(output: torch.Tensor, target: torch.Tensor) -> str:
+    return (
+        f"outputs of shape {tuple(output.shape)} and targets of shape {tuple(target.shape)} "
+        f"({str(target.dtype).removeprefix('torch.')})"
+    )
+
+
 def _accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Share of correct predictions: argmax over classes, or a 0.5 threshold on one logit."""
-    if output.ndim == 1 or output.shape[-1] == 1:
-        predicted = (output.reshape(target.shape) > 0).to(target.dtype)
-    else:
-        predicted = output.argmax(dim=-1)
-    return (predicted == target).float().sum()
+    """Correct predictions, summed over the batch; three kinds of targets.
+
+    1) Class indices (targets [N] of integers, outputs [N, C]): the argmax is the class.
+    2) One 0/1 label per sample (outputs [N] or [N, 1]): a logit above 0 (sigmoid > 0.5)
+       predicts 1.
+    3) Multi-label (targets [N, k] of 0/1, outputs [N, k], bce_with_logits): each label as in
+       2); a sample scores the share of its k labels predicted right (element-wise accuracy).
+    ValueError for anything else.
+    """
+    if output.ndim == 0 or target.ndim == 0 or len(output) != len(target):
+        raise ValueError(f"expected one output row per target, got {_shapes(output, target)}")
+    if (
+        output.ndim == 2
+        and output.shape[1] > 1
+        and target.ndim == 1
+        and not target.is_floating_point()
+    ):
+        return (output.argmax(dim=1) == target).float().sum()
+    if output.numel() == target.numel():
+        predicted = output.reshape(target.shape) > 0
+        correct = (predicted == (target > 0.5)).float().reshape(len(target), -1)
+        return correct.mean(dim=1).sum()
+    raise ValueError(
+        "expected class indices (targets [N] with outputs [N, classes]) or 0/1 labels with one "
+        f"output each (targets [N] or [N, k] with outputs of the same size), got "
+        f"{_shapes(output, target)}"
+    )
 
 
 def _mae(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return (output.reshape(target.shape) - target).abs().float().sum()
+    """Mean absolute error of each sample over its target values, summed over the batch."""
+    if output.ndim == 0 or target.ndim == 0 or output.shape[0] != target.shape[0]:
+        raise ValueError(f"expected one output row per target, got {_shapes(output, target)}")
+    if output.numel() != target.numel():
+        raise ValueError(
+            "expected one output per target value (a regression model's predictions), got "
+            f"{_shapes(output, target)}"
+        )
+    error = (output.reshape(target.shape) - target).abs().float()
+    return error.reshape(len(target), -1).mean(dim=1).sum()
 
 
 # Each metric returns a *sum* over the batch, so epoch values are exact means.
@@ -300,3 +337,33 @@ def metric(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if name not in METRICS:
         raise unknown_name("metric", name, sorted(METRICS))
     return METRICS[name]
+
+
+def metric_mismatch(
+    name: str, loss_name: str, output: torch.Tensor, target: torch.Tensor
+) -> str | None:
+    """Why metric `name` cannot be computed on a batch's outputs and targets, else None.
+
+    The probe asks this of the first batch, so a metric that does not fit the model, the loss
+    or the targets is refused before training, not after its first epoch.
+    """
+    if name == "accuracy" and loss_name in CLASSIFICATION_LOSSES and target.is_floating_point():
+        return (
+            f"metrics: accuracy compares the predicted class with one class index per sample, "
+            f"but loss {loss_name!r} gets {_shapes(output, target)} (class probabilities?). "
+            "Give integer class indices, or leave accuracy out (metrics: [])."
+        )
+    try:
+        METRICS[name](output, target)
+    except (ValueError, RuntimeError) as err:
+        advice = (
+            "Accuracy needs class scores against class indices, or logits against 0/1 labels"
+            if name == "accuracy"
+            else "mae needs one prediction per real-valued target (a regression loss)"
+        )
+        return (
+            f"metrics: {name} cannot be computed with loss {loss_name!r} on this model and "
+            f"data: {err}. {advice}; remove {name} from metrics, or "
+            "change the model or the loss to fit it."
+        )
+    return None

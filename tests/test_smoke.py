@@ -100,11 +100,18 @@ def smoke(*args: str):
     return runner.invoke(app, [*args, "--smoke"], catch_exceptions=False)
 
 
+def test_a_frozen_model_is_refused_as_bad_input(broken):
+    """Nothing to train is a property of the experiment, found when it is built: exit 2, the
+    same message as every other command gives."""
+    result = smoke("find", broken("Frozen"))
+    assert result.exit_code == 2, result.output
+    assert "the whole model is frozen" in result.output
+
+
 @pytest.mark.parametrize(
     ("model", "message"),
     [
         ("NaNNet", "not finite"),
-        ("Frozen", "no parameter requires a gradient"),
         ("Unused", "2 parameter(s) never received a gradient: spare.weight, spare.bias"),
         ("Detached", "the loss has no gradient"),
         ("Constant", "the loss did not change"),
