@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -9,7 +10,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -225,6 +226,56 @@ def fresh_folder(path: str | Path) -> Path:
     return path
 
 
+# A run holds this file in its folder while it writes there: a second run given the same
+# folder is refused instead of mixing its files with the first's.
+LOCK_NAME = ".lrtool-lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # it exists, owned by someone else
+    return True
+
+
+@contextlib.contextmanager
+def claimed(folder: str | Path | None) -> Iterator[Path | None]:
+    """Hold `folder` for this run: create its lock file (O_EXCL, so of two runs exactly one
+    gets it), remove it at the end. A lock whose process is gone (killed) is taken over.
+    None claims nothing."""
+    if folder is None:
+        yield None
+        return
+    lock = Path(folder) / LOCK_NAME
+    for _ in range(2):
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text(encoding="utf-8").strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise ConfigError(
+                    f"--out: another lrtool run (process {pid}) is writing into {folder}; two "
+                    "runs in one folder would replace each other's files. Wait for it to "
+                    "finish, or give another folder."
+                ) from None
+            lock.unlink(missing_ok=True)  # left by a run that was killed
+    else:
+        raise ConfigError(f"--out: cannot claim {folder}: its lock file keeps reappearing.")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(str(os.getpid()))
+    try:
+        yield Path(folder)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
 def new_run_folder(parent: str | Path, stem: str) -> Path:
     """Create parent/stem, or stem-2, stem-3, ... when another run took it first.
 
@@ -272,7 +323,11 @@ def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[A
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
-    """Read a saved find/train/verify JSON file, with a clear error for anything else."""
+    """A saved find/train/verify JSON file as it stands, with a clear error for anything else.
+
+    Its fields are not checked here: `lrtool.results.read_json` reads through this and checks
+    them, and is what every command should read a saved result with.
+    """
     path = Path(path)
     if path.is_dir():
         kinds = "find.json, refind.json, train.json or verify.json"
@@ -281,8 +336,12 @@ def read_json(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"History file {path} does not exist.")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    # ValueError: JSONDecodeError, UnicodeDecodeError, a number of over 4300 digits;
+    # RecursionError: lists nested thousands deep.
+    except (ValueError, RecursionError) as err:
         raise ConfigError(f"{path} is not valid JSON ({err}).") from None
+    except OSError as err:  # unreadable: permissions, a broken disk
+        raise ConfigError(f"cannot read {path}: {err.strerror or err}.") from None
     if not isinstance(data, dict) or ("history" not in data and data.get("kind") != "verify"):
         raise ConfigError(
             f"{path} is not an lrtool history (find.json, refind.json or train.json) nor a "
@@ -293,9 +352,13 @@ def read_json(path: str | Path) -> dict[str, Any]:
 
 def history_kind(data: dict[str, Any]) -> str:
     """'find' (find and refind curves: loss against lr), 'train' (loss against step) or
-    'verify' (a metric against candidate rates)."""
-    if data.get("kind") == "verify":
-        return "verify"
+    'verify' (a metric against candidate rates). The file's own "kind" says which; a file
+    without one is told by its fields."""
+    kind = data.get("kind")
+    if kind in ("find", "refind"):
+        return "find"
+    if kind in ("train", "verify"):
+        return kind
     if "epochs" in data:
         return "train"
     return "find"

@@ -8,11 +8,19 @@ Each is a dataclass whose `to_dict()` is its JSON. `save(folder, result, exp)` w
 result's files, all through the one atomic writer (`write_atomic`); `read(path)` gives the
 object back from its JSON. FindResult is defined in `history`, beside its curve; TrainResult
 and VerifyResult here, so `train` and `verify` import them from below and nothing cycles.
+
+`read_json(path)` is the one reader of saved JSON (plot, compare, verify --from, `read`): it
+checks the file against what lrtool writes, so a file edited by hand or cut short is one
+exit-2 paragraph naming the file and the field, never a crash or a silently wrong chart. The
+CSV files are written for people and other tools; lrtool never reads them back.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +29,6 @@ from .errors import ConfigError
 from .history import (
     FindResult,
     history_kind,
-    read_json,
     save_find,
     save_train,
     versions,
@@ -31,6 +38,7 @@ from .history import (
     write_text_atomic,
     write_torch_atomic,
 )
+from .history import read_json as read_unchecked
 
 __all__ = [
     "FindResult",
@@ -38,6 +46,7 @@ __all__ = [
     "TrainResult",
     "VerifyResult",
     "read",
+    "read_json",
     "save",
     "to_dict",
     "write_atomic",
@@ -84,7 +93,7 @@ class TrainResult:
     def csv_rows(self) -> tuple[list[str], list[list[Any]]]:
         """train.csv: one row per optimizer step (momentum empty without one)."""
         h = self.history
-        momentum = h["momentum"] or [None] * len(h["step"])
+        momentum = h.get("momentum") or [None] * len(h["step"])
         rows = [
             [step, lr, mom, loss]
             for step, lr, mom, loss in zip(h["step"], h["lr"], momentum, h["loss"], strict=True)
@@ -148,7 +157,8 @@ class VerifyResult:
     schedule: list[Round] = field(default_factory=list)  # as planned, widenings apart
     widened: list[float] = field(default_factory=list)  # rates added at the edge, in order
     # Where the candidates came from: "suggestion", "loss_minimum" (no suggestion: the
-    # curve's robust minimum / 3, in centre_lr) or "lrs" (given).
+    # curve's robust minimum / 3, in centre_lr), "sweep_end" (no suggestion on a flat sweep:
+    # its last rate / 30) or "lrs" (given).
     centre: str = "suggestion"
     centre_lr: float | None = None
     device: str | None = None
@@ -213,14 +223,405 @@ def read(path: str | Path) -> Result:
     Keys the type does not know (a newer lrtool's, or --json's "folder") are left out.
     """
     data = read_json(path)
-    cls: type[Any] = {"find": FindResult, "train": TrainResult, "verify": VerifyResult}[
-        history_kind(data)
+    kind = history_kind(data)
+    cls: type[Any] = {"find": FindResult, "train": TrainResult, "verify": VerifyResult}[kind]
+    fields = dataclasses.fields(cls)
+    missing = [
+        f.name
+        for f in fields
+        if f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+        and f.name not in data
     ]
-    known = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in data.items() if k in known}
+    if missing:
+        raise ConfigError(_not_whole(path, kind, [f"{name} is missing" for name in missing]))
+    values = {f.name: data[f.name] for f in fields if f.name in data}
     if cls is VerifyResult:
-        values["schedule"] = [Round(**r) for r in values.get("schedule") or []]
+        known = [f.name for f in dataclasses.fields(Round)]
+        values["schedule"] = [Round(**{k: r[k] for k in known}) for r in data.get("schedule") or []]
+    return cls(**values)
+
+
+# --- reading saved JSON back ----------------------------------------------------------------
+#
+# A saved file may have been edited by hand or cut short. Each field a reader uses is checked
+# here, once, against what lrtool writes; a problem reads "<where> is <value>, expected <what>",
+# <where> spelled as in the file (history.lr[3], candidates[0].rounds).
+
+# A check of one value: the problems it finds, each naming `where`; [] when it is fine.
+Check = Callable[[Any, str], list[str]]
+
+KINDS = ("find", "refind", "train", "verify")  # the values of a saved file's "kind"
+# Problems listed in one message; a file edited wholesale would otherwise fill the screen.
+MAX_PROBLEMS = 5
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A saved find.json, refind.json, train.json or verify.json, checked: ConfigError (exit 2)
+    naming the file and each bad field when it is not what lrtool writes."""
+    data = read_unchecked(path)  # the file is there, is JSON and is an lrtool result
+    kind = history_kind(data)
+    problems = _SCHEMAS[kind](data, "")
+    if problems:
+        raise ConfigError(_not_whole(path, kind, problems))
+    return data
+
+
+def _not_whole(path: str | Path, kind: str, problems: list[str]) -> str:
+    cls, files, command = {
+        "find": ("FindResult", "a find.json or refind.json", "lrtool find"),
+        "train": ("TrainResult", "a train.json", "lrtool train"),
+        "verify": ("VerifyResult", "a verify.json", "lrtool verify"),
+    }[kind]
+    listed = "; ".join(problems[:MAX_PROBLEMS])
+    if len(problems) > MAX_PROBLEMS:
+        listed += f"; and {len(problems) - MAX_PROBLEMS} more"
+    return (
+        f"{path}: {listed}. This is not a whole {cls} as lrtool writes it ({files}): was it "
+        f"edited by hand or cut short? Restore the original file, or run `{command}` again."
+    )
+
+
+def _shown(value: Any) -> str:
+    """A value as the file spells it: null, true, "abc", 1e-05; containers by their kind."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _at(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
     try:
-        return cls(**values)
-    except TypeError as err:  # a required key is missing
-        raise ConfigError(f"{path} is not a whole {cls.__name__} ({err}).") from None
+        float(value)  # an integer past 1e308 has no float: charts and maths would overflow
+    except OverflowError:
+        return False
+    return True
+
+
+def _is_finite(value: Any) -> bool:
+    return _is_number(value) and math.isfinite(value)
+
+
+def _is_rate(value: Any) -> bool:
+    return _is_finite(value) and value > 0
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_step(value: Any) -> bool:
+    return _is_count(value) and value >= 1  # steps count from 1 everywhere
+
+
+def _value(expected: str, ok: Callable[[Any], bool], *, null: bool = False) -> Check:
+    """One plain value: fine when `ok(value)` (or null, with `null`)."""
+    if null:
+        expected += ", or null"
+
+    def check(value: Any, where: str) -> list[str]:
+        if (null and value is None) or ok(value):
+            return []
+        return [f"{where} is {_shown(value)}, expected {expected}"]
+
+    return check
+
+
+def _list(item: Check, expected: str, *, null: bool = False) -> Check:
+    """A list whose every entry passes `item`; only the first bad entry is named."""
+    is_list = _value(expected, lambda v: isinstance(v, list), null=null)
+
+    def check(value: Any, where: str) -> list[str]:
+        if value is None or not isinstance(value, list):
+            return is_list(value, where)
+        for i, entry in enumerate(value):
+            problems = item(entry, f"{where}[{i}]")
+            if problems:
+                return problems
+        return []
+
+    return check
+
+
+def _object(
+    fields: dict[str, Check],
+    expected: str,
+    *,
+    required: tuple[str, ...] = (),
+    other: Check | None = None,
+    null: bool = False,
+) -> Check:
+    """An object: `required` keys present, each key in `fields` (any other key: `other`, when
+    given) passing its check. Keys it does not know are a newer lrtool's: left alone."""
+    is_object = _value(expected, lambda v: isinstance(v, dict), null=null)
+
+    def check(value: Any, where: str) -> list[str]:
+        if not isinstance(value, dict):
+            return is_object(value, where)
+        problems = [f"{_at(where, key)} is missing" for key in required if key not in value]
+        for key, entry in value.items():
+            rule = fields.get(key, other)
+            if rule is not None:
+                problems += rule(entry, _at(where, key))
+        return problems
+
+    return check
+
+
+def _columns(fields: dict[str, Check], expected: str, *, required: tuple[str, ...]) -> Check:
+    """A history: column arrays, one entry per step, so every column as long as the first."""
+    columns = _object(fields, expected, required=required)
+
+    def check(value: Any, where: str) -> list[str]:
+        problems = columns(value, where)
+        if problems:
+            return problems
+        lengths = {k: len(value[k]) for k in fields if isinstance(value.get(k), list)}
+        first, n = next(iter(lengths.items()), ("", 0))
+        return [
+            f"{_at(where, first)} has {n} {'entry' if n == 1 else 'entries'} but "
+            f"{_at(where, key)} has {m}"
+            for key, m in lengths.items()
+            if m != n
+        ]
+
+    return check
+
+
+def _rising(column: Check) -> Check:
+    """A range test's rates: the sweep only ever raises the rate."""
+
+    def check(value: Any, where: str) -> list[str]:
+        problems = column(value, where)
+        if problems:
+            return problems
+        for i in range(1, len(value)):
+            if value[i] < value[i - 1]:
+                return [
+                    f"{where}[{i}] is {_shown(value[i])}, below {where}[{i - 1}] "
+                    f"({_shown(value[i - 1])}): a range test only raises the rate"
+                ]
+        return []
+
+    return check
+
+
+_RATE = _value("a learning rate (a number above 0)", _is_rate)
+_RATE_OR_NULL = _value("a learning rate (a number above 0)", _is_rate, null=True)
+_RATES = _list(_RATE, "a list of learning rates")
+# lr_max: one rate, or one per parameter group.
+_LR_MAX = _value(
+    "a learning rate (a number above 0) or a list of them, one per parameter group",
+    lambda v: _is_rate(v) or (isinstance(v, list) and bool(v) and all(map(_is_rate, v))),
+)
+# A loss or a metric: NaN and inf are saved as null (JSON has neither); NaN read back too.
+_LOSS = _value("a number", _is_number, null=True)
+_LOSSES = _list(_LOSS, "a list of numbers (null where a loss was NaN or inf)")
+_NUMBER = _value("a number", _is_finite)
+_NUMBER_OR_NULL = _value("a number", _is_finite, null=True)
+_COUNT = _value("a whole number, 0 or more", _is_count)
+_COUNT_OR_NULL = _value("a whole number, 0 or more", _is_count, null=True)
+_STEPS = _list(_value("a step number, 1 or more", _is_step), "a list of step numbers")
+_STEP_OR_NULL = _value("a step number, 1 or more", _is_step, null=True)
+_TEXT = _value("a string", lambda v: isinstance(v, str))
+_TEXT_OR_NULL = _value("a string", lambda v: isinstance(v, str), null=True)
+_FLAG_OR_NULL = _value("true or false", lambda v: isinstance(v, bool), null=True)
+_ANY_OBJECT = _value("an object", lambda v: isinstance(v, dict))
+_ANY_OBJECT_OR_NULL = _value("an object", lambda v: isinstance(v, dict), null=True)
+_KIND = _value("find, refind, train or verify", lambda v: v in KINDS)
+# Scores by name ({val_loss, accuracy, ...}): null for a run that diverged.
+_SCORES = _object({}, "an object {name: number or null}", other=_LOSS)
+
+# What every saved result holds besides its own fields.
+_COMMON = {
+    "stop_reason": _TEXT,
+    "seed": _COUNT_OR_NULL,
+    "elapsed_s": _NUMBER,
+    "config": _ANY_OBJECT_OR_NULL,
+    "versions": _ANY_OBJECT,
+    "kind": _KIND,
+    "world_size": _COUNT,
+    "effective_batch_size": _COUNT_OR_NULL,
+}
+
+_FIND_HISTORY = _columns(
+    {
+        "lr": _rising(_list(_RATE, "a list of learning rates")),
+        "loss": _LOSSES,
+        "smoothed_loss": _LOSSES,
+    },
+    "an object of columns {lr, loss, smoothed_loss}",
+    required=("lr", "loss", "smoothed_loss"),
+)
+_SUGGESTIONS = _object({}, "an object {method: learning rate or null}", other=_RATE_OR_NULL)
+_FIND_FIELDS = {
+    "suggested_lr": _RATE_OR_NULL,
+    "suggestion_method": _TEXT,
+    "suggestions": _SUGGESTIONS,
+    "history": _FIND_HISTORY,
+    "steps": _COUNT,
+}
+_SEED_RUN = _object(
+    {**_FIND_FIELDS, "stop_reason": _TEXT, "seed": _COUNT_OR_NULL},
+    "an object {seed, suggested_lr, suggestions, stop_reason, steps, history}",
+    required=("history",),
+)
+_FIND = _object(
+    {
+        **_COMMON,
+        **_FIND_FIELDS,
+        "device": _TEXT,
+        "warning": _TEXT_OR_NULL,
+        "seeds": _list(_SEED_RUN, "a list of the seeds' runs", null=True),
+        "consensus_lr": _RATE_OR_NULL,
+        "spread": _NUMBER_OR_NULL,
+        "seeds_finished": _COUNT_OR_NULL,
+        "seeds_requested": _COUNT_OR_NULL,
+    },
+    "an object",
+    required=("history",),
+)
+
+_TRAIN_HISTORY = _columns(
+    {
+        "step": _STEPS,
+        # The head's rate at each step; a schedule may end at 0.
+        "lr": _list(
+            _value("a learning rate (a number, 0 or more)", lambda v: _is_finite(v) and v >= 0),
+            "a list of learning rates",
+        ),
+        "momentum": _list(_NUMBER, "a list of numbers (null: an optimizer without one)", null=True),
+        "loss": _LOSSES,
+    },
+    "an object of columns {step, lr, momentum, loss}",
+    required=("step", "lr", "loss"),
+)
+_TRAIN = _object(
+    {
+        **_COMMON,
+        "lr_max": _LR_MAX,
+        "epochs": _list(
+            _object(
+                {"epoch": _COUNT, "phase": _TEXT, "seconds": _NUMBER},
+                "an object {epoch, phase, train_loss, val_loss, ..., seconds}",
+                other=_LOSS,
+            ),
+            "a list of epoch records",
+        ),
+        "final": _SCORES,
+        "history": _TRAIN_HISTORY,
+        "device": _TEXT,
+        "group_names": _list(_TEXT, "a list of names"),
+        "group_lrs_at_peak": _list(_RATE, "a list of learning rates", null=True),
+        "evals": _list(
+            _object(
+                {"step": _COUNT, "epoch": _COUNT},
+                "an object {step, epoch, val_loss, ...}",
+                other=_LOSS,
+            ),
+            "a list of evaluations",
+        ),
+        "nan_step": _COUNT_OR_NULL,
+        "nan_lr": _NUMBER_OR_NULL,
+        "cycles": _list(
+            _object(
+                {
+                    "cycle": _COUNT,
+                    "frozen": _FLAG_OR_NULL,
+                    "epochs": _COUNT,
+                    "lr_max": _LR_MAX,
+                    "refind_suggested_lr": _RATE_OR_NULL,
+                    "lr_from": _TEXT,
+                    "first_step": _STEP_OR_NULL,
+                    "final": _SCORES,
+                },
+                "an object {cycle, frozen, epochs, lr_max, ..., first_step, final}",
+            ),
+            "a list of cycle records",
+        ),
+    },
+    "an object",
+    required=("history", "epochs"),
+)
+
+_VERIFY_RUN = _object(
+    {
+        "round": _COUNT,
+        "epochs": _NUMBER,
+        "batches": _COUNT_OR_NULL,
+        "stop_reason": _TEXT,
+        "elapsed_s": _NUMBER,
+        "rank": _COUNT_OR_NULL,
+        "kept": _FLAG_OR_NULL,
+    },
+    "an object {round, epochs, batches, val_loss, ..., rank, kept}",
+    other=_LOSS,  # val_loss and each metric
+)
+_VERIFY = _object(
+    {
+        **_COMMON,
+        "candidates": _list(
+            _object(
+                {"lr": _RATE, "rounds": _list(_VERIFY_RUN, "a list of runs")},
+                "an object {lr, rounds}",
+                required=("lr", "rounds"),
+            ),
+            "a list of candidates {lr, rounds}",
+        ),
+        "best_lr": _RATE_OR_NULL,
+        "suggested_lr": _RATE_OR_NULL,
+        "budget_epochs_total": _NUMBER,
+        "cost_vs_one_training": _NUMBER,
+        "full_epochs": _COUNT,
+        "metric": _TEXT,
+        "schedule": _list(
+            _object(
+                {
+                    "candidates": _COUNT,
+                    "epochs": _COUNT,
+                    "batches": _COUNT_OR_NULL,
+                    "run_epochs": _NUMBER,
+                },
+                "an object {candidates, epochs, batches, run_epochs}",
+                required=("candidates", "epochs", "batches", "run_epochs"),
+            ),
+            "a list of rounds",
+        ),
+        "widened": _RATES,
+        "centre": _TEXT,
+        "centre_lr": _RATE_OR_NULL,
+        "device": _TEXT_OR_NULL,
+        "model_lr": _RATE_OR_NULL,
+    },
+    "an object",
+    required=("candidates",),
+)
+
+
+def _scored_by_metric(verify: Check) -> Check:
+    """Every run of a verify holds a score under `metric`: what the chart and table show."""
+
+    def check(value: Any, where: str) -> list[str]:
+        problems = verify(value, where)
+        if problems or not isinstance(value.get("metric"), str):
+            return problems
+        metric = value["metric"]
+        for i, candidate in enumerate(value["candidates"]):
+            for j, run in enumerate(candidate["rounds"]):
+                if metric not in run:
+                    where_run = _at(where, f"candidates[{i}].rounds[{j}]")
+                    return [f"{where_run} has no {metric} (the metric it is ranked by)"]
+        return []
+
+    return check
+
+
+_SCHEMAS = {"find": _FIND, "train": _TRAIN, "verify": _scored_by_metric(_VERIFY)}

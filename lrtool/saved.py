@@ -8,6 +8,7 @@ new run.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .config import apply_overrides, validate
@@ -56,7 +57,9 @@ def resuggested(data: dict[str, Any], settings: dict[str, Any], source: str) -> 
     history = dict(data["history"])
     suggestions = dict(data.get("suggestions") or {})
     if "smoothing" in settings:
-        history["smoothed_loss"] = smooth(history["loss"], settings["smoothing"])
+        # A NaN loss is saved as null: smooth it as NaN (the curve ends there).
+        losses = [math.nan if v is None else v for v in history["loss"]]
+        history["smoothed_loss"] = smooth(losses, settings["smoothing"])
         suggestions = suggest_all(history["lr"], history["smoothed_loss"], history["loss"])
     method = settings.get("suggest", data.get("suggestion_method"))
     return {
