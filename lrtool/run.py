@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from numpy.typing import ArrayLike
 
 from .build import Built
 from .config import MAX_SEED, Experiment, resolved
 from .errors import ConfigError
 from .finder import find_lr
-from .history import FindResult
+from .history import LOCK_NAME, RUN_FILES, FindResult
 from .probe import checked_build
 from .results import TrainResult
 from .suggest import MIN_POINTS, centered_curve, consensus
@@ -313,11 +314,75 @@ class Resume:
 
 
 def resume_paths(path: str | Path) -> tuple[Path, Path]:
-    """`--resume DIR` or `--resume DIR/checkpoint.pt`: (the run's folder, its checkpoint)."""
+    """`--resume DIR` or `--resume DIR/checkpoint.pt`: (the run's folder, its checkpoint).
+
+    A resumed run writes its results into that folder, so a checkpoint under another name is
+    refused: it may sit among the user's own files (their config.yaml, model.pt), which the
+    run would replace.
+    """
     path = Path(path)
     if path.is_file() or path.suffix == ".pt":
+        if path.name != CHECKPOINT_NAME:
+            raise ConfigError(
+                f"--resume: {path} is not named {CHECKPOINT_NAME}. A resumed run writes its "
+                "results (train.json, config.yaml, model.pt, ...) beside the checkpoint, so "
+                f"lrtool resumes only from an interrupted run's folder or its {CHECKPOINT_NAME}. "
+                f"Copy the file as {CHECKPOINT_NAME} into a folder of its own and resume from "
+                "that folder."
+            )
         return path.parent, path
     return path, path / CHECKPOINT_NAME
+
+
+def _lrtool_file(name: str) -> bool:
+    """A name a train run's folder may hold: its own files, a re-find's, or a temporary file
+    of the atomic writer (left by a killed process)."""
+    return (
+        name in RUN_FILES
+        or (name.startswith("refind-") and name.endswith((".json", ".csv")))
+        or (name.startswith(".") and name.endswith(".tmp"))
+        or name == LOCK_NAME
+        or name.endswith(".png")  # a chart the user saved beside the results
+    )
+
+
+def _without_rates(config: Any) -> Any:
+    # config.yaml may name the rates as the run was started (auto, a slice) where the
+    # checkpoint holds numbers: everything else must agree.
+    if not isinstance(config, dict):
+        return config
+    train = {k: v for k, v in (config.get("train") or {}).items() if k != "lr_max"}
+    return {**config, "train": train}
+
+
+def check_resume_folder(folder: Path, saved_config: dict[str, Any] | None) -> None:
+    """Refuse to resume into a folder that is not the interrupted run's: one holding files
+    lrtool did not write, or a config.yaml other than the run's (the resume replaces it)."""
+    foreign = sorted(p.name for p in folder.iterdir() if not _lrtool_file(p.name))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
+        raise ConfigError(
+            f"--resume: {folder} holds files an lrtool run did not write ({shown}); a resumed "
+            "run writes its results into the checkpoint's folder and could replace them. "
+            f"Resume from the interrupted run's own folder, or copy its {CHECKPOINT_NAME} into "
+            "an empty folder and resume from there."
+        )
+    config = folder / "config.yaml"
+    if saved_config is None or not config.is_file():
+        return
+    try:
+        written = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        written = None
+    if _without_rates(written) != _without_rates(saved_config):
+        raise ConfigError(
+            f"--resume: {config} is not the configuration the checkpoint was written with, so "
+            f"{folder} is not that run's folder (the resume would replace the file). Resume "
+            f"from the interrupted run's own folder, or copy its {CHECKPOINT_NAME} into an "
+            "empty folder and resume from there."
+        )
 
 
 def prepare_resume(exp: Experiment, path: str | Path, *, lr_max_given: bool) -> Resume:
@@ -330,6 +395,7 @@ def prepare_resume(exp: Experiment, path: str | Path, *, lr_max_given: bool) -> 
     folder, checkpoint = resume_paths(path)
     state = load_checkpoint(checkpoint)
     saved_config = state.get("config")
+    check_resume_folder(folder, saved_config)
     if saved_config is not None:
         conflicts = resume_conflicts(saved_config, resolved(exp))
         if conflicts:

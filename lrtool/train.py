@@ -615,6 +615,20 @@ class OneCycleTrainer:
                 self.model.load_state_dict(state["model"])
                 kept_step = state["progress"]["step"]
             evals = [e for e in evals if e["step"] <= kept_step]
+            # With eval_every in steps the last evaluation may predate the checkpoint: then
+            # evaluate the weights kept, so `final` describes model.pt (one process only: a
+            # lone collective after Ctrl-C could hang the others).
+            stale = not evals or evals[-1]["step"] != kept_step
+            if kept_step and stale and self.val_data is not None and self.reduce is None:
+                values = evaluate(
+                    self.model,
+                    self.val_data,
+                    self.loss_fn,
+                    self.metrics,
+                    precision=self.precision,
+                    device=self.device,
+                )
+                evals.append({"step": kept_step, "epoch": state["epoch"], **values})
         final_eval = evals[-1] if evals else {}
         rates = self.rates
         return TrainResult(
@@ -628,7 +642,7 @@ class OneCycleTrainer:
             elapsed_s=round(self.elapsed_before + time.perf_counter() - self.started, 3),
             group_names=[str(g.get("name", i)) for i, g in enumerate(self.optimizer.param_groups)],
             group_lrs_at_peak=self.progress.group_lrs_at_peak,
-            evals=self.progress.evals,
+            evals=evals,
             nan_step=self.nan_step,
             nan_lr=self.nan_lr,
         )

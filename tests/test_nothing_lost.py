@@ -476,3 +476,98 @@ def test_json_says_where_the_files_went(write_yaml, tmp_path, monkeypatch):
     assert (tmp_path / found["folder"] / "find.json").is_file()
     trained = invoke("train", path, "--lr-max", "0.1", "--out", tmp_path / "t", "--json")
     assert json.loads(trained.stdout)["folder"] == str(tmp_path / "t")
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_resume_from_a_checkpoint_under_another_name_is_refused(tiny_yaml, tmp_path, cut_run):
+    folder, _ = cut_run
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "mine.pt").write_bytes((folder / "checkpoint.pt").read_bytes())
+    (project / "config.yaml").write_text("my own settings\n")
+    (project / "model.pt").write_bytes(b"my own model")
+    before = _snapshot(project)
+    result = invoke("train", tiny_yaml, "--resume", project / "mine.pt", "--no-plot")
+    assert result.exit_code == 2, result.output
+    assert "not named checkpoint.pt" in one_line(result.output)
+    assert _snapshot(project) == before  # nothing of the user's replaced, nothing added
+
+
+def test_resume_into_a_folder_with_the_users_files_is_refused(tiny_yaml, tmp_path, cut_run):
+    folder, _ = cut_run
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "checkpoint.pt").write_bytes((folder / "checkpoint.pt").read_bytes())
+    (project / "notes.txt").write_text("mine\n")
+    before = _snapshot(project)
+    result = invoke("train", tiny_yaml, "--resume", project, "--no-plot")
+    assert result.exit_code == 2, result.output
+    assert "notes.txt" in one_line(result.output)
+    assert _snapshot(project) == before
+
+
+def test_resume_beside_a_config_yaml_that_is_not_the_runs_is_refused(tiny_yaml, tmp_path, cut_run):
+    folder, _ = cut_run
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "checkpoint.pt").write_bytes((folder / "checkpoint.pt").read_bytes())
+    (project / "config.yaml").write_text("name: something else\n")
+    before = _snapshot(project)
+    result = invoke("train", tiny_yaml, "--resume", project, "--no-plot")
+    assert result.exit_code == 2, result.output
+    assert "not the configuration the checkpoint was written with" in one_line(result.output)
+    assert _snapshot(project) == before
+
+
+def test_a_checkpoint_copied_alone_into_an_empty_folder_resumes(tiny_yaml, tmp_path, cut_run):
+    folder, _ = cut_run
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "checkpoint.pt").write_bytes((folder / "checkpoint.pt").read_bytes())
+    result = invoke("train", tiny_yaml, "--resume", fresh, "--no-plot")
+    assert result.exit_code == 0, result.output
+    assert (fresh / "train.json").is_file() and (fresh / "model.pt").is_file()
+
+
+def test_a_run_whose_loss_became_nan_saves_no_model(tiny_yaml, tmp_path):
+    folder = tmp_path / "nan"
+    result = invoke("train", tiny_yaml, "--lr-max", "1e6", "--out", folder, "--no-plot")
+    assert result.exit_code == 1, result.output
+    assert json.loads((folder / "train.json").read_text())["stop_reason"] == "nan"
+    assert not (folder / "model.pt").exists()  # its weights would be NaN
+
+
+def test_ctrl_c_with_eval_every_in_steps_reports_the_model_it_keeps(
+    tiny_yaml, tmp_path, monkeypatch
+):
+    """Evaluations every 5 steps, checkpoints at each epoch's end (7 steps an epoch): Ctrl-C
+    at step 11 keeps the step-7 weights; `final` must describe those, not the step-5 ones."""
+    from lrtool.build import build
+    from lrtool.config import load_experiment
+    from lrtool.engine import evaluate
+
+    folder = tmp_path / "cut"
+    with monkeypatch.context() as patch:
+        patch.setattr("lrtool.report.train_progress", interrupting_training(11))
+        stopped = invoke(
+            "train",
+            tiny_yaml,
+            "--lr-max",
+            "0.1",
+            "--out",
+            folder,
+            "--no-plot",
+            "--set",
+            "train.eval_every=5",
+        )
+    assert stopped.exit_code == 130, stopped.output
+    data = json.loads((folder / "train.json").read_text())
+    assert max(e["step"] for e in data["evals"]) == 7  # nothing after the kept weights
+    built = build(load_experiment(tiny_yaml))
+    built.model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+    values = evaluate(built.model, built.val_data, built.loss_fn, built.metrics)
+    assert data["final"]["val_loss"] == pytest.approx(values["val_loss"], rel=1e-6)
+    assert data["final"]["accuracy"] == pytest.approx(values["accuracy"])

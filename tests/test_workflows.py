@@ -190,3 +190,11 @@ def test_no_import_cycle_in_the_package():
 
     assert [m for m in sorted(modules) if reaches(m, m, set())] == []
     assert "cli" not in set().union(*graph.values())  # nothing imports the CLI
+
+
+def test_smoke_train_takes_one_rate_per_group(tiny_yaml):
+    """A per-group list of peaks (the tiny mlp has 2 groups) passes `check` and trains; the smoke
+    run must take it too (it used to expand it for 1 group and refuse it)."""
+    exp = lrtool.load_experiment(tiny_yaml, ["train.lr_max=[0.01, 0.1]"])
+    run = lrtool.run_smoke("train", exp, batches=2)
+    assert run.result.lr_max == [0.01, 0.1]
