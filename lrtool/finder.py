@@ -26,6 +26,7 @@ from .suggest import (  # noqa: F401  (smooth: re-exported, the public name of o
     DEFAULT_METHOD,
     SUGGESTERS,
     Smoother,
+    learned_nothing_visible,
     smooth,
     still_falling,
     suggest_all,
@@ -297,6 +298,13 @@ def _warning(
     if suggested is None:
         return why_no_suggestion(lrs, losses) or (
             f"the {suggest} method found no sensible rate on this curve."
+        )
+    if learned_nothing_visible(lrs, losses):
+        return (
+            "the loss never clearly fell before it blew up, so the curve has no minimum to "
+            f"read; the {suggest} rate comes from where the loss doubled (robust_minimum: 1/30 "
+            "of that rate) and is less certain than usual. Check it with `lrtool verify`, or "
+            "sweep again with more steps (find.num_steps) or a larger batch (data.batch_size)."
         )
     if stop_reason == "completed" and still_falling(lrs, losses):
         return (

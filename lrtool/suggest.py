@@ -302,7 +302,8 @@ class CurveView:
     start: float  # where the loss started: the median of the first tenth of `values`
     noise: float  # step-to-step standard deviation of `values` (robust: from the MAD)
     learned_at: int | None  # first point clearly below the starting level, or None
-    blow_up: int  # first point of the blow-up after learning (len(lr) if none)
+    blow_up: int  # first point of the blow-up (after learning when it learned; len(lr): none)
+    cliff: int | None  # first point where the zero-lag loss stands BLOW_UP_FACTOR x its start
     lowest: int  # the zero-lag minimum before the blow-up
     log_scale: bool  # values are log(loss)
 
@@ -358,34 +359,57 @@ def view_curve(lr: ArrayLike, loss: ArrayLike) -> CurveView | str:
     #    start (a regression loss throws spikes there). It is the zero-lag loss standing
     #    BLOW_UP_FACTOR above its running minimum (in log space), or above its start level.
     blow_up = lr.size
+    rise = np.log(BLOW_UP_FACTOR) if positive else needed
     if learned_at is not None:
-        rise = np.log(BLOW_UP_FACTOR) if positive else needed
         running = np.minimum.accumulate(zero_lag)
         risen = np.flatnonzero((zero_lag > running + rise) | (zero_lag > start + needed))
         risen = risen[risen > learned_at]
         if risen.size:
             blow_up = int(risen[0])
-    lowest = int(np.argmin(zero_lag[:blow_up]))
+    # 3) The cliff: where the zero-lag loss has doubled from its start (by `needed` when the
+    #    loss can be negative). On a sweep that never clearly fell it is the only landmark:
+    #    training is stable below it, whatever the noise hid.
+    #    A loss that doubles within the first tenth rose from the start: no cliff (the
+    #    sweep must start lower; the rates below it were never tried).
+    above = np.flatnonzero(zero_lag > start + max(rise, needed))
+    cliff = int(above[0]) if above.size else None
+    if cliff is not None and cliff < max(START_POINTS, lr.size // 10):
+        cliff = None
+    if learned_at is None and cliff is not None:
+        blow_up = cliff
+    lowest = int(np.argmin(zero_lag[:blow_up])) if blow_up else 0
     return CurveView(
-        lr, loss, values, zero_lag, start, noise, learned_at, blow_up, lowest, positive
+        lr, loss, values, zero_lag, start, noise, learned_at, blow_up, cliff, lowest, positive
     )
 
 
 def why_it_did_not_learn(view: CurveView) -> str | None:
-    """A sentence when the raw loss never falls clearly below its starting level."""
-    if view.learned_at is not None:
+    """A sentence when the curve holds no landmark: the raw loss never falls clearly below
+    its starting level, and never blows up either (a sweep that learned nothing visible but
+    blew up still has its cliff, `robust_minimum` reads it)."""
+    if view.learned_at is not None or view.cliff is not None:
         return None
     return (
         f"the loss never clearly decreases: its smoothed value falls by at most "
         f"{max(view.drop, 0.0):.3g} from the start, within the noise of the raw loss "
-        f"(step-to-step noise {view.noise:.3g}{' in log(loss)' if view.log_scale else ''}); "
-        "sweep a wider range (a lower start_lr if it rises from the start, a higher end_lr "
-        "if it stays flat) or use a larger batch (data.batch_size)."
+        f"(step-to-step noise {view.noise:.3g}{' in log(loss)' if view.log_scale else ''}), "
+        f"and it does not blow up either up to {view.lr[-1]:.3g}; sweep a wider range (a "
+        "higher find.end_lr if it stays flat, a lower find.start_lr if it rises from the "
+        "start), use more steps (find.num_steps) or a larger batch (data.batch_size)."
     )
+
+
+def learned_nothing_visible(lr: ArrayLike, loss: ArrayLike) -> bool:
+    """True when the sweep never clearly fell but blew up: `robust_minimum` then reads its
+    cliff, a less certain suggestion worth checking (`lrtool verify`)."""
+    view = view_curve(lr, loss)
+    return not isinstance(view, str) and view.learned_at is None and view.cliff is not None
 
 
 # The EMA robust_minimum reads, whatever find.smoothing the sweep used: fastai's 0.98.
 RULE_SMOOTHING = 0.98
+# A sweep that never clearly fell but blew up: the suggestion is its cliff / this.
+CLIFF_DIVISOR = 30.0
 
 
 def robust_minimum(lr: ArrayLike, loss: ArrayLike) -> float | None:
@@ -403,8 +427,13 @@ def robust_minimum(lr: ArrayLike, loss: ArrayLike) -> float | None:
        every sharper reading of the zero-lag curve that won on the design tasks (README).
     """
     view = view_curve(lr, loss)
-    if isinstance(view, str) or view.learned_at is None:
+    if isinstance(view, str):
         return None
+    if view.learned_at is None:
+        # 3) No clear fall, but a cliff: the same distance below it as the rule lands on
+        #    sweeps that learn (on the design tasks the cliff sits a median 1.4 decades above
+        #    the suggestion, 1.6 above the best rate: a factor 30 is 1.5).
+        return None if view.cliff is None else float(view.lr[view.cliff] / CLIFF_DIVISOR)
     ema = np.asarray(smooth(view.loss, RULE_SMOOTHING))
     # fastai's trims (the EMA's warm-up, the blow-up's last points), starting no earlier
     # than the point where the raw loss had clearly fallen.

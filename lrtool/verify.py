@@ -43,7 +43,9 @@ seed means every candidate starts from the same weights and sees the same batche
 rate is the only difference.
 
 When the finder gives no suggestion, the candidates are centred on the rate at the lowest
-point of its raw loss, robustly smoothed, divided by `BRACKET_DIVISOR` (`bracket_centre`).
+point of its raw loss, robustly smoothed, divided by `BRACKET_DIVISOR`; on a flat sweep (no
+clear fall, no blow-up: the cliff lies beyond it) on its last rate / `CLIFF_DIVISOR`
+(`bracket`).
 
 Nothing here parses options, prints or writes files: the CLI does that with the result.
 """
@@ -55,6 +57,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from numpy.typing import ArrayLike
 
 from .build import build
@@ -64,7 +67,7 @@ from .errors import ConfigError
 from .probe import checked_build
 from .results import Round, VerifyResult
 from .run import train_built
-from .suggest import view_curve
+from .suggest import CLIFF_DIVISOR, view_curve
 
 # The finder's suggestion is an estimate, usually right within a factor of a few: half a
 # decade and a decade either side cover where the best rate is found in practice.
@@ -314,14 +317,30 @@ def loss_minimum(lr: ArrayLike, loss: ArrayLike) -> float | None:
 
 
 def bracket_centre(lr: ArrayLike, loss: ArrayLike) -> float | None:
-    """The centre of the candidates when the finder gives no suggestion: loss_minimum / 3.
+    """The centre of the candidates when the finder gives no suggestion (`bracket`)."""
+    return bracket(lr, loss)[0]
 
-    A third, because the best one-cycle peak sits below the loss minimum of a range test (the
-    minimum is where the sweep's loss is about to blow up) and too high costs more than too
-    low. None when even the minimum cannot be found (too few points).
+
+def bracket(lr: ArrayLike, loss: ArrayLike) -> tuple[float | None, str]:
+    """The centre of the candidates when the finder gives no suggestion, and what it is
+    ("sweep_end" or "loss_minimum").
+
+    1) A flat sweep (the loss neither fell clearly nor rose to twice its start): training was
+       stable at every rate tried, so the cliff lies beyond the last one; the candidates
+       centre where the default rule would land if the cliff were there (last rate /
+       `CLIFF_DIVISOR`), and widening climbs from there if higher rates win.
+    2) Otherwise (the loss rose from the start): loss_minimum / 3. A third, because the best
+       one-cycle peak sits below the loss minimum of a range test and too high costs more
+       than too low.
+    None when the curve has too few usable points.
     """
-    lowest = loss_minimum(lr, loss)
-    return None if lowest is None else lowest / BRACKET_DIVISOR
+    view = view_curve(lr, loss)
+    if isinstance(view, str):
+        return None, "loss_minimum"
+    rose = bool(np.any(view.zero_lag > view.start + (np.log(2.0) if view.log_scale else 0.0)))
+    if view.learned_at is None and view.cliff is None and not (view.log_scale and rose):
+        return float(view.lr[-1] / CLIFF_DIVISOR), "sweep_end"
+    return float(view.lr[view.lowest]) / BRACKET_DIVISOR, "loss_minimum"
 
 
 def parse_lrs(text: str) -> list[float]:

@@ -28,9 +28,9 @@ from .config import Experiment, resolved
 from .config import load_experiment as _load_experiment
 from .cycles import Plan, cycle_record, train_cycles
 from .errors import ConfigError, NoSuggestion, RunFailed
-from .history import FindResult, history_kind, read_json, writable_folder
+from .history import FindResult, history_kind, writable_folder
 from .probe import checked_build, first_step
-from .results import TrainResult, save
+from .results import TrainResult, read_json, save
 from .run import parse_seeds
 from .smoke import SmokeFailed, temp_out
 from .smoke import run_smoke as smoke_checks
@@ -38,7 +38,7 @@ from .train import CHECKPOINT_NAME, parse_lr_max
 from .verify import (
     BRACKET_MIN_POINTS,
     VerifyResult,
-    bracket_centre,
+    bracket,
     candidate_rates,
     parse_lrs,
     ranking_metric,
@@ -229,7 +229,11 @@ def run_train(
     # no checkpoint yet there are no weights worth keeping.
     resumable = folder is not None and (folder / CHECKPOINT_NAME).is_file()
     if target is not None:
-        keep_model = result.stop_reason != "interrupted" or resumable
+        # A NaN loss leaves non-finite weights: no model.pt (checkpoint.pt keeps the last
+        # good epoch's).
+        keep_model = result.stop_reason == "completed" or (
+            result.stop_reason == "interrupted" and resumable
+        )
         save(target, result, exp, distributed.unwrap(built.model) if keep_model else None)
     refound = None
     if refind and result.stop_reason == "completed":
@@ -437,14 +441,14 @@ def verify_candidates(
     if suggested is not None:
         return candidate_rates(suggested), suggested, "suggestion", suggested
     # No suggestion: bracket the curve's robust raw-loss minimum instead.
-    centre = bracket_centre(history.get("lr") or [], history.get("loss") or [])
+    centre, where = bracket(history.get("lr") or [], history.get("loss") or [])
     if centre is None:
         raise NoSuggestion(
             f"verify: {source} has no suggested rate, and its curve has too few usable points "
             f"to find its lowest loss (at least {BRACKET_MIN_POINTS} finite ones needed): run "
             "the finder with more steps (find.num_steps) or give the candidates with --lrs."
         )
-    return candidate_rates(centre), None, "loss_minimum", centre
+    return candidate_rates(centre), None, where, centre
 
 
 # --- smoke --------------------------------------------------------------------------------
@@ -539,6 +543,8 @@ def _check_rate(exp: Experiment) -> float:
     """The rate the smoke run's learning check uses: the head's peak, or mid-sweep for auto."""
     if exp.train.lr_max == "auto":
         return run.sweep_middle(exp)
+    if isinstance(exp.train.lr_max, list):  # one rate per group: the head's is the last
+        return float(exp.train.lr_max[-1])
     return max(parse_lr_max(exp.train.lr_max, 1))
 
 

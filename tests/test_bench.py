@@ -53,6 +53,10 @@ HELD_OUT = [
     "digits16-cnn-sgd",
     "motifs-cnn1d-adam",
     "digits16-resnet-adamw",
+    "noisylabels-mlp-dropout-adamw",
+    "digits-bigbatch-nesterov",
+    "tokencount-transformer-rmsprop",
+    "hastie-mlp-bce-adagrad",
 ]
 
 

@@ -11,11 +11,14 @@ from lrtool.suggest import (
     centered_curve,
     centered_minimum,
     consensus,
+    learned_nothing_visible,
     minimum,
+    robust_minimum,
     slide,
     steep,
     suggest_all,
     valley,
+    view_curve,
     why_no_suggestion,
 )
 
@@ -225,10 +228,49 @@ def test_loss_that_never_decreases_gives_none_and_says_so():
 def test_a_noiseless_drop_under_half_a_percent_is_not_a_descent():
     rise = 3 * _PAST_MINIMUM
     small = 1 - 0.003 / (1 + np.exp(-3 * (X + 3.525))) + rise  # falls 0.3 %
-    assert all(value is None for value in suggest_all(LR, small).values())
-    assert "never clearly decreases" in why_no_suggestion(LR, small)
+    assert view_curve(LR, small).learned_at is None
     enough = 1 - 0.04 / (1 + np.exp(-3 * (X + 3.525))) + rise  # falls 4 %
+    assert view_curve(LR, enough).learned_at is not None
     assert why_no_suggestion(LR, enough) is None
+
+
+def test_a_sweep_that_blew_up_without_a_clear_fall_is_read_from_its_cliff():
+    """The 0.3 % fall is no descent, but the loss doubles from its start at a clear cliff:
+    the suggestion is 1/30 of the rate there (about the distance the rule lands below the
+    cliff on sweeps that learn), not None."""
+    small = 1 - 0.003 / (1 + np.exp(-3 * (X + 3.525))) + 3 * _PAST_MINIMUM
+    view = view_curve(LR, small)
+    cliff = int(np.argmax(small > 2))  # the raw loss doubles from its start of 1
+    assert abs(view.cliff - cliff) <= 2  # the zero-lag curve finds it within two steps
+    assert why_no_suggestion(LR, small) is None
+    assert robust_minimum(LR, small) == pytest.approx(LR[view.cliff] / 30)
+    assert learned_nothing_visible(LR, small)
+    assert not learned_nothing_visible(LR, CLEAN)
+
+
+def test_a_noisy_flat_sweep_that_blows_up_gets_a_rate_well_below_the_blow_up():
+    """Like a regression on raw targets: per-batch noise hides a small fall, then the loss
+    explodes. The suggestion sits 1.5 decades under the explosion, never in the noise."""
+    rng = np.random.default_rng(3)
+    x = np.linspace(-7, -2, 60)
+    loss = 1e4 * np.exp(rng.normal(0, 0.3, x.size)) * np.where(x > -3, 10 ** (4 * (x + 3)), 1)
+    suggested = robust_minimum(10**x, loss)
+    assert suggested is not None
+    assert 10**-5.2 < suggested < 10**-4.1  # the explosion starts at 1e-3, doubling by ~1.1e-3
+
+
+def test_a_flat_sweep_that_never_blows_up_gets_none_and_is_told_to_sweep_higher():
+    rng = np.random.default_rng(0)
+    flat = 2.3 * np.exp(rng.normal(0, 0.01, LR.size))
+    assert all(value is None for value in suggest_all(LR, flat).values())
+    why = why_no_suggestion(LR, flat)
+    assert "does not blow up" in why and "find.end_lr" in why
+
+
+def test_a_loss_that_doubles_at_the_start_has_no_cliff():
+    early = 1 + np.where(X > -5.7, 5.0, 0.0)  # doubled after 6 of 121 points
+    assert view_curve(LR, early).cliff is None
+    assert robust_minimum(LR, early) is None
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from lrtool.errors import ConfigError
 from lrtool.verify import (
     Round,
     VerifyResult,
+    bracket,
     bracket_centre,
     candidate_rates,
     clear_win,
@@ -708,9 +709,12 @@ def test_cli_verify_brackets_the_curve_without_a_suggestion(write_yaml, tmp_path
     data = json.loads(result.stdout)
     found = json.loads((out / "find.json").read_text())
     assert found["suggested_lr"] is None and data["suggested_lr"] is None
-    assert data["centre"] == "loss_minimum"
+    # Flat: the sweep never blew up, so the cliff lies beyond it, and the candidates centre
+    # where the rule would land below a cliff at its last rate.
+    assert data["centre"] == "sweep_end"
     history = found["history"]
     assert data["centre_lr"] == pytest.approx(bracket_centre(history["lr"], history["loss"]))
+    assert data["centre_lr"] == pytest.approx(history["lr"][-1] / 30)
     assert [c["lr"] for c in data["candidates"]] == pytest.approx(
         candidate_rates(data["centre_lr"])
     )
@@ -725,7 +729,15 @@ def test_cli_verify_from_a_find_json_without_a_suggestion(write_yaml, tmp_path) 
         "verify", flat, "--from", tmp_path / "f" / "find.json", "--out", tmp_path / "v", "--json"
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["centre"] == "loss_minimum"
+    assert json.loads(result.stdout)["centre"] == "sweep_end"
+
+
+def test_a_sweep_that_rose_from_the_start_is_bracketed_at_its_lowest_loss() -> None:
+    rising = np.where(SWEEP > 1e-4, 1.0 + 50 * (np.log10(SWEEP) + 4), 1.0)
+    rising[:8] = [1.0, 0.97, 0.95, 0.96, 0.98, 1.0, 1.02, 1.01]
+    centre, where = bracket(SWEEP, rising)
+    assert where == "loss_minimum"
+    assert centre == pytest.approx(loss_minimum(SWEEP, rising) / 3)
 
 
 def test_cli_verify_without_enough_points_exits_3(write_yaml, tmp_path) -> None:

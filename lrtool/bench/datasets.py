@@ -161,3 +161,40 @@ def tokens(
     y = np.concatenate(labels)[:n_samples]
     targets = _column(y) if binary_targets else torch.as_tensor(y, dtype=torch.int64)
     return TensorDataset(torch.as_tensor(x, dtype=torch.int64), targets)
+
+
+def ar_sequences(
+    n_samples: int = 1500, length: int = 20, noise: float = 0.3, random_state: int = 0
+) -> TensorDataset:
+    """Regression on noisy AR(1) sequences (N, length, 1): x_t = phi x_(t-1) + innovation,
+    phi uniform in [-0.9, 0.9], plus observation noise; the target is phi, standardised."""
+    rng = np.random.default_rng(random_state)
+    phi = rng.uniform(-0.9, 0.9, n_samples)
+    x = np.zeros((n_samples, length))
+    x[:, 0] = rng.normal(size=n_samples)
+    for t in range(1, length):
+        x[:, t] = phi * x[:, t - 1] + rng.normal(size=n_samples) * np.sqrt(1 - phi**2)
+    x += rng.normal(0.0, noise, x.shape)
+    return TensorDataset(
+        torch.as_tensor(x, dtype=torch.float32).unsqueeze(-1), _column(_standardize(phi))
+    )
+
+
+def token_counts(
+    n_samples: int = 1500, length: int = 24, vocab: int = 8, random_state: int = 0
+) -> TensorDataset:
+    """Token sequences (N, length); the target is (count of token 0 - count of token 1),
+    standardised: a regression that needs attention to every position."""
+    rng = np.random.default_rng(random_state)
+    x = rng.integers(0, vocab, (n_samples, length))
+    y = ((x == 0).sum(axis=1) - (x == 1).sum(axis=1)).astype(float)
+    return TensorDataset(torch.as_tensor(x, dtype=torch.int64), _column(_standardize(y)))
+
+
+def hastie(n_samples: int = 6000, random_state: int = 0) -> TensorDataset:
+    """sklearn's make_hastie_10_2 (is the sum of squares of 10 Gaussians above the chi-square
+    median?) with 0/1 float targets (N, 1), for one logit and bce_with_logits."""
+    from sklearn.datasets import make_hastie_10_2
+
+    x, y = make_hastie_10_2(n_samples=n_samples, random_state=random_state)
+    return TensorDataset(torch.as_tensor(x, dtype=torch.float32), _column(y > 0))

@@ -163,3 +163,54 @@ def transformer_classifier(
     """A tiny pre-norm transformer encoder on token sequences (N, L): learned positions, mean
     pooling, linear head (num_classes 1 for a binary task with bce_with_logits)."""
     return _Transformer(vocab_size, num_classes, length, dim, heads, layers)
+
+
+def deep_tanh_mlp(in_features: int, num_classes: int, width: int = 48, depth: int = 8):
+    """A deep plain MLP: `depth` hidden tanh layers, no normalisation, PyTorch's default init.
+
+    Such a net learns slowly at first: its range test can stay almost flat for most of the
+    sweep, the case where a rule must still find a rate (or say clearly why not).
+    """
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i in range(depth):
+        layers += [nn.Linear(in_features if i == 0 else width, width), nn.Tanh()]
+    layers.append(nn.Linear(width if depth else in_features, num_classes))
+    return nn.Sequential(*layers)
+
+
+def cnn_plain(in_channels: int = 1, num_classes: int = 10, width: int = 12) -> nn.Module:
+    """Two 3x3 convolutions with ReLU, no BatchNorm, a max-pool, global average pooling and a
+    linear head: a CNN whose usable rates are not widened by normalisation."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(width, 2 * width, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(2 * width, num_classes),
+    )
+
+
+class _SequenceRegressor(nn.Module):
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(1, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs, _ = self.rnn(x)
+        return self.head(outputs[:, -1])
+
+
+def gru_regressor(hidden: int = 32) -> nn.Module:
+    """Real-valued sequences (N, L, 1) to one number, through a GRU's last hidden state."""
+    return _SequenceRegressor(hidden)
+
+
+def transformer_regressor(
+    vocab_size: int, length: int, dim: int = 16, heads: int = 2, layers: int = 2
+) -> nn.Module:
+    """`transformer_classifier` with one output, for a regression on token sequences."""
+    return _Transformer(vocab_size, 1, length, dim, heads, layers)

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..run import sweep_middle
 from ..suggest import DEFAULT_METHOD, SUGGESTERS, suggest_all
+from ..verify import bracket_centre
 from .cache import Cache
 from .runs import Job, Log, run_jobs, stderr_log
 from .suggest_quality import DIVERGED_REGRESSION_REGRET, TaskData, regret_of, tasks_data
@@ -121,10 +122,13 @@ def _jobs(
             ]
         work += [Job.of("train", d.task, s, d.best_lr * NUDGE) for s in d.seeds]
         if verify:
-            # As `lrtool verify` does: around the default rule's rate, or the sweep's middle.
+            # As `lrtool verify` does: around the default rule's rate, else around the range
+            # test's robust loss minimum / 3 (the sweep's middle only when even that is none).
             verify_around[name] = [
-                lr or sweep_middle(d.task.exp(s))
-                for s, lr in zip(d.seeds, suggestions[name][DEFAULT_METHOD], strict=True)
+                lr or bracket_centre(*d.find_arrays(i)[:2]) or sweep_middle(d.task.exp(s))
+                for i, (s, lr) in enumerate(
+                    zip(d.seeds, suggestions[name][DEFAULT_METHOD], strict=True)
+                )
             ]
             work += [
                 Job.of("verify", d.task, s, lr)
