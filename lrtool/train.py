@@ -549,7 +549,11 @@ class OneCycleTrainer:
     def _evaluate_now(self, epoch: int) -> None:
         if self.val_data is None:
             return
-        values = evaluate(
+        values = self._validate()
+        self.progress.evals.append({"step": self.progress.step, "epoch": epoch + 1, **values})
+
+    def _validate(self) -> dict[str, float]:
+        return evaluate(
             self.model,
             self.val_data,
             self.loss_fn,
@@ -558,7 +562,6 @@ class OneCycleTrainer:
             device=self.device,
             reduce=self.reduce,
         )
-        self.progress.evals.append({"step": self.progress.step, "epoch": epoch + 1, **values})
 
     def _end_epoch(
         self, epoch: int, phase: _Phase, scheduler: OneCycleLR, first: int, epoch_started: float
@@ -620,15 +623,7 @@ class OneCycleTrainer:
             # lone collective after Ctrl-C could hang the others).
             stale = not evals or evals[-1]["step"] != kept_step
             if kept_step and stale and self.val_data is not None and self.reduce is None:
-                values = evaluate(
-                    self.model,
-                    self.val_data,
-                    self.loss_fn,
-                    self.metrics,
-                    precision=self.precision,
-                    device=self.device,
-                )
-                evals.append({"step": kept_step, "epoch": state["epoch"], **values})
+                evals.append({"step": kept_step, "epoch": state["epoch"], **self._validate()})
         final_eval = evals[-1] if evals else {}
         rates = self.rates
         return TrainResult(

@@ -482,13 +482,21 @@ def _snapshot(folder):
     return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
 
 
-def test_resume_from_a_checkpoint_under_another_name_is_refused(tiny_yaml, tmp_path, cut_run):
+def _project(tmp_path, cut_run, checkpoint_name, **files):
+    """A folder of the user's holding a copy of the cut run's checkpoint and `files`."""
     folder, _ = cut_run
     project = tmp_path / "project"
     project.mkdir()
-    (project / "mine.pt").write_bytes((folder / "checkpoint.pt").read_bytes())
-    (project / "config.yaml").write_text("my own settings\n")
-    (project / "model.pt").write_bytes(b"my own model")
+    (project / checkpoint_name).write_bytes((folder / "checkpoint.pt").read_bytes())
+    for name, text in files.items():
+        (project / name.replace("_", ".")).write_text(text)
+    return project
+
+
+def test_resume_from_a_checkpoint_under_another_name_is_refused(tiny_yaml, tmp_path, cut_run):
+    project = _project(
+        tmp_path, cut_run, "mine.pt", config_yaml="my own settings\n", model_pt="my own model"
+    )
     before = _snapshot(project)
     result = invoke("train", tiny_yaml, "--resume", project / "mine.pt", "--no-plot")
     assert result.exit_code == 2, result.output
@@ -497,11 +505,7 @@ def test_resume_from_a_checkpoint_under_another_name_is_refused(tiny_yaml, tmp_p
 
 
 def test_resume_into_a_folder_with_the_users_files_is_refused(tiny_yaml, tmp_path, cut_run):
-    folder, _ = cut_run
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "checkpoint.pt").write_bytes((folder / "checkpoint.pt").read_bytes())
-    (project / "notes.txt").write_text("mine\n")
+    project = _project(tmp_path, cut_run, "checkpoint.pt", notes_txt="mine\n")
     before = _snapshot(project)
     result = invoke("train", tiny_yaml, "--resume", project, "--no-plot")
     assert result.exit_code == 2, result.output
@@ -510,11 +514,7 @@ def test_resume_into_a_folder_with_the_users_files_is_refused(tiny_yaml, tmp_pat
 
 
 def test_resume_beside_a_config_yaml_that_is_not_the_runs_is_refused(tiny_yaml, tmp_path, cut_run):
-    folder, _ = cut_run
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "checkpoint.pt").write_bytes((folder / "checkpoint.pt").read_bytes())
-    (project / "config.yaml").write_text("name: something else\n")
+    project = _project(tmp_path, cut_run, "checkpoint.pt", config_yaml="name: something else\n")
     before = _snapshot(project)
     result = invoke("train", tiny_yaml, "--resume", project, "--no-plot")
     assert result.exit_code == 2, result.output
@@ -523,10 +523,7 @@ def test_resume_beside_a_config_yaml_that_is_not_the_runs_is_refused(tiny_yaml, 
 
 
 def test_a_checkpoint_copied_alone_into_an_empty_folder_resumes(tiny_yaml, tmp_path, cut_run):
-    folder, _ = cut_run
-    fresh = tmp_path / "fresh"
-    fresh.mkdir()
-    (fresh / "checkpoint.pt").write_bytes((folder / "checkpoint.pt").read_bytes())
+    fresh = _project(tmp_path, cut_run, "checkpoint.pt")
     result = invoke("train", tiny_yaml, "--resume", fresh, "--no-plot")
     assert result.exit_code == 0, result.output
     assert (fresh / "train.json").is_file() and (fresh / "model.pt").is_file()
