@@ -11,28 +11,29 @@ without torch; every other import is at the top.
 from __future__ import annotations
 
 import json
-import os
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__, report
 from .config import json_schema, load_experiment
 from .errors import EXIT_INTERRUPTED, ConfigError, LrtoolError, NoSuggestion, UserCodeError
 from .history import (
+    claimed,
     fresh_folder,
     history_kind,
     new_run_folder,
     png_file,
-    read_json,
     to_json,
 )
 from .plot import (
@@ -52,13 +53,14 @@ from .report import (
     train_summary,
     verify_round_table,
 )
+from .results import read_json
 from .saved import redraw_settings, resuggested
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 the run failed (NaN loss, failed smoke check, your model/data/loss "
     "code raised while running); 2 bad input (config, flags, files, a model that does not fit "
     "its data, a component that fails to build); 3 --strict and no suggestion could be made; "
-    "130 interrupted."
+    "130 interrupted (Ctrl-C or SIGTERM; what finished is written first)."
 )
 
 app = typer.Typer(
@@ -70,7 +72,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-err_console = Console(stderr=True)
+# Every console prints user strings (paths, names, YAML values) as they are: emoji codes such
+# as ':three:' in 'comps:three:x' stay text. Markup stays on for lrtool's own colours, so a
+# user string that goes into markup is escaped (rich.markup.escape) or printed markup=False.
+err_console = Console(stderr=True, emoji=False)
+
+
+def new_console(**settings: Any) -> Console:
+    """A console on stdout that prints emoji codes as text (see err_console)."""
+    return Console(emoji=False, **settings)
 
 
 # --- shared options -----------------------------------------------------------------------
@@ -203,7 +213,8 @@ def fail(err: LrtoolError, smoke: str | None, as_json: bool) -> NoReturn:
     if smoke is not None:
         from .smoke import summary
 
-        smoke_line(summary(False, smoke, one_line(err), 0, None), as_json)
+        note = getattr(err, "smoke_note", None)  # stand-ins the smoke run used (smoke.py)
+        smoke_line(summary(False, smoke, one_line(err), 0, note), as_json)
     raise typer.Exit(err.exit_code) from None
 
 
@@ -215,35 +226,67 @@ def out_dir(out: Path | None, output_dir: str, name: str, command: str) -> Path:
     the same second took the name. Under torchrun only rank 0 creates it: it alone writes.
     """
 
+    rank = _launched_rank()  # a broken torchrun environment is refused before any folder
     if out is not None:
         return fresh_folder(out)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    if _launched_rank() != 0:
+    if rank != 0:
         return Path(output_dir) / name / f"{stamp}-{command}"
     return new_run_folder(Path(output_dir) / name, f"{stamp}-{command}")
 
 
 def _launched_rank() -> int:
-    """torchrun's RANK, read before the process group exists (0 without torchrun)."""
-    return int(os.environ.get("RANK", "0"))
+    """torchrun's RANK, read (and checked) before the process group exists (0 without)."""
+    from . import distributed
+
+    return distributed.launched_rank()
 
 
 @contextmanager
-def discarded_if_empty(folder: Path, out: Path | None) -> Iterator[Path]:
-    """Remove a run folder lrtool named (no --out) if the run ends before writing into it."""
-    try:
+def run_folder(out: Path | None, exp: Any, command: str) -> Iterator[Path]:
+    """The run's folder (`out_dir`), removed again if the run ends before writing into it.
+
+    Only folders this run created go (--out a/b/c: c, and b and a if they were new); an
+    existing --out folder stays, and under torchrun only rank 0, which creates the folder and
+    writes in it, may remove it.
+    """
+    made = missing_folders(out) if out is not None else []
+    folder = out_dir(out, exp.output_dir, exp.name, command)
+    if out is None:
+        made = [folder]  # a new runs/<name>/<timestamp>-<command>; runs/<name> is shared
+    main = _launched_rank() == 0
+    with discarded_if_empty(made if main else []), claimed(folder if main else None):
         yield folder
+
+
+def missing_folders(path: Path) -> list[Path]:
+    """`path` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+@contextmanager
+def discarded_if_empty(made: list[Path]) -> Iterator[None]:
+    """Remove the folders this run made (deepest first) if it ends with nothing in them."""
+    try:
+        yield
     finally:
-        if out is None:
-            with suppress(OSError):  # not empty, or already gone: keep it as it is
+        for folder in made:
+            try:
                 folder.rmdir()
+            except OSError:  # not empty, or already gone: keep it and those above it
+                break
 
 
 def stdout_console(as_json: bool) -> Console:
     """Human output goes to stdout, except with --json, where stdout is kept for the JSON."""
     from . import distributed
 
-    return err_console if as_json else Console(quiet=not distributed.is_main())
+    return err_console if as_json else new_console(quiet=not distributed.is_main())
 
 
 def emit_json(data: dict[str, Any], folder: Path | None = None) -> None:
@@ -323,7 +366,7 @@ def check(
     with handled(debug):
         exp = load_experiment(experiment, set_, {"device": device, "seed": seed})
         built, loss = workflows().run_check(exp)
-        check_report(Console(), built, loss)
+        check_report(new_console(markup=False), built, loss)  # YAML values, printed as they are
 
 
 @app.command()
@@ -402,6 +445,8 @@ def find(
 ) -> None:
     """Run the LR range test and suggest a learning rate."""
     with handled(debug, smoke="find" if smoke else None, as_json=as_json):
+        if smoke:
+            refuse_with_smoke({"--seeds": seeds is not None, "--strict": strict})
         values = {
             "find.start_lr": start_lr,
             "find.end_lr": end_lr,
@@ -423,8 +468,7 @@ def find(
         if smoke:
             smoke_run("find", exp, out, smoke_batches, smoke_timeout, as_json)
             return
-        folder = out_dir(out, exp.output_dir, exp.name, "find")
-        with discarded_if_empty(folder, out), data_parallel(exp.device):
+        with run_folder(out, exp, "find") as folder, data_parallel(exp.device):
             result = workflows().run_find(exp, seed_list, folder=folder, progress=sweep_bars())
             render_find(stdout_console(as_json), result, folder, plot=want_plot(plot, as_json))
             if as_json:
@@ -439,19 +483,21 @@ def find(
 
 def smoke_line(line: str, as_json: bool) -> None:
     """The greppable summary: stdout, unless stdout is reserved for --json."""
-    (err_console if as_json else Console()).print(
+    (err_console if as_json else new_console()).print(
         line, markup=False, highlight=False, soft_wrap=True
     )
 
 
-@contextmanager
-def smoke_reporting(as_json: bool) -> Iterator[None]:
-    """Print a failed smoke run's summary line, then let `handled` pick the exit code."""
-    try:
-        yield
-    except LrtoolError as err:
-        smoke_line(str(err), as_json)
-        raise typer.Exit(err.exit_code) from None
+def refuse_with_smoke(given: dict[str, bool]) -> None:
+    """A smoke run is one short CPU check: options it would not honour are refused, not dropped."""
+    flags = [flag for flag, present in given.items() if present]
+    if flags:
+        listed = " and ".join(flags)
+        raise ConfigError(
+            f"--smoke cannot be combined with {listed}: a smoke run is one short CPU run that "
+            f"checks the experiment builds and learns, and would ignore {listed}. Leave out "
+            f"{listed}, or --smoke."
+        )
 
 
 def smoke_run(
@@ -463,12 +509,15 @@ def smoke_run(
     as_json: bool,
     lrs: str | None = None,
 ) -> None:
-    """`COMMAND --smoke`: run the workflow, save its files, print the one summary line."""
-    if out is not None:
-        out = out_dir(out, exp.output_dir, exp.name, command)  # checked before the run
-    with smoke_reporting(as_json):
+    """`COMMAND --smoke`: run the workflow, save its files, print the one summary line.
+
+    A failure is raised to `handled`, which prints the error and the FAILED line.
+    """
+    made = missing_folders(out) if out is not None else []
+    target = fresh_folder(out) if out is not None else None  # checked before the run
+    with discarded_if_empty(made):
         outcome = workflows().run_smoke(command, exp, lrs=lrs, batches=batches, timeout=timeout)
-    folder = outcome.save(out)  # a temporary folder without --out
+        folder = outcome.save(target)  # a temporary folder without --out
     if as_json:
         emit_json(outcome.result.to_dict(), folder)
     smoke_line(outcome.line, as_json)
@@ -505,7 +554,7 @@ def render_find(console: Console, result: Any, folder: Path, *, plot: bool) -> N
                 color=console.is_terminal,
             )
         show_chart(console, chart)
-    find_summary(console, result, str(folder))
+    find_summary(console, result, escape(str(folder)))  # the summary's text is markup
 
 
 def _moms(text: str | None) -> list[float] | None:
@@ -620,6 +669,8 @@ def train(
 ) -> None:
     """Train with the one-cycle policy at a peak rate (or per-group rates)."""
     with handled(debug, smoke="train" if smoke else None, as_json=as_json):
+        if smoke:
+            refuse_with_smoke({"--resume": resume is not None, "--refind": refind})
         values = {
             "train.lr_max": lr_max,
             "train.epochs": epochs,
@@ -646,30 +697,34 @@ def train(
             smoke_run("train", exp, out, smoke_batches, smoke_timeout, as_json)
             return
         if resume is not None:
-            folder = workflows().resume_folder(resume)
-            if out is not None and out.resolve() != folder.resolve():
+            resumed = workflows().resume_folder(resume)
+            if out is not None and out.resolve() != resumed.resolve():
                 raise ConfigError("--resume continues in its own folder: leave out --out.")
+            where: AbstractContextManager[Any] = claimed(resumed if _launched_rank() == 0 else None)
         else:
-            folder = out_dir(out, exp.output_dir, exp.name, "train")
+            where = run_folder(out, exp, "train")
         console = stdout_console(as_json)
-        with discarded_if_empty(folder, out) if resume is None else nullcontext():
-            with data_parallel(exp.device):
-                outcome = workflows().run_train(
-                    exp,
-                    lr_max,
-                    folder=folder,
-                    refind=refind,
-                    resume=resume,
-                    sweep_progress=sweep_bars(),
-                    train_progress=train_bars(),
-                    say=console.print,
-                )
-                render_train(console, outcome, plot=want_plot(plot, as_json))
-                if outcome.stop_reason == "interrupted":
-                    print_resume_hint(console, outcome.resumable, resume_command(ctx, folder))
-                if as_json:
-                    emit_json(outcome.train.to_dict(), folder)
-                outcome.raise_for_stop()
+        with where as claimed_folder, data_parallel(exp.device):
+            folder = resumed if resume is not None else claimed_folder
+            outcome = workflows().run_train(
+                exp,
+                lr_max,
+                folder=folder,
+                refind=refind,
+                resume=resume,
+                sweep_progress=sweep_bars(),
+                train_progress=train_bars(),
+                say=lambda text: console.print(text, markup=False, highlight=False),
+            )
+            render_train(console, outcome, plot=want_plot(plot, as_json))
+            if outcome.stop_reason == "interrupted":
+                print_resume_hint(console, outcome.resumable, resume_command(ctx, folder))
+            if as_json:
+                emit_json(outcome.train.to_dict(), folder)
+            outcome.raise_for_stop()
+            if outcome.refind is not None and outcome.refind.stop_reason == "interrupted":
+                # The training finished and is saved; only the sweep after it was cut short.
+                raise KeyboardInterrupt
 
 
 def resume_command(ctx: typer.Context, folder: Path) -> str:
@@ -725,9 +780,9 @@ def render_train(console: Console, outcome: Any, *, plot: bool) -> None:
                 )
             title = "LR range test before/after training"
             show_chart(console, compare_chart(curves, title=title, color=color))
-    train_summary(console, result, str(outcome.folder))
+    train_summary(console, result, escape(str(outcome.folder)))  # the summary's text is markup
     if refound is not None:
-        console.print(refind_advice(refound))
+        console.print(refind_advice(refound), markup=False)
 
 
 def print_resume_hint(console: Console, resumable: bool, command: str) -> None:
@@ -742,6 +797,11 @@ def refind_advice(refound: Any) -> str:
     """After training the curve is flat, then rises: use a tenth of the start of the rise."""
     from .run import refind_rise
 
+    if getattr(refound, "stop_reason", None) == "interrupted":  # a partial sweep: no rise
+        return (
+            f"refind: interrupted after {refound.steps} steps, so no rate is advised. The "
+            "training's files are kept; refind.json holds the partial sweep."
+        )
     start = refind_rise(refound.lr, refound.loss)
     if start is None:
         return "refind: the loss does not rise within the sweep; no rate to advise."
@@ -769,7 +829,8 @@ def plot_cmd(
     --set find.suggest=METHOD or find.smoothing=BETA redraws a find/refind curve with another
     suggestion method or smoothing, from the saved raw loss.
     """
-    with handled(debug):
+    made = missing_folders(save.parent) if save is not None else []
+    with handled(debug), discarded_if_empty(made):
         if save is not None:
             png_file(save)  # before reading and drawing: a .png, never over the user's files
         data = resuggested(read_json(file), redraw_settings(set_), str(file))
@@ -785,11 +846,11 @@ def plot_cmd(
                 )
             except ImportError as err:
                 raise LrtoolError(str(err)) from None  # the missing extra: bad input, exit 2
-            err_console.print(f"saved {save}")
+            err_console.print(f"saved {save}", markup=False, highlight=False)
             return
-        console = Console()
+        console = new_console()
         if not plot:
-            console.print(compare_table(kind, [file.name], [data]))
+            console.print(compare_table(kind, [escape(file.name)], [data]))  # cells are markup
             return
         color = console.is_terminal
         if kind == "verify":
@@ -895,6 +956,8 @@ def verify(
 ) -> None:
     """Screen candidate rates on short runs, then judge the best two at the real length."""
     with handled(debug, smoke="verify" if smoke else None, as_json=as_json):
+        if smoke:
+            refuse_with_smoke({"--from": from_ is not None})
         if lrs is not None and from_ is not None:
             raise ConfigError("--lrs and --from both choose the candidates: give one.")
         if epochs is not None and max_epochs is not None:
@@ -915,9 +978,8 @@ def verify(
         if smoke:
             smoke_run("verify", exp, out, smoke_batches, smoke_timeout, as_json, lrs=lrs)
             return
-        folder = out_dir(out, exp.output_dir, exp.name, "verify")
         console = stdout_console(as_json)
-        with data_parallel(exp.device):
+        with run_folder(out, exp, "verify") as folder, data_parallel(exp.device):
             result = workflows().run_verify(
                 exp,
                 lrs=lrs,
@@ -940,6 +1002,7 @@ def verify(
 def print_candidates(
     console: Console, exp: Any, rates: list[float], metric: str, centre: str, centre_lr: Any
 ) -> None:
+    from .suggest import CLIFF_DIVISOR
     from .verify import BRACKET_DIVISOR  # torch: imported when needed
 
     if centre == "loss_minimum":
@@ -947,9 +1010,16 @@ def print_candidates(
             f"verify: no suggested rate; the candidates surround the lowest point of the loss "
             f"curve / {BRACKET_DIVISOR:g} = {fmt_lr(centre_lr)}"
         )
+    elif centre == "sweep_end":
+        console.print(
+            "verify: no suggested rate, and the loss neither fell nor blew up over the sweep: "
+            f"the candidates surround its last rate / {CLIFF_DIVISOR:g} = {fmt_lr(centre_lr)} "
+            "(the cliff lies beyond the sweep; widening climbs if higher rates win)"
+        )
     console.print(
         f"verify: {len(rates)} candidates ({', '.join(fmt_lr(r) for r in rates)}), "
-        f"ranked by {metric}; the final round trains the real {exp.train.epochs} epochs"
+        f"ranked by {metric}; the final round trains the real {exp.train.epochs} epochs",
+        markup=False,  # the metric is a name from the experiment file
     )
 
 
@@ -1004,7 +1074,7 @@ def render_verify(console: Console, result: Any, folder: Path, *, plot: bool) ->
     )
     if result.model_lr is not None and folder is not None:
         console.print(_verify_model_line(result))
-    console.print(f"files: {folder}")
+    console.print(f"files: {folder}", markup=False, highlight=False)
 
 
 def _verify_model_line(result: Any) -> str:
@@ -1058,7 +1128,7 @@ def compare(
                 f"compare: these verify runs were ranked by different metrics ({ranked}); "
                 "compare runs ranked by the same one."
             )
-        console = Console()
+        console = new_console()
         if plot:
             curves = [_curve_of(kind, n, d) for n, d in zip(names, datas, strict=True)]
             title = {
@@ -1073,7 +1143,7 @@ def compare(
                 color=console.is_terminal,
             )
             show_chart(console, chart)
-        console.print(compare_table(kind, names, datas))
+        console.print(compare_table(kind, [escape(n) for n in names], datas))  # cells are markup
 
 
 def _labels(text: str | None, files: list[Path]) -> list[str]:
@@ -1104,4 +1174,35 @@ def _root(
 
 
 def main() -> None:
+    """The `lrtool` entry point (and `python -m lrtool`)."""
+    replace_unencodable_output()
+    interrupt_on_sigterm()
     app()
+
+
+def replace_unencodable_output() -> None:
+    """Print what the terminal's encoding cannot show as '?' instead of failing on it.
+
+    Under PYTHONIOENCODING=ascii or a latin-1 locale, rich would raise UnicodeEncodeError on
+    the first '·' or box line, after the run had done its work.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with suppress(ValueError, OSError):  # closed, or not a text stream we may change
+                reconfigure(errors="replace")
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (`kill`, `timeout`, a job scheduler) stops a run as Ctrl-C does.
+
+    The handler raises KeyboardInterrupt in the main thread, so the same paths save what
+    finished (find.json with the finished seeds, train.json, the checkpoint) and the command
+    exits 130.
+    """
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    with suppress(ValueError):  # not the main thread (lrtool embedded in another program)
+        signal.signal(signal.SIGTERM, interrupt)

@@ -15,12 +15,72 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .errors import DeviceError
+from .errors import ConfigError, DeviceError
+
+# What the user can do about a broken launch environment (what every message below ends with).
+LAUNCH_HINT = "Launch with torchrun, or unset WORLD_SIZE, RANK and LOCAL_RANK."
+
+
+def _env_count(name: str) -> int | None:
+    """A whole number >= 0 from the environment variable `name`; None when unset or empty."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(
+            f"the environment variable {name} is {os.environ[name]!r}, but torchrun sets it to "
+            f"a whole number (0, 1, ...). {LAUNCH_HINT}"
+        )
+    return value
+
+
+def launch_settings() -> tuple[int, int]:
+    """(world size, rank) from torchrun's environment, checked before any work or folder.
+
+    Without torchrun (WORLD_SIZE unset or 1) it is (1, 0). A variable that is not a number,
+    a rank outside the world, or a WORLD_SIZE > 1 without the rest of what torchrun sets
+    (RANK, MASTER_ADDR, MASTER_PORT) is a ConfigError: the process group could only fail
+    later, with torch's words.
+    """
+    world, rank = _env_count("WORLD_SIZE"), _env_count("RANK")
+    _env_count("LOCAL_RANK")  # read by local_device: a bad one is refused here, up front
+    if world == 0:
+        raise ConfigError(f"the environment variable WORLD_SIZE is 0: at least 1. {LAUNCH_HINT}")
+    if world is None or world == 1:
+        if rank:
+            raise ConfigError(
+                f"the environment variable RANK is {rank}, but WORLD_SIZE is "
+                f"{'unset' if world is None else 1}: a single process is rank 0. {LAUNCH_HINT}"
+            )
+        return 1, 0
+    missing = [n for n in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(n)]
+    if missing:
+        raise ConfigError(
+            f"the environment variable WORLD_SIZE is {world}, which asks for {world} processes, "
+            f"but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set, as "
+            f"torchrun sets them. {LAUNCH_HINT}"
+        )
+    assert rank is not None  # RANK is set: not missing
+    if rank >= world:
+        raise ConfigError(
+            f"the environment variable RANK is {rank}, but WORLD_SIZE is {world}: ranks run "
+            f"from 0 to {world - 1}. {LAUNCH_HINT}"
+        )
+    return world, rank
 
 
 def launched() -> bool:
     """True when torchrun (or another launcher) started several processes."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return launch_settings()[0] > 1
+
+
+def launched_rank() -> int:
+    """This process's rank under torchrun, before the process group exists (0 without)."""
+    return launch_settings()[1]
 
 
 def active() -> bool:
@@ -41,7 +101,7 @@ def is_main() -> bool:
 
 def local_device(spec: str) -> torch.device:
     """Each rank one device: cuda:LOCAL_RANK when CUDA is asked for or available, else CPU."""
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    local = _env_count("LOCAL_RANK") or 0
     wants_cuda = spec.startswith("cuda") or (spec == "auto" and torch.cuda.is_available())
     if not wants_cuda:
         return torch.device("cpu")

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from .config import dump_yaml
 from .history import FindResult
@@ -101,7 +102,9 @@ def find_summary(console: Console, result: FindResult, out_dir: str) -> None:
 
 def check_report(console: Console, built: Built, loss_value: float) -> None:
     exp = built.experiment
-    console.print(Panel(dump_yaml(exp).rstrip(), title=f"experiment {exp.name}", expand=False))
+    # The title is parsed as markup even with markup off: a name like "[bold]x" is escaped.
+    title = f"experiment {escape(exp.name)}"
+    console.print(Panel(Text(dump_yaml(exp).rstrip()), title=title, expand=False))
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column()
@@ -197,7 +200,7 @@ def train_summary(console: Console, result: Any, out_dir: str) -> None:
         pairs = ", ".join(
             f"{name} {fmt_lr(r)}" for name, r in zip(result.group_names, rates, strict=True)
         )
-        console.print(f"peak rates per group: {pairs}")
+        console.print(f"peak rates per group: {pairs}", markup=False)  # group names are the user's
     console.print(batch_line(result))
     final = ", ".join(f"{k} {_fmt(v)}" for k, v in result.final.items())
     console.print(f"final: {final}  ({result.elapsed_s:.1f} s on {result.device})")

@@ -257,8 +257,10 @@ def run_smoke(
     """Build the smoke experiment, run the checks and `body(built)`, return (summary, result).
 
     `body` runs the command on the built components and returns (detail, losses, result).
-    Raises SmokeFailed / LrtoolError with the summary line as the message; any other exception
-    (the user's own code) passes through, and the CLI's error boundary prints its line.
+    Raises SmokeFailed / LrtoolError saying what is wrong, with the note on stand-ins (absent
+    data, uncached weights) as its `smoke_note`; `summary` makes the FAILED line of both. Any
+    other exception (the user's own code) passes through. The CLI's error boundary prints the
+    error paragraph, then the FAILED line.
     """
     import time
 
@@ -277,6 +279,6 @@ def run_smoke(
             detail, losses, result = body(built)
             check_losses(losses, command)
     except LrtoolError as err:
-        err.args = (summary(False, command, str(err), 0, note),)
+        err.smoke_note = note  # the FAILED line ends with it (cli.fail)
         raise
     return summary(True, command, detail, time.perf_counter() - started, note), result

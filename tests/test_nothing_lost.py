@@ -568,3 +568,46 @@ def test_ctrl_c_with_eval_every_in_steps_reports_the_model_it_keeps(
     values = evaluate(built.model, built.val_data, built.loss_fn, built.metrics)
     assert data["final"]["val_loss"] == pytest.approx(values["val_loss"], rel=1e-6)
     assert data["final"]["accuracy"] == pytest.approx(values["accuracy"])
+
+
+def test_a_second_run_into_a_folder_another_run_holds_is_refused(tiny_yaml, tmp_path):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (folder / ".lrtool-lock").write_text(str(holder.pid))
+        result = invoke("find", tiny_yaml, "--out", folder, "--no-plot")
+        assert result.exit_code == 2, result.output
+        assert f"another lrtool run (process {holder.pid})" in one_line(result.output)
+        assert sorted(p.name for p in folder.iterdir()) == [".lrtool-lock"]  # nothing written
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over_and_removed(tiny_yaml, tmp_path):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / ".lrtool-lock").write_text(str(dead.pid))
+    result = invoke("find", tiny_yaml, "--out", folder, "--no-plot")
+    assert result.exit_code == 0, result.output
+    assert (folder / "find.json").is_file() and not (folder / ".lrtool-lock").exists()
+
+
+def test_a_run_holds_its_folder_while_it_writes(tiny_yaml, tmp_path, monkeypatch):
+    from lrtool import history
+
+    seen = []
+    real = history.write_text_atomic
+
+    def spy(path, text):
+        seen.append((Path(path).parent / ".lrtool-lock").read_text())
+        return real(path, text)
+
+    monkeypatch.setattr(history, "write_text_atomic", spy)
+    folder = tmp_path / "run"
+    assert invoke("find", tiny_yaml, "--out", folder, "--no-plot").exit_code == 0
+    assert seen and set(seen) == {str(os.getpid())}
+    assert not (folder / ".lrtool-lock").exists()

@@ -55,14 +55,6 @@ def written(folder: Path, saved: dict[str, dict[str, Any]], kind: str, edit: Edi
     return path
 
 
-# plot, compare (cli.py) and verify --from (workflows.py) still import read_json from
-# lrtool.history, which does not check the fields; they pass once both import it from
-# lrtool.results. Remove this mark then.
-NEEDS_CHECKED_READER = pytest.mark.xfail(
-    strict=True, reason="cli.py and workflows.py must read saved JSON with results.read_json"
-)
-
-
 def refused_by_reader(path: Path, *texts: str) -> str:
     """results.read_json raises one ConfigError naming the file and holding every text."""
     with pytest.raises(ConfigError) as caught:
@@ -207,7 +199,6 @@ def test_many_problems_are_listed_up_to_a_few(saved, tmp_path):
     assert message.count(" is a list, expected ") == 5
 
 
-@NEEDS_CHECKED_READER
 @pytest.mark.parametrize("draw", [[], ["--no-plot"]])
 def test_plot_refuses_a_broken_file_with_exit_2(saved, tmp_path, draw):
     for kind, faults in (("find", FIND_FAULTS), ("train", TRAIN_FAULTS), ("verify", VERIFY_FAULTS)):
@@ -216,14 +207,12 @@ def test_plot_refuses_a_broken_file_with_exit_2(saved, tmp_path, draw):
         refused(invoke("plot", path, *draw), f"{path}: {says}")
 
 
-@NEEDS_CHECKED_READER
 def test_redrawing_with_another_smoothing_refuses_a_string_rate(saved, tmp_path):
     path = written(tmp_path, saved, "find", _cell("lr", 3, "abc"))
     result = invoke("plot", path, "--set", "find.smoothing=0.5", "--no-plot")
     refused(result, 'history.lr[3] is "abc"')
 
 
-@NEEDS_CHECKED_READER
 def test_compare_refuses_a_broken_file_before_printing_anything(saved, tmp_path):
     good = written(tmp_path / "good", saved, "find", lambda data: None)
     bad = written(tmp_path / "bad", saved, "find", _set("history", [1, 2]))
