@@ -391,6 +391,14 @@ def find(
     mode: Annotated[
         str | None, typer.Option(help="exp or linear (default exp).", show_default=False)
     ] = None,
+    extend_decades: Annotated[
+        float | None,
+        typer.Option(
+            help="A flat sweep goes on past end_lr for up to this many decades, until the loss "
+            "blows up; 0: stop at end_lr (default 3).",
+            show_default=False,
+        ),
+    ] = None,
     smoothing: Annotated[
         float | None, typer.Option(help="EMA beta (default 0.98).", show_default=False)
     ] = None,
@@ -452,6 +460,7 @@ def find(
             "find.end_lr": end_lr,
             "find.num_steps": num_steps,
             "find.mode": mode,
+            "find.extend_decades": extend_decades,
             "find.smoothing": smoothing,
             "find.diverge_factor": diverge_factor,
             "find.suggest": suggest,

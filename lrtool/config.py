@@ -193,6 +193,14 @@ class FindSpec(Spec):
     end_lr: Number = Field(10.0, gt=0, description="Last learning rate of the sweep.")
     num_steps: Whole = Field(100, ge=2, description="Number of optimizer steps (mini-batches).")
     mode: Literal["exp", "linear"] = Field("exp", description="How the rate grows.")
+    extend_decades: Number = Field(
+        3.0,
+        ge=0,
+        le=12,
+        description="When the loss neither fell nor blew up by end_lr (exp mode), the sweep goes "
+        "on at the same pace for up to this many decades beyond it, until the loss blows up: "
+        "the cliff it finds is what the suggestion is read from. 0 stops at end_lr.",
+    )
     smoothing: Number = Field(
         0.98, ge=0, lt=1, description="Beta of the bias-corrected EMA of the loss."
     )

@@ -7,10 +7,11 @@ fastai's `lr_find`. The model, the optimizer and every RNG are left exactly as t
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from .suggest import (  # noqa: F401  (smooth: re-exported, the public name of o
     smooth,
     still_falling,
     suggest_all,
+    view_curve,
     why_no_suggestion,
 )
 
@@ -153,6 +155,7 @@ def find_lr(
     end_lr: float = 10.0,
     num_steps: int = 100,
     mode: str = "exp",
+    extend_decades: float = 3.0,
     smoothing: float = 0.98,
     diverge_factor: float = 4.0,
     suggest: str = DEFAULT_METHOD,
@@ -176,7 +179,9 @@ def find_lr(
     On cuda the losses stay on the device and are read every `sync_every` steps (default 10),
     so the divergence test may stop up to `sync_every - 1` steps late; those extra steps are
     dropped from the history. Ctrl-C ends the sweep early with stop reason `interrupted`.
-    `reduce` averages a loss across processes (data-parallel runs).
+    `reduce` averages a loss across processes (data-parallel runs). An exponential sweep
+    whose loss neither fell nor blew up by `end_lr` goes on at the same pace for up to
+    `extend_decades` more decades, until it blows up (`extended_to` in the result).
     """
     if suggest not in SUGGESTERS:
         raise ConfigError(
@@ -212,9 +217,10 @@ def find_lr(
     started = time.perf_counter()
 
     batches = cycle(train_data)
-    try:
-        model.train()
-        for step, lr in enumerate(rates):
+
+    def sweep(planned: Sequence[float]) -> str | None:
+        """Step through `planned` rates; the stop reason if the curve met one."""
+        for step, lr in enumerate(planned):
             for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
                 group["lr"] = float(lr) * ratio
             record = loop.backward(batches, grad_accum)
@@ -222,11 +228,22 @@ def find_lr(
             if val_loss:
                 record = _fixed_loss(model, fixed_val, loss_fn, precision, device)
             loop.record(float(lr), record)
-            if loop.pending.due() or step == len(rates) - 1:
+            if loop.pending.due() or step == len(planned) - 1:
                 reason = curve.take(loop.pending.read())
                 if reason:
-                    stop_reason = reason
-                    break
+                    return reason
+        return None
+
+    extended_to = None
+    try:
+        model.train()
+        stop_reason = sweep(rates) or "completed"
+        beyond = _beyond(rates, mode, extend_decades)
+        if stop_reason == "completed" and beyond.size and _flat(curve.lrs, curve.losses):
+            # 1) Nothing to read yet: no fall, no blow-up. The model took every rate swept,
+            #    so the cliff lies higher; go on at the same pace until the loss blows up.
+            stop_reason = sweep(beyond) or "completed"
+            extended_to = curve.lrs[-1]
     except KeyboardInterrupt:
         stop_reason = "interrupted"
         curve.take(loop.pending.read_after_interrupt())
@@ -252,8 +269,24 @@ def find_lr(
         seed=seed,
         device=str(device),
         elapsed_s=round(time.perf_counter() - started, 3),
-        warning=_warning(suggest, suggested, stop_reason, lrs, losses),
+        warning=_warning(suggest, suggested, stop_reason, lrs, losses, end_lr, extended_to),
+        extended_to=extended_to,
     )
+
+
+def _beyond(rates: np.ndarray, mode: str, decades: float) -> np.ndarray:
+    """The rates past the end of an exponential sweep, at its pace, for `decades` decades."""
+    if mode != "exp" or decades <= 0 or rates.size < 2:
+        return np.array([])
+    ratio = float(rates[-1] / rates[-2])
+    count = int(round(decades / math.log10(ratio)))
+    return rates[-1] * ratio ** np.arange(1, count + 1)
+
+
+def _flat(lrs: list[float], losses: list[float]) -> bool:
+    """Neither a clear fall nor a blow-up: the curve holds nothing a rule could read."""
+    view = view_curve(lrs, losses)
+    return not isinstance(view, str) and view.learned_at is None and view.cliff is None
 
 
 class _Curve:
@@ -293,25 +326,34 @@ def _warning(
     stop_reason: str,
     lrs: list[float],
     losses: list[float],
+    end_lr: float | None = None,
+    extended_to: float | None = None,
 ) -> str | None:
     """Why there is no suggestion, or why the one made may be too low; else None."""
+    went_on = (
+        f"the loss stayed flat up to find.end_lr {end_lr:.3g}, so the sweep went on to "
+        f"{extended_to:.3g}; "
+        if extended_to is not None and end_lr is not None
+        else ""
+    )
     if suggested is None:
-        return why_no_suggestion(lrs, losses) or (
-            f"the {suggest} method found no sensible rate on this curve."
+        return went_on + (
+            why_no_suggestion(lrs, losses)
+            or (f"the {suggest} method found no sensible rate on this curve.")
         )
     if learned_nothing_visible(lrs, losses):
-        return (
+        return went_on + (
             "the loss never clearly fell before it blew up, so the curve has no minimum to "
             f"read; the {suggest} rate comes from where the loss doubled (robust_minimum: 1/30 "
             "of that rate) and is less certain than usual. Check it with `lrtool verify`, or "
             "sweep again with more steps (find.num_steps) or a larger batch (data.batch_size)."
         )
     if stop_reason == "completed" and still_falling(lrs, losses):
-        return (
+        return went_on + (
             f"the loss was still falling at end_lr {lrs[-1]:.2g}: the minimum may lie beyond "
             "the sweep, so the suggestion may be too low. Raise find.end_lr."
         )
-    return None
+    return went_on.rstrip("; ") + "." if went_on else None
 
 
 @torch.no_grad()

@@ -52,6 +52,8 @@ class FindResult:
     # How many seeds ran to the end: the consensus is theirs (Ctrl-C can stop one midway).
     seeds_finished: int | None = None
     seeds_requested: int | None = None
+    # A flat sweep goes on past find.end_lr (find.extend_decades): the last rate it reached.
+    extended_to: float | None = None
 
     @property
     def lr(self) -> list[float]:

@@ -68,11 +68,13 @@ def _train(write_yaml, overrides: dict[str, Any], tmp_path: Path | None = None) 
     return digest(pinned, built.model)
 
 
+# Re-pinned in 0.3 only because the resolved config in train.json gained
+# find.extend_decades: with that key left out, every case matched its old digest.
 GOLDEN = {
-    "frozen": "00d20bc54fc161203a1e3716a6d9758b9b863147b2a5eefdf25061fa4f2afe69",
-    "cycles": "dd7437bb53944e1c4415b85dd5db0b692b04e1b15338f967dea4d649b52181e6",
-    "accum": "ae4af67f39d6c356dc136676984313135ad5ac66c1a22ffeac63164a4965eb3d",
-    "nan": "844ec47a276b8bf5085f8804772b7f6eec90e561e7e9b5dda97ac66779256836",
+    "frozen": "fc665b5c8a8b464e4ea724260e4dbe2a14f99af24463a2242e2e4d4c484cef0c",
+    "cycles": "3f601f528df14f2d4cc5be411ae1b34b40a7a936610b28953343166169e0e46d",
+    "accum": "569ddd044457574e3e184262746a646624608d19f6e8b1357eee7f80cb22f997",
+    "nan": "12ae060b4a8a84b5133c073ab50b5247c44d4e398b094191787b3cd3dae52f20",
 }
 
 

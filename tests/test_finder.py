@@ -60,6 +60,7 @@ def test_records_the_exact_lr_sequence_and_completes():
         end_lr=1e-2,
         num_steps=10,
         diverge_factor=1e9,
+        extend_decades=0,  # the planned sweep only (a flat one goes on past end_lr: below)
     )
     assert result.stop_reason == "completed" and result.steps == 10
     assert result.lr == pytest.approx(list(np.geomspace(1e-5, 1e-2, 10)))
@@ -180,9 +181,39 @@ def test_short_dataset_is_cycled():
     data = tiny(n=16)  # 2 batches per epoch
     model, opt = model_and_opt()
     result = find_lr(
-        model, data, opt, nn.functional.cross_entropy, start_lr=1e-5, end_lr=1e-3, num_steps=7
+        model,
+        data,
+        opt,
+        nn.functional.cross_entropy,
+        start_lr=1e-5,
+        end_lr=1e-3,
+        num_steps=7,
+        extend_decades=0,
     )
     assert result.steps == 7
+
+
+def test_a_flat_sweep_goes_on_past_end_lr_at_the_same_pace():
+    """Rates too low to move the loss: the sweep continues 3 decades beyond end_lr, a step
+    per third of a decade as before, and says so; extend_decades=0 and a linear sweep stop."""
+    model, opt = model_and_opt()
+    kwargs = dict(start_lr=1e-9, end_lr=1e-8, num_steps=4, diverge_factor=1e9)
+    result = find_lr(model, tiny(), opt, nn.functional.cross_entropy, **kwargs)
+    assert result.lr == pytest.approx(list(np.geomspace(1e-9, 1e-5, 13)))
+    assert result.stop_reason == "completed" and result.extended_to == pytest.approx(1e-5)
+    assert "went on to 1e-05" in result.warning
+    plain = find_lr(model, tiny(), opt, nn.functional.cross_entropy, **kwargs, extend_decades=0)
+    assert plain.steps == 4 and plain.extended_to is None
+    linear = find_lr(model, tiny(), opt, nn.functional.cross_entropy, **kwargs, mode="linear")
+    assert linear.steps == 4 and linear.extended_to is None
+
+
+def test_a_sweep_that_learned_does_not_go_on():
+    model, opt = model_and_opt()
+    result = find_lr(
+        model, tiny(), opt, nn.functional.cross_entropy, start_lr=1e-4, end_lr=1.0, num_steps=30
+    )
+    assert result.extended_to is None and result.lr[-1] <= 1.0 + 1e-12
 
 
 def test_group_ratios_kept_while_sweeping():

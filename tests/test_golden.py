@@ -24,6 +24,8 @@ FIND_KEYS = {
     "device": None,
     "effective_batch_size": None,
     "elapsed_s": None,
+    # Added in 0.3 (find.extend_decades): the last rate a flat sweep went on to, else null.
+    "extended_to": None,
     "history": {"loss": None, "lr": None, "smoothed_loss": None},
     "kind": None,
     "seed": None,
