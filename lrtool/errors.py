@@ -318,3 +318,9 @@ class UserCodeError(LrtoolError):
             headline=f"{component or who} raised {first_line}{short}",
             exit_code=EXIT_BAD_INPUT if building else EXIT_FAILED,
         )
+
+
+def listed(names: Sequence[str], limit: int = 10) -> str:
+    """`names` joined by commas, the first `limit` of them and "and N more" after."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike
 
 from .build import Built
 from .config import MAX_SEED, Experiment, resolved
-from .errors import ConfigError
+from .errors import ConfigError, listed
 from .finder import find_lr
 from .history import LOCK_NAME, RUN_FILES, FindResult
 from .probe import checked_build
@@ -360,11 +360,9 @@ def check_resume_folder(folder: Path, saved_config: dict[str, Any] | None) -> No
     lrtool did not write, or a config.yaml other than the run's (the resume replaces it)."""
     foreign = sorted(p.name for p in folder.iterdir() if not _lrtool_file(p.name))
     if foreign:
-        shown = ", ".join(foreign[:5]) + (
-            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
-        )
         raise ConfigError(
-            f"--resume: {folder} holds files an lrtool run did not write ({shown}); a resumed "
+            f"--resume: {folder} holds files an lrtool run did not write "
+            f"({listed(foreign, 5)}); a resumed "
             "run writes its results into the checkpoint's folder and could replace them. "
             f"Resume from the interrupted run's own folder, or copy its {CHECKPOINT_NAME} into "
             "an empty folder and resume from there."

@@ -19,7 +19,7 @@ import torch
 
 from .build import Built
 from .config import Experiment
-from .errors import LrtoolError, RunFailed
+from .errors import LrtoolError, RunFailed, listed
 from .finder import Snapshot
 from .models import is_weights_name, weights_available
 from .runtime import autocast, preserved_rng
@@ -150,12 +150,10 @@ def check_gradients(built: Built) -> None:
         saved.close()
     missing = [name for name in trainable if name not in reached]
     if missing:
-        shown = ", ".join(missing[:10]) + (
-            f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        )
         raise SmokeFailed(
-            f"{len(missing)} parameter(s) never received a gradient: {shown}. They are not "
-            "used in forward, or sit behind a detach/no_grad; set requires_grad=False if intended."
+            f"{len(missing)} parameter(s) never received a gradient: {listed(missing)}. They "
+            "are not used in forward, or sit behind a detach/no_grad; set requires_grad=False "
+            "if intended."
         )
 
 
