@@ -1198,9 +1198,13 @@ def _resolve_paths(exp: Experiment, base: Path) -> None:
     """
 
     def fix(value: Any) -> Any:
+        # Made absolute once found, so config.yaml and the checkpoint name the file itself:
+        # `train --resume` from another folder then compares the same path.
         if isinstance(value, str) and value and not Path(value).is_absolute():
-            if not Path(value).exists() and (base / value).exists():
-                return str(base / value)
+            if Path(value).exists():
+                return str(Path(value).resolve())
+            if (base / value).exists():
+                return str((base / value).resolve())
         return value
 
     for key in ("path", "root"):

@@ -611,3 +611,29 @@ def test_a_run_holds_its_folder_while_it_writes(tiny_yaml, tmp_path, monkeypatch
     assert invoke("find", tiny_yaml, "--out", folder, "--no-plot").exit_code == 0
     assert seen and set(seen) == {str(os.getpid())}
     assert not (folder / ".lrtool-lock").exists()
+
+
+def test_resume_from_another_folder_with_a_relative_data_path(tmp_path, monkeypatch):
+    """The CSV sits beside the YAML and is named relative to it: the run is started from the
+    parent folder and resumed from inside the YAML's folder. Both name the same file."""
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    rows = ["a,b,c,d,label"] + [
+        f"{i % 7},{(3 * i) % 5},{i % 3},{(i * i) % 11},{'xyz'[i % 3]}" for i in range(60)
+    ]
+    (sub / "data.csv").write_text("\n".join(rows) + "\n")
+    (sub / "exp.yaml").write_text(
+        "name: rel\nmodel: {name: mlp, args: {in_features: 4, hidden: [8], num_classes: 3}}\n"
+        "data: {name: csv, args: {path: data.csv, target: label}, batch_size: 8}\n"
+        "train: {epochs: 2}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "cut"
+    with monkeypatch.context() as patch:
+        patch.setattr("lrtool.report.train_progress", interrupting_training(8))
+        stopped = invoke("train", "sub/exp.yaml", "--lr-max", "0.1", "--out", folder, "--no-plot")
+    assert stopped.exit_code == 130, stopped.output
+    monkeypatch.chdir(sub)
+    resumed = invoke("train", "exp.yaml", "--resume", folder, "--no-plot")
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((folder / "train.json").read_text())["stop_reason"] == "completed"
