@@ -524,7 +524,7 @@ def smoke_run(
     """
     made = missing_folders(out) if out is not None else []
     target = fresh_folder(out) if out is not None else None  # checked before the run
-    with discarded_if_empty(made):
+    with discarded_if_empty(made), claimed(target):
         outcome = workflows().run_smoke(command, exp, lrs=lrs, batches=batches, timeout=timeout)
         folder = outcome.save(target)  # a temporary folder without --out
     if as_json:
@@ -709,7 +709,9 @@ def train(
             resumed = workflows().resume_folder(resume)
             if out is not None and out.resolve() != resumed.resolve():
                 raise ConfigError("--resume continues in its own folder: leave out --out.")
-            where: AbstractContextManager[Any] = claimed(resumed if _launched_rank() == 0 else None)
+            where: AbstractContextManager[Any] = claimed(
+                resumed if _launched_rank() == 0 else None, "--resume"
+            )
         else:
             where = run_folder(out, exp, "train")
         console = stdout_console(as_json)

@@ -243,7 +243,6 @@ def find_lr(
             # 1) Nothing to read yet: no fall, no blow-up. The model took every rate swept,
             #    so the cliff lies higher; go on at the same pace until the loss blows up.
             stop_reason = sweep(beyond) or "completed"
-            extended_to = curve.lrs[-1]
     except KeyboardInterrupt:
         stop_reason = "interrupted"
         curve.take(loop.pending.read_after_interrupt())
@@ -257,6 +256,8 @@ def find_lr(
         optimizer.zero_grad(set_to_none=True)
 
     lrs, losses, smoothed = curve.lrs, curve.losses, curve.smoothed
+    if lrs and lrs[-1] > float(rates[-1]) * (1 + 1e-9):  # went on past end_lr (even if cut)
+        extended_to = lrs[-1]
     suggestions = suggest_all(lrs, smoothed, losses)
     suggested = suggestions.get(suggest)
     return FindResult(
@@ -279,7 +280,9 @@ def _beyond(rates: np.ndarray, mode: str, decades: float) -> np.ndarray:
     if mode != "exp" or decades <= 0 or rates.size < 2:
         return np.array([])
     ratio = float(rates[-1] / rates[-2])
-    count = int(round(decades / math.log10(ratio)))
+    # At most as many steps again as the sweep planned (100 at least): a sweep over a sliver
+    # of a decade would otherwise plan millions.
+    count = min(int(round(decades / math.log10(ratio))), max(rates.size, 100))
     return rates[-1] * ratio ** np.arange(1, count + 1)
 
 

@@ -212,6 +212,9 @@ def png_file(path: str | Path, what: str = "--save") -> Path:
 def fresh_folder(path: str | Path) -> Path:
     """A writable `path` that holds no other run's files: results are never overwritten."""
     path = writable_folder(path)
+    holder = lock_holder(path)
+    if holder is not None:
+        raise _held(path, holder, "--out")
     taken = [name for name in RUN_FILES if (path / name).exists()]
     taken += sorted(p.name for p in path.glob("refind-*.json"))  # the re-finds of train.cycles
     if taken:
@@ -243,39 +246,80 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def lock_holder(folder: str | Path) -> int | None:
+    """The process holding `folder`'s lock file, if it is still running; else None."""
+    lock = Path(folder) / LOCK_NAME
+    try:
+        pid = int(lock.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 and pid != os.getpid() and _alive(pid) else None
+
+
+def _held(folder: Path, pid: int, what: str) -> ConfigError:
+    return ConfigError(
+        f"{what}: another lrtool run (process {pid}) is writing into {folder}; two runs in one "
+        "folder would replace each other's files. Wait for it to finish, or give another "
+        f"folder. (If no lrtool run is there, process {pid} only reuses its number: delete "
+        f"{folder / LOCK_NAME}.)"
+    )
+
+
+def _create_lock(lock: Path) -> bool:
+    """Create `lock` holding this process's id, atomically: the file appears with its content
+    (a hard link of a finished temporary file), so no run ever reads it empty. False when it
+    exists already."""
+    handle, tmp = tempfile.mkstemp(dir=lock.parent, prefix=".lrtool-lock.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(str(os.getpid()))
+        try:
+            os.link(tmp, lock)
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here: O_EXCL, then the content
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(str(os.getpid()))
+        return True
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
-def claimed(folder: str | Path | None) -> Iterator[Path | None]:
-    """Hold `folder` for this run: create its lock file (O_EXCL, so of two runs exactly one
-    gets it), remove it at the end. A lock whose process is gone (killed) is taken over.
-    None claims nothing."""
+def claimed(folder: str | Path | None, what: str = "--out") -> Iterator[Path | None]:
+    """Hold `folder` for this run: create its lock file (of two runs exactly one gets it),
+    remove it at the end. A lock whose process is gone (killed) is taken over. None claims
+    nothing. `what` names the flag in messages."""
     if folder is None:
         yield None
         return
-    lock = Path(folder) / LOCK_NAME
-    for _ in range(2):
-        try:
-            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text(encoding="utf-8").strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and pid != os.getpid() and _alive(pid):
-                raise ConfigError(
-                    f"--out: another lrtool run (process {pid}) is writing into {folder}; two "
-                    "runs in one folder would replace each other's files. Wait for it to "
-                    "finish, or give another folder."
-                ) from None
-            lock.unlink(missing_ok=True)  # left by a run that was killed
-    else:
-        raise ConfigError(f"--out: cannot claim {folder}: its lock file keeps reappearing.")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(str(os.getpid()))
+    folder = Path(folder)
+    lock = folder / LOCK_NAME
     try:
-        yield Path(folder)
+        for _ in range(3):
+            if _create_lock(lock):
+                break
+            pid = lock_holder(folder)
+            if pid is not None:
+                raise _held(folder, pid, what)
+            lock.unlink()  # left by a run that was killed
+        else:
+            raise ConfigError(f"{what}: cannot claim {folder}: its lock file keeps reappearing.")
+    except OSError as err:
+        raise ConfigError(
+            f"{what}: cannot claim {folder} for this run: {lock} cannot be created or replaced "
+            f"({_why(err)}). Remove it if no lrtool run is writing there."
+        ) from None
+    try:
+        yield folder
     finally:
-        lock.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            if lock.read_text(encoding="utf-8").strip() == str(os.getpid()):
+                lock.unlink()  # only our own: never a lock another run took over
 
 
 def new_run_folder(parent: str | Path, stem: str) -> Path:

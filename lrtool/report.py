@@ -102,8 +102,9 @@ def find_summary(console: Console, result: FindResult, out_dir: str) -> None:
 
 def check_report(console: Console, built: Built, loss_value: float) -> None:
     exp = built.experiment
-    # The title is parsed as markup even with markup off: a name like "[bold]x" is escaped.
-    title = f"experiment {escape(exp.name)}"
+    # A str title would be parsed for markup and emoji codes ("[bold]", ":three:"); a Text
+    # is printed as written.
+    title = Text(f"experiment {exp.name}")
     console.print(Panel(Text(dump_yaml(exp).rstrip()), title=title, expand=False))
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")

@@ -181,6 +181,13 @@ def combine_seeds(
             f"(above {UNSTABLE_SPREAD:g}x). Try more steps (find.num_steps), a larger batch "
             "(data.batch_size) or the validation loss (find.val_loss: true)."
         )
+    went_on = [r for r in finished if r.extended_to is not None]
+    if went_on:
+        warnings.append(
+            f"{len(went_on)} of {len(finished)} seeds stayed flat up to find.end_lr and went on "
+            f"(to {max(r.extended_to for r in went_on):.3g} at most); each seed's own history "
+            "is in seeds, the median curve stops where the shortest sweep did."
+        )
     # The median curve of the finished seeds; a cut seed's steps would shorten it to its own.
     curve = median_curve(finished) if finished else dict(first.history)
     everyone = [*finished, *([cut] if cut is not None else [])]
@@ -206,10 +213,12 @@ def combine_seeds(
             "suggestions": r.suggestions,
             "stop_reason": r.stop_reason,
             "steps": r.steps,
+            "extended_to": r.extended_to,
             "history": r.history,
         }
         for r in everyone
     ]
+    combined.extended_to = max((r.extended_to for r in went_on), default=None)
     combined.consensus_lr = consensus_lr
     combined.spread = spread
     combined.seeds_finished = len(finished)
@@ -368,7 +377,20 @@ def check_resume_folder(folder: Path, saved_config: dict[str, Any] | None) -> No
             "an empty folder and resume from there."
         )
     config = folder / "config.yaml"
-    if saved_config is None or not config.is_file():
+    if not config.is_file():
+        # lrtool writes config.yaml with every result file: without it, results beside the
+        # checkpoint are not this run's (a killed run leaves the checkpoint alone).
+        results = sorted(p.name for p in folder.iterdir() if p.name in RUN_FILES)
+        results = [name for name in results if name != CHECKPOINT_NAME]
+        if results:
+            raise ConfigError(
+                f"--resume: {folder} holds {listed(results, 5)} but no config.yaml, so they are "
+                "not the interrupted run's files, and the resume would replace them. Resume "
+                f"from the interrupted run's own folder, or copy its {CHECKPOINT_NAME} into an "
+                "empty folder and resume from there."
+            )
+        return
+    if saved_config is None:
         return
     try:
         written = yaml.safe_load(config.read_text(encoding="utf-8"))

@@ -201,11 +201,15 @@ def check_losses(losses: list[float], what: str) -> None:
         )
 
 
+MAX_TIMEOUT_S = 365 * 24 * 3600.0
+
+
 @contextlib.contextmanager
 def deadline(seconds: float) -> Iterator[None]:
     """Raise SmokeFailed once `seconds` have passed (main thread on Unix; elsewhere a no-op)."""
     usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if not usable or seconds <= 0:
+    # No limit: 0 or less, or longer than a timer can count (a year is no smoke run anyway).
+    if not usable or not 0 < seconds < MAX_TIMEOUT_S:
         yield
         return
 

@@ -224,7 +224,13 @@ MEDIAN_DECADES = 0.5
 GAUSSIAN_DECADES = 0.15
 
 
+# The running median's window in points, at most: a sweep of thousands of steps per decade
+# would otherwise need a points x window array (gigabytes); the Gaussian still smooths it.
+MAX_MEDIAN_POINTS = 201
+
+
 def _running_median(values: np.ndarray, width: int) -> np.ndarray:
+    width = min(width, MAX_MEDIAN_POINTS)
     if width <= 1:
         return values
     half = width // 2
@@ -389,6 +395,14 @@ def why_it_did_not_learn(view: CurveView) -> str | None:
     blew up still has its cliff, `robust_minimum` reads it)."""
     if view.learned_at is not None or view.cliff is not None:
         return None
+    doubled = np.log(BLOW_UP_FACTOR) if view.log_scale else 0.0
+    if view.log_scale and np.any(view.zero_lag > view.start + doubled):
+        return (
+            "the loss blows up within the first tenth of the sweep, before it clearly "
+            "decreases: "
+            "the rates that work lie below find.start_lr "
+            f"({view.lr[0]:.3g}); sweep again from a lower find.start_lr."
+        )
     return (
         f"the loss never clearly decreases: its smoothed value falls by at most "
         f"{max(view.drop, 0.0):.3g} from the start, within the noise of the raw loss "

@@ -213,6 +213,8 @@ def run_train(
         first_find = _auto_find(built, folder, target, sweep_progress)
         rates = first_find.suggested_lr
         say(f"--lr-max auto: training at {rates:.2e} ({first_find.suggestion_method})")
+        if first_find.warning:
+            say(f"find: {first_find.warning}")
     cycle_refinds: list[FindResult] = []
     if exp.train.cycles > 1:
         result, cycle_refinds = _train_cycles(built, rates, target, sweep_progress, train_progress)

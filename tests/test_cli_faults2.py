@@ -268,6 +268,12 @@ def test_error_text_keeps_emoji_codes_and_brackets(tiny_yaml):
     assert "comps:three:x" in result.output
 
 
+def test_check_prints_the_name_in_its_title_literally(tiny_yaml):
+    result = invoke("check", tiny_yaml, "--set", "name='[red]nm:three:x'")
+    assert result.exit_code == 0, result.output
+    assert "experiment [red]nm:three:x" in result.output
+
+
 def test_compare_labels_are_printed_literally(tiny_yaml, tmp_path):
     assert invoke("find", tiny_yaml, "--no-plot", "--out", tmp_path / "a").exit_code == 0
     found = tmp_path / "a" / "find.json"

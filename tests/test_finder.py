@@ -369,3 +369,41 @@ def test_a_sweep_that_ends_too_early_says_so():
     assert result.stop_reason == "completed"
     assert result.suggested_lr is not None
     assert "still falling at end_lr" in result.warning
+
+
+def test_the_extension_of_a_sweep_over_a_sliver_of_a_decade_is_capped():
+    model, opt = model_and_opt()
+    result = find_lr(
+        model,
+        tiny(),
+        opt,
+        nn.functional.cross_entropy,
+        start_lr=1e-6,
+        end_lr=1.00001e-6,
+        num_steps=20,
+        diverge_factor=1e9,
+    )
+    assert result.steps == 20 + 100  # 3 decades would be millions of steps at this pace
+
+
+def test_ctrl_c_in_the_extension_still_records_how_far_it_went():
+    model, opt = model_and_opt()
+
+    def stop_at(step, lr, loss):
+        if step == 9:
+            raise KeyboardInterrupt
+
+    result = find_lr(
+        model,
+        tiny(),
+        opt,
+        nn.functional.cross_entropy,
+        start_lr=1e-9,
+        end_lr=1e-8,
+        num_steps=4,
+        diverge_factor=1e9,
+        on_step=stop_at,
+        sync_every=1,
+    )
+    assert result.stop_reason == "interrupted" and result.lr[-1] > 1e-8
+    assert result.extended_to == pytest.approx(result.lr[-1])

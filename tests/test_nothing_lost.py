@@ -637,3 +637,62 @@ def test_resume_from_another_folder_with_a_relative_data_path(tmp_path, monkeypa
     resumed = invoke("train", "exp.yaml", "--resume", folder, "--no-plot")
     assert resumed.exit_code == 0, resumed.output
     assert json.loads((folder / "train.json").read_text())["stop_reason"] == "completed"
+
+
+def test_resume_beside_result_files_without_a_config_yaml_is_refused(tiny_yaml, tmp_path, cut_run):
+    """A killed run leaves its checkpoint alone; a model.pt or train.csv beside it without
+    the config.yaml lrtool writes with them is the user's."""
+    project = _project(
+        tmp_path, cut_run, "checkpoint.pt", model_pt="my own model", train_csv="a,b\n"
+    )
+    before = _snapshot(project)
+    result = invoke("train", tiny_yaml, "--resume", project, "--no-plot")
+    assert result.exit_code == 2, result.output
+    assert "model.pt, train.csv but no config.yaml" in one_line(result.output)
+    assert _snapshot(project) == before
+
+
+def test_a_held_folder_refuses_smoke_runs_and_resumes_naming_the_flag(tiny_yaml, tmp_path, cut_run):
+    folder, _ = cut_run
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        for target in (folder, tmp_path / "other"):
+            target.mkdir(exist_ok=True)
+            (target / ".lrtool-lock").write_text(str(holder.pid))
+        resumed = invoke("train", tiny_yaml, "--resume", folder, "--no-plot")
+        assert resumed.exit_code == 2 and "--resume: another lrtool run" in one_line(resumed.output)
+        assert str(folder / ".lrtool-lock") in one_line(resumed.output)  # how to clear it
+        smoke = invoke("find", tiny_yaml, "--smoke", "--out", tmp_path / "other")
+        assert smoke.exit_code == 2 and "another lrtool run" in one_line(smoke.output)
+        assert sorted(p.name for p in (tmp_path / "other").iterdir()) == [".lrtool-lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lock_that_is_a_folder_is_one_clear_error(tiny_yaml, tmp_path):
+    (tmp_path / "d" / ".lrtool-lock").mkdir(parents=True)
+    result = invoke("find", tiny_yaml, "--out", tmp_path / "d", "--no-plot")
+    assert result.exit_code == 2, result.output
+    assert "cannot claim" in one_line(result.output) and "Traceback" not in result.output
+
+
+def test_train_auto_shows_the_finders_warning(tiny_yaml, tmp_path):
+    result = invoke(
+        "train",
+        tiny_yaml,
+        "--lr-max",
+        "auto",
+        "--out",
+        tmp_path / "t",
+        "--no-plot",
+        "--set",
+        "find.start_lr=1e-4",
+        "--set",
+        "find.end_lr=0.03",
+        "--set",
+        "train.epochs=1",
+    )
+    assert result.exit_code == 0, result.output
+    warning = json.loads((tmp_path / "t" / "find.json").read_text())["warning"]
+    assert "still falling" in warning and warning[:40] in one_line(result.output)

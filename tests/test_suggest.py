@@ -440,3 +440,10 @@ def test_a_noisy_flat_start_is_never_the_suggestion():
     got = robust_minimum(lr[:85], loss[:85])
     assert got is not None
     assert 1e-3 <= got <= 1e-1
+
+
+def test_a_loss_that_blows_up_at_once_is_told_to_start_lower():
+    early = 1 + np.where(X > -5.7, 5.0, 0.0)
+    why = why_no_suggestion(LR, early)
+    assert "blows up within the first tenth" in why and "lower find.start_lr" in why
+    assert "does not blow up" not in why
