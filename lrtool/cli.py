@@ -228,7 +228,8 @@ def out_dir(out: Path | None, output_dir: str, name: str, command: str) -> Path:
 
     rank = _launched_rank()  # a broken torchrun environment is refused before any folder
     if out is not None:
-        return fresh_folder(out)
+        # Only rank 0 checks and holds the folder: the others would find its lock and files.
+        return fresh_folder(out) if rank == 0 else Path(out)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if rank != 0:
         return Path(output_dir) / name / f"{stamp}-{command}"
