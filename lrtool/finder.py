@@ -240,8 +240,8 @@ def find_lr(
         stop_reason = sweep(rates) or "completed"
         beyond = _beyond(rates, mode, extend_decades)
         if stop_reason == "completed" and beyond.size and _flat(curve.lrs, curve.losses):
-            # 1) Nothing to read yet: no fall, no blow-up. The model took every rate swept,
-            #    so the cliff lies higher; go on at the same pace until the loss blows up.
+            # Nothing to read yet: no fall, no blow-up. The model took every rate swept, so
+            # the cliff lies higher; go on at the same pace until the loss blows up.
             stop_reason = sweep(beyond) or "completed"
     except KeyboardInterrupt:
         stop_reason = "interrupted"
@@ -287,9 +287,12 @@ def _beyond(rates: np.ndarray, mode: str, decades: float) -> np.ndarray:
 
 
 def _flat(lrs: list[float], losses: list[float]) -> bool:
-    """Neither a clear fall nor a blow-up: the curve holds nothing a rule could read."""
+    """Neither a clear fall nor a blow-up (nor a rise from the very start, whose rates lie
+    below the sweep): the curve holds nothing a rule could read, and higher rates may."""
     view = view_curve(lrs, losses)
-    return not isinstance(view, str) and view.learned_at is None and view.cliff is None
+    if isinstance(view, str):
+        return False
+    return view.learned_at is None and view.cliff is None and not view.rose_at_once
 
 
 class _Curve:

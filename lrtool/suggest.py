@@ -317,6 +317,14 @@ class CurveView:
     def drop(self) -> float:
         return float(self.start - self.zero_lag[self.lowest])
 
+    @property
+    def rose_at_once(self) -> bool:
+        """No fall, no cliff, yet the loss doubled from its start: within the first tenth,
+        so the rates that work lie below the sweep."""
+        if self.learned_at is not None or self.cliff is not None or not self.log_scale:
+            return False
+        return bool(np.any(self.zero_lag > self.start + np.log(BLOW_UP_FACTOR)))
+
 
 def step_noise(values: np.ndarray) -> float:
     """Standard deviation of the noise on a curve, from its second differences.
@@ -395,8 +403,7 @@ def why_it_did_not_learn(view: CurveView) -> str | None:
     blew up still has its cliff, `robust_minimum` reads it)."""
     if view.learned_at is not None or view.cliff is not None:
         return None
-    doubled = np.log(BLOW_UP_FACTOR) if view.log_scale else 0.0
-    if view.log_scale and np.any(view.zero_lag > view.start + doubled):
+    if view.rose_at_once:
         return (
             "the loss blows up within the first tenth of the sweep, before it clearly "
             "decreases: "

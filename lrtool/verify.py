@@ -57,7 +57,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 from numpy.typing import ArrayLike
 
 from .build import build
@@ -337,8 +336,7 @@ def bracket(lr: ArrayLike, loss: ArrayLike) -> tuple[float | None, str]:
     view = view_curve(lr, loss)
     if isinstance(view, str):
         return None, "loss_minimum"
-    rose = bool(np.any(view.zero_lag > view.start + (np.log(2.0) if view.log_scale else 0.0)))
-    if view.learned_at is None and view.cliff is None and not (view.log_scale and rose):
+    if view.learned_at is None and view.cliff is None and not view.rose_at_once:
         return float(view.lr[-1] / CLIFF_DIVISOR), "sweep_end"
     return float(view.lr[view.lowest]) / BRACKET_DIVISOR, "loss_minimum"
 
