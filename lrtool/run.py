@@ -294,6 +294,19 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+# File paths an experiment names: the same file, however written, is no change.
+PATH_KEYS = ("data.args.path", "data.args.root", "model.weights")
+
+
+def _same_file(before: Any, after: Any) -> bool:
+    if not (isinstance(before, str) and isinstance(after, str) and before and after):
+        return False
+    try:
+        return Path(before).resolve() == Path(after).resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
 def resume_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(dotted key, checkpoint's value, this run's value) for every setting that differs,
     apart from RESUME_FREE_KEYS. A key only one side has shows UNSET on the other."""
@@ -307,6 +320,8 @@ def resume_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> list[tup
             continue
         if key == "data.classes" and after in (None, UNSET):
             continue  # filled in from the data when the run was built; the data is compared
+        if key in PATH_KEYS and _same_file(before, after):
+            continue  # 0.2 recorded paths relative to the working folder, 0.3 absolute
         if before != after:
             conflicts.append((key, before, after))
     return conflicts

@@ -696,3 +696,15 @@ def test_train_auto_shows_the_finders_warning(tiny_yaml, tmp_path):
     assert result.exit_code == 0, result.output
     warning = json.loads((tmp_path / "t" / "find.json").read_text())["warning"]
     assert "still falling" in warning and warning[:40] in one_line(result.output)
+
+
+def test_a_path_written_relative_by_an_older_run_is_the_same_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.csv").write_text("a,b\n")
+    saved = {"data": {"args": {"path": "d.csv"}}}
+    current = {"data": {"args": {"path": str(tmp_path / "d.csv")}}}
+    assert resume_conflicts(saved, current) == []
+    other = {"data": {"args": {"path": str(tmp_path / "e.csv")}}}
+    assert resume_conflicts(saved, other) == [
+        ("data.args.path", "d.csv", other["data"]["args"]["path"])
+    ]
