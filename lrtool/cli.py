@@ -926,7 +926,7 @@ def verify(
         str | None,
         typer.Option(
             help="Candidate peak rates, e.g. 1e-3,3e-3,1e-2 (default: the "
-            "suggestion x 1/10, 1/3, 1, 3, 10).",
+            "suggestion x 1/3, 1, 3).",
             show_default=False,
         ),
     ] = None,

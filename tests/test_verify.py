@@ -198,17 +198,21 @@ def test_widened_rate() -> None:
     assert widened_rate(tried, 1e-2) is None  # bracketed
     # A higher rate that was tried (and diverged) makes the winner an inner rate.
     assert widened_rate([1e-3, 1e-2, 1e-1, 1.0], 1e-1) is None
-    # The step is the spacing at that edge: the default candidates are 10/3 apart there.
+    # The step is the spacing at that edge: the default candidates are 3 apart.
     default = candidate_rates(1.0)
-    assert widened_rate(default, default[-1]) == pytest.approx(10 * 10 / 3)
-    assert widened_rate(default, default[0]) == pytest.approx(0.1 * 0.3)
+    assert default == pytest.approx([1 / 3, 1.0, 3.0])
+    assert widened_rate(default, default[-1]) == pytest.approx(9.0)
+    assert widened_rate(default, default[0]) == pytest.approx(1 / 9)
+    uneven = [0.1, 1 / 3, 1.0, 3.0, 10.0]
+    assert widened_rate(uneven, uneven[-1]) == pytest.approx(10 * 10 / 3)
+    assert widened_rate(uneven, uneven[0]) == pytest.approx(0.1 * 0.3)
 
 
 # --- candidate_rates and parse_lrs --------------------------------------------------------
 
 
 def test_candidate_rates_default_factors() -> None:
-    assert candidate_rates(3e-3) == pytest.approx([3e-4, 1e-3, 3e-3, 9e-3, 3e-2])
+    assert candidate_rates(3e-3) == pytest.approx([1e-3, 3e-3, 9e-3])
 
 
 def test_candidate_rates_sorted_and_unique() -> None:

@@ -292,7 +292,7 @@ def suggest_report(
     if verify:
         parts += [
             "",
-            "Cost of verify, in training epochs per seed (5 candidates around the default "
+            "Cost of verify, in training epochs per seed (3 candidates around the default "
             "rule's rate; the range test comes on top; the winner's full-length run is the "
             "training at the chosen rate, saved as model.pt): against one full training, and "
             f"against the grid's {len(rates)} runs.",
