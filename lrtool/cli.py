@@ -284,10 +284,12 @@ def discarded_if_empty(made: list[Path]) -> Iterator[None]:
 
 
 def stdout_console(as_json: bool) -> Console:
-    """Human output goes to stdout, except with --json, where stdout is kept for the JSON."""
-    from . import distributed
+    """Human output goes to stdout, except with --json, where stdout is kept for the JSON.
 
-    return err_console if as_json else new_console(quiet=not distributed.is_main())
+    Under torchrun only rank 0 prints. The rank is torchrun's RANK: this console is built
+    before the process group exists, when every process still counts as the main one.
+    """
+    return err_console if as_json else new_console(quiet=_launched_rank() != 0)
 
 
 def emit_json(data: dict[str, Any], folder: Path | None = None) -> None:

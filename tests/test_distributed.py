@@ -117,3 +117,23 @@ def test_torchrun_cli_writes_one_set_of_files(write_yaml, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "find.csv", "find.json"]
     assert data.pop("folder") == str(out)
     assert json.loads((out / "find.json").read_text()) == data
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="torchrun's rendezvous needs a POSIX host")
+def test_torchrun_train_prints_its_report_once(write_yaml, tmp_path):
+    """The console is built before the process group exists: rank 1 must still stay quiet."""
+    path = write_yaml(TINY)
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+         "--master-port", str(_free_port()), "-m", "lrtool", "train", str(path),
+         "--lr-max", "0.05", "--out", str(out), "--no-plot"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("files:") == 1, proc.stdout
+    assert proc.stdout.count("final:") == 1, proc.stdout
