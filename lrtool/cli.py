@@ -27,7 +27,14 @@ from rich.markup import escape
 
 from . import __version__, report
 from .config import json_schema, load_experiment
-from .errors import EXIT_INTERRUPTED, ConfigError, LrtoolError, NoSuggestion, UserCodeError
+from .errors import (
+    EXIT_INTERRUPTED,
+    ConfigError,
+    LrtoolError,
+    NoSuggestion,
+    RunFailed,
+    UserCodeError,
+)
 from .history import (
     claimed,
     fresh_folder,
@@ -1011,6 +1018,12 @@ def verify(
                 emit_json(result.to_dict(), folder)
         if result.stop_reason == "interrupted":
             raise KeyboardInterrupt
+        if result.best_lr is None:
+            raise RunFailed(
+                "verify: every full-length run diverged (a NaN or infinite loss), so no rate "
+                "won; the candidates are all too high for this run. Try lower rates with "
+                "--lrs, or find again with a lower find.end_lr. verify.json records each run."
+            )
 
 
 def print_candidates(

@@ -429,11 +429,9 @@ class _Search:
         if rnd.batches is not None:
             built.train_data.limit(rnd.batches)
         result = train_built(built, lr, epochs=rnd.epochs, freeze_epochs=0)
+        self.budget += rnd.run_epochs * self._share_trained(result, built, rnd)
         if result.stop_reason == "interrupted":
-            # fit_one_cycle catches Ctrl-C itself: its epochs were trained all the same.
-            self.budget += len(result.epochs) * rnd.run_epochs / rnd.epochs
-            raise KeyboardInterrupt
-        self.budget += rnd.run_epochs
+            raise KeyboardInterrupt  # fit_one_cycle caught Ctrl-C itself
         # After a NaN loss the last evaluation predates the blow-up: not a result.
         finished = result.stop_reason == "completed"
         if finished and (rnd.epochs, rnd.batches) == (self.full_epochs, None):
@@ -453,11 +451,30 @@ class _Search:
         )
         return values.get(self.metric)
 
+    def _share_trained(self, result: Any, built: Any, rnd: Round) -> float:
+        """The share of the planned run that trained: 1 when it completed, else its optimizer
+        steps over the planned ones (a run stopped by a NaN loss or Ctrl-C costs what it
+        trained, not its plan)."""
+        if result.stop_reason == "completed":
+            return 1.0
+        steps = len(result.history.get("step") or [])
+        per_epoch = math.ceil(len(built.train_data) / self.exp.train.grad_accum)
+        return min(1.0, steps / max(1, per_epoch * rnd.epochs))
+
+    def _mark(self, ranked: Sequence[float], scores: dict[float, float | None], kept: Any) -> None:
+        """Ranks and kept flags on the latest records; a diverged run has no rank."""
+        rank = 0
+        for lr in ranked:
+            if _diverged(scores[lr]):
+                self.records[lr][-1].update(rank=None, kept=kept(lr, None))
+            else:
+                rank += 1
+                self.records[lr][-1].update(rank=rank, kept=kept(lr, rank))
+
     def rank_full(self) -> float | None:
         """Rank every full-length run so far; the winner, None when all diverged."""
         ranked = rank_lower_within_noise(self.full, self.higher)
-        for rank, lr in enumerate(ranked, start=1):
-            self.records[lr][-1].update(rank=rank, kept=rank == 1)
+        self._mark(ranked, self.full, lambda lr, rank: rank == 1)
         # Keep only the winner's weights: a model per full-length run would pile up.
         self.states = {lr: s for lr, s in self.states.items() if lr == ranked[0]}
         return None if _diverged(self.full[ranked[0]]) else ranked[0]
@@ -478,8 +495,7 @@ class _Search:
                 val_losses = {lr: self.records[lr][-1].get("val_loss") for lr in alive}
                 ranked = survivors(scores, len(scores), self.higher, val_losses)
                 alive = pick_finalists(alive, ranked[0], schedule[number].candidates)
-                for rank, lr in enumerate(ranked, start=1):
-                    self.records[lr][-1].update(rank=rank, kept=lr in alive)
+                self._mark(ranked, scores, lambda lr, rank: lr in alive)
                 self.best_lr = None if _diverged(scores[ranked[0]]) else ranked[0]
                 rows = self.rows(scores)
             if on_round is not None:

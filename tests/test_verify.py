@@ -332,9 +332,11 @@ def fake_training(monkeypatch: pytest.MonkeyPatch, accuracy) -> list[tuple]:
     def train_built(built, lr, *, epochs, freeze_epochs):
         calls.append((lr, epochs, built.train_data.max_batches))
         value = accuracy(lr, epochs)
+        steps = len(built.train_data) * epochs  # a diverged run: NaN at its last step
         return SimpleNamespace(
             stop_reason="completed" if value is not None else "nan",
             epochs=[{}] * epochs,
+            history={"step": list(range(1, steps + 1))},
             final={"val_loss": 0.5, "accuracy": value},
             elapsed_s=0.0,
         )
@@ -438,7 +440,9 @@ def test_a_diverged_higher_rate_is_the_cliff_not_an_edge(monkeypatch) -> None:
     assert result.best_lr == 1e-1
     assert result.budget_epochs_total == 3 * 2 + 2 * 10 + 10  # the diverged run is charged
     diverged = result.candidates[-1]["rounds"][0]
-    assert diverged["stop_reason"] == "nan" and diverged["rank"] == 3
+    # A diverged run has no rank and is not kept.
+    assert diverged["stop_reason"] == "nan" and diverged["rank"] is None
+    assert diverged["kept"] is False
 
     # Given from the start, the diverged rate is no edge either: nothing is added.
     result = verify_rates(validate(_iris(10)), [*RATES3, 1.0], screen_fraction=0.2)
@@ -527,7 +531,7 @@ def test_verify_screens_then_trains_the_finalists_at_the_real_length(iris_verify
     diverged = by_lr[1e4][0]
     assert diverged["stop_reason"] == "nan"
     assert diverged["accuracy"] is None and diverged["val_loss"] is None
-    assert diverged["rank"] == 4 and diverged["kept"] is False
+    assert diverged["rank"] is None and diverged["kept"] is False  # diverged: no rank
     assert by_lr[1e-4][0]["kept"] is False
     assert {lr for lr in RATES if by_lr[lr][0]["kept"]} == {1e-2, 1e-1}
     # The last round trains the experiment's own train.epochs.
@@ -547,8 +551,11 @@ def test_verify_picks_a_sensible_rate_and_counts_the_budget(iris_verify) -> None
     assert winner["rank"] == 1 and winner["kept"] is True and winner["epochs"] == 5
     # 0.1 sits below 1e4, which diverged: the cliff, not an edge, so nothing was added.
     assert result.widened == []
-    assert result.budget_epochs_total == schedule_epochs(result.schedule) == 4 * 1 + 2 * 5
-    assert result.cost_vs_one_training == pytest.approx((4 + 10) / 5)
+    # The plan is 4 x 1 + 2 x 5 epochs; 1e4 diverged within its screen epoch and is charged
+    # the share of it that it trained, not the whole epoch.
+    assert schedule_epochs(result.schedule) == 4 * 1 + 2 * 5
+    assert 13 < result.budget_epochs_total < 14
+    assert result.cost_vs_one_training == pytest.approx(result.budget_epochs_total / 5, abs=1e-4)
     assert result.suggested_lr is None and result.seed == 0 and result.centre == "lrs"
 
 
@@ -560,7 +567,9 @@ def test_verify_json_has_no_nan_and_reports_the_cost(iris_verify) -> None:
         {"candidates": 4, "epochs": 1, "batches": None, "run_epochs": 1.0},
         {"candidates": 2, "epochs": 5, "batches": None, "run_epochs": 5.0},
     ]
-    assert data["budget_epochs_total"] == 14 and data["cost_vs_one_training"] == 2.8
+    # 14 epochs planned; 1e4 diverged after 6 of the 7 steps of its screen epoch.
+    assert data["budget_epochs_total"] == pytest.approx(14 - 1 / 7, abs=1e-6)
+    assert data["cost_vs_one_training"] == pytest.approx((14 - 1 / 7) / 5, abs=1e-4)
     assert data["device"] == "cpu" and data["world_size"] == 1
     assert data["effective_batch_size"] == 16
     assert set(data) >= {"candidates", "best_lr", "versions", "config", "widened"}
@@ -580,7 +589,7 @@ def test_verify_interrupted_in_round_2_keeps_round_1() -> None:
     assert len(by_lr[1e-2]) == 2 and by_lr[1e-2][1]["rank"] is None
     round_1_winner = next(lr for lr in RATES if by_lr[lr][0]["rank"] == 1)
     assert result.best_lr == round_1_winner
-    assert result.budget_epochs_total == 4 * 1 + 5
+    assert result.budget_epochs_total == pytest.approx(4 * 1 - 1 / 7 + 5)  # 1e4: 6 of 7 steps
     # The full-length run that finished is not the winner's: no model is kept.
     assert result.model_lr is None and result.model_state is None
 
@@ -613,7 +622,8 @@ def test_verify_ctrl_c_inside_training(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.stop_reason == "interrupted"
     assert all(len(c["rounds"]) == 1 for c in result.candidates)  # the cut run is not a result
     assert result.best_lr == next(c["lr"] for c in result.candidates if c["rounds"][0]["rank"] == 1)
-    assert result.budget_epochs_total == 4 * 1 + 1  # the screen, then one epoch of the final
+    # The screen (1e4 diverged after 6 of its 7 steps), then one epoch of the final.
+    assert result.budget_epochs_total == pytest.approx(4 * 1 - 1 / 7 + 1)
 
 
 def test_verify_ranks_by_val_loss_without_accuracy() -> None:
