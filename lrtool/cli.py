@@ -934,8 +934,7 @@ def verify(
     lrs: Annotated[
         str | None,
         typer.Option(
-            help="Candidate peak rates, e.g. 1e-3,3e-3,1e-2 (default: the "
-            "suggestion x 1/3, 1, 3).",
+            help="Candidate peak rates, e.g. 1e-3,3e-3,1e-2 (default: the suggestion x 1/3, 1, 3).",
             show_default=False,
         ),
     ] = None,

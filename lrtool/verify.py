@@ -461,20 +461,20 @@ class _Search:
         per_epoch = math.ceil(len(built.train_data) / self.exp.train.grad_accum)
         return min(1.0, steps / max(1, per_epoch * rnd.epochs))
 
-    def _mark(self, ranked: Sequence[float], scores: dict[float, float | None], kept: Any) -> None:
+    def _mark(
+        self, ranked: Sequence[float], scores: dict[float, float | None], kept: Sequence[float]
+    ) -> None:
         """Ranks and kept flags on the latest records; a diverged run has no rank."""
-        rank = 0
+        finite = [lr for lr in ranked if not _diverged(scores[lr])]
         for lr in ranked:
-            if _diverged(scores[lr]):
-                self.records[lr][-1].update(rank=None, kept=kept(lr, None))
-            else:
-                rank += 1
-                self.records[lr][-1].update(rank=rank, kept=kept(lr, rank))
+            rank = finite.index(lr) + 1 if lr in finite else None
+            self.records[lr][-1].update(rank=rank, kept=lr in kept)
 
     def rank_full(self) -> float | None:
         """Rank every full-length run so far; the winner, None when all diverged."""
         ranked = rank_lower_within_noise(self.full, self.higher)
-        self._mark(ranked, self.full, lambda lr, rank: rank == 1)
+        winner = [] if _diverged(self.full[ranked[0]]) else ranked[:1]
+        self._mark(ranked, self.full, winner)
         # Keep only the winner's weights: a model per full-length run would pile up.
         self.states = {lr: s for lr, s in self.states.items() if lr == ranked[0]}
         return None if _diverged(self.full[ranked[0]]) else ranked[0]
@@ -495,7 +495,7 @@ class _Search:
                 val_losses = {lr: self.records[lr][-1].get("val_loss") for lr in alive}
                 ranked = survivors(scores, len(scores), self.higher, val_losses)
                 alive = pick_finalists(alive, ranked[0], schedule[number].candidates)
-                self._mark(ranked, scores, lambda lr, rank: lr in alive)
+                self._mark(ranked, scores, alive)
                 self.best_lr = None if _diverged(scores[ranked[0]]) else ranked[0]
                 rows = self.rows(scores)
             if on_round is not None:
