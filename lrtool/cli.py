@@ -739,7 +739,9 @@ def train(
             )
             render_train(console, outcome, plot=want_plot(plot, as_json))
             if outcome.stop_reason == "interrupted":
-                print_resume_hint(console, outcome.resumable, resume_command(ctx, folder))
+                print_resume_hint(
+                    console, outcome.resumable, resume_command(ctx, folder), exp.train.cycles
+                )
             if as_json:
                 emit_json(outcome.train.to_dict(), folder)
             outcome.raise_for_stop()
@@ -806,10 +808,16 @@ def render_train(console: Console, outcome: Any, *, plot: bool) -> None:
         console.print(refind_advice(refound), markup=False)
 
 
-def print_resume_hint(console: Console, resumable: bool, command: str) -> None:
+def print_resume_hint(console: Console, resumable: bool, command: str, cycles: int = 1) -> None:
     """What to do after Ctrl-C: the command that resumes, or why there is none."""
     if resumable:
         console.print(f"to resume: {command}", markup=False, highlight=False, soft_wrap=True)
+    elif cycles > 1:
+        console.print(
+            f"a run of {cycles} cycles keeps no checkpoint (each cycle's rate comes from a "
+            "re-find on the model so far), so it cannot be resumed and its weights were not "
+            "kept: no model.pt. train.json records the epochs it trained."
+        )
     else:
         console.print("stopped before the first epoch ended: no checkpoint to resume from.")
 

@@ -431,6 +431,13 @@ def prepare_resume(exp: Experiment, path: str | Path, *, lr_max_given: bool) -> 
     state = load_checkpoint(checkpoint)
     saved_config = state.get("config")
     check_resume_folder(folder, saved_config)
+    total = exp.train.freeze_epochs + exp.train.epochs
+    if isinstance(state.get("epoch"), int) and state["epoch"] >= total:
+        raise ConfigError(
+            f"--resume: the run in {folder} finished (all {state['epoch']} epochs): there is "
+            "nothing to resume, and its results (train.json, model.pt) stay as they are. To "
+            "train longer, start a fresh run with more train.epochs and another --out."
+        )
     if saved_config is not None:
         conflicts = resume_conflicts(saved_config, resolved(exp))
         if conflicts:

@@ -607,17 +607,20 @@ class OneCycleTrainer:
         self.last_checkpoint = save_checkpoint(self.checkpoint, state)
 
     def _result(self) -> TrainResult:
-        evals = self.progress.evals
+        evals, epochs = self.progress.evals, self.progress.epochs
         if self.stop_reason == "interrupted" and self.checkpoint is not None:
             # The weights of a half-finished epoch are no use to anyone: go back to the ones
             # the checkpoint holds (those `--resume` continues from) and report their
             # evaluation.
-            kept_step = 0
+            kept_step = kept_epoch = 0
             if self.last_checkpoint is not None:
                 state = load_checkpoint(self.last_checkpoint)
                 self.model.load_state_dict(state["model"])
-                kept_step = state["progress"]["step"]
+                kept_step, kept_epoch = state["progress"]["step"], state["epoch"]
             evals = [e for e in evals if e["step"] <= kept_step]
+            # Ctrl-C while an epoch's checkpoint was written: that epoch's record describes
+            # weights that were not kept.
+            epochs = [e for e in epochs if e["epoch"] <= kept_epoch]
             # With eval_every in steps the last evaluation may predate the checkpoint: then
             # evaluate the weights kept, so `final` describes model.pt (one process only: a
             # lone collective after Ctrl-C could hang the others).
@@ -628,7 +631,7 @@ class OneCycleTrainer:
         rates = self.rates
         return TrainResult(
             lr_max=rates[0] if len(set(rates)) == 1 else rates,
-            epochs=self.progress.epochs,
+            epochs=epochs,
             final={name: final_eval.get(name) for name in ("val_loss", *self.metrics)},
             history=self.history,
             stop_reason=self.stop_reason,

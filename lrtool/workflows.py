@@ -218,6 +218,9 @@ def run_train(
     cycle_refinds: list[FindResult] = []
     if exp.train.cycles > 1:
         result, cycle_refinds = _train_cycles(built, rates, target, sweep_progress, train_progress)
+        if result.stop_reason == "interrupted":
+            # No checkpoint, so no weights are kept: `final` would describe none.
+            result.final = dict.fromkeys(result.final)
     else:
         result = _train(built, rates, target, checkpoint, train_progress)
         whole = Plan(1, exp.train.freeze_epochs + exp.train.epochs)
@@ -261,8 +264,8 @@ def _fresh_or_resumed(
     if exp.train.cycles > 1:
         raise ConfigError(
             f"--resume: train.cycles is {exp.train.cycles}, and a run of several cycles writes "
-            "no checkpoint (each cycle's rate comes from a re-find on the model so far). Resume "
-            "with the interrupted run's settings, or start a fresh run without --resume."
+            "no checkpoint (each cycle's rate comes from a re-find on the model so far), so it "
+            "cannot be resumed: start a fresh run without --resume (and another --out)."
         )
     resume_folder, _ = run.resume_paths(resume)
     resumed = run.prepare_resume(exp, resume, lr_max_given=lr_max_given)

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -362,11 +363,12 @@ def test_resume_of_an_auto_run_does_not_run_the_finder_again(tiny_yaml, tmp_path
         raise AssertionError("resume ran the finder again")
 
     monkeypatch.setattr("lrtool.run.find_built", no_finder)
-    for lr_max in ([], ["--lr-max", "auto"]):
-        resumed = invoke("train", tiny_yaml, *lr_max, "--resume", folder, "--json")
+    for k, lr_max in enumerate(([], ["--lr-max", "auto"])):
+        cut = shutil.copytree(folder, tmp_path / f"cut-{k}")  # a finished run is not resumed
+        resumed = invoke("train", tiny_yaml, *lr_max, "--resume", cut, "--json")
         assert resumed.exit_code == 0, resumed.output
         assert json.loads(resumed.stdout)["lr_max"] == pytest.approx(found["suggested_lr"])
-        assert json.loads((folder / "find.json").read_text()) == found
+        assert json.loads((cut / "find.json").read_text()) == found
 
 
 def test_after_ctrl_c_model_pt_holds_the_weights_final_describes(cut_run):

@@ -35,3 +35,61 @@ def test_a_verify_whose_every_run_diverged_fails_and_ranks_none(tiny_yaml, tmp_p
     # It cost what it trained before the NaN, not its whole plan (2 runs x 2 epochs).
     assert 0 < data["budget_epochs_total"] < 4
     assert not (out / "model.pt").exists()
+
+
+# --- resume: a finished run, a checkpoint cut by Ctrl-C, several cycles --------------------
+
+
+def test_a_finished_run_is_not_resumed_and_its_files_stay(tiny_yaml, tmp_path):
+    out = tmp_path / "run"
+    assert invoke("train", tiny_yaml, "--lr-max", "0.1", "--out", out, "--no-plot").exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = invoke("train", tiny_yaml, "--resume", out, "--no-plot")
+    assert result.exit_code == 2, result.output
+    assert "finished (all 2 epochs)" in result.output and "nothing to resume" in result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_an_epoch_whose_checkpoint_ctrl_c_cut_is_not_reported(tiny_yaml, tmp_path, monkeypatch):
+    """Ctrl-C while epoch 2's checkpoint is written: train.json lists epoch 1 only, the one
+    whose weights model.pt holds."""
+    import lrtool.train as train_module
+
+    real = train_module.save_checkpoint
+    calls = []
+
+    def save_then_ctrl_c(folder, state):
+        calls.append(state["epoch"])
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt  # before the new checkpoint replaced epoch 1's
+        return real(folder, state)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_ctrl_c)
+    out = tmp_path / "run"
+    result = invoke("train", tiny_yaml, "--lr-max", "0.1", "--epochs", "3", "--out", out)
+    assert result.exit_code == 130, result.output
+    assert calls == [1, 2]
+    saved = json.loads((out / "train.json").read_text())
+    assert [e["epoch"] for e in saved["epochs"]] == [1]
+    assert saved["final"]["val_loss"] == saved["epochs"][0]["val_loss"]
+    assert (out / "model.pt").exists() and (out / "checkpoint.pt").exists()
+
+
+def test_ctrl_c_in_a_multi_cycle_run_says_why_nothing_resumes(tiny_yaml, tmp_path, monkeypatch):
+    import lrtool.run
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lrtool.run, "find_built", interrupted)  # as cycle 2's re-find starts
+    out = tmp_path / "run"
+    result = invoke(
+        "train", tiny_yaml, "--lr-max", "0.1", "--cycles", "2", "--out", out, "--no-plot"
+    )
+    assert result.exit_code == 130, result.output
+    text = " ".join(result.output.split())
+    assert "before the first epoch ended" not in text
+    assert "cannot be resumed" in text and "no model.pt" in text
+    assert not (out / "model.pt").exists()
+    again = invoke("train", tiny_yaml, "--cycles", "2", "--resume", out, "--no-plot")
+    assert again.exit_code == 2 and "cannot be resumed" in " ".join(again.output.split())
