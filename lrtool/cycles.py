@@ -252,6 +252,10 @@ def _one_cycle(
     The first seeds every RNG as a plain run does; later ones continue them. A frozen cycle
     shows the optimizer only the head (and, under train_bn, the frozen groups' norm layers),
     as `fit_one_cycle`'s own frozen phase does."""
+    if on_epoch is not None and epochs_before:
+        # Epochs number on across cycles, in the progress lines as in train.json.
+        told = on_epoch
+        on_epoch = lambda record: told({**record, "epoch": record["epoch"] + epochs_before})  # noqa: E731
     settings: dict[str, Any] = {
         "epochs": plan.epochs,
         "freeze_epochs": 0,

@@ -5,6 +5,7 @@ checkpoint, and accumulation longer than an epoch."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 from typer.testing import CliRunner
 
@@ -93,3 +94,34 @@ def test_ctrl_c_in_a_multi_cycle_run_says_why_nothing_resumes(tiny_yaml, tmp_pat
     assert not (out / "model.pt").exists()
     again = invoke("train", tiny_yaml, "--cycles", "2", "--resume", out, "--no-plot")
     assert again.exit_code == 2 and "cannot be resumed" in " ".join(again.output.split())
+
+
+# --- accumulation longer than an epoch ----------------------------------------------------
+
+
+def test_accumulating_more_batches_than_an_epoch_holds_is_refused(tiny_yaml, tmp_path):
+    # iris: 120 training samples, batch 16 -> 7 whole mini-batches (the last is dropped)
+    out = tmp_path / "run"
+    result = invoke("train", tiny_yaml, "--lr-max", "0.1", "--grad-accum", "100", "--out", out)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "train.grad_accum is 100, more than the 7 mini-batches of an epoch" in text
+    assert not out.exists()
+    assert invoke("check", tiny_yaml, "--set", "train.grad_accum=100").exit_code == 2
+    ok = invoke("train", tiny_yaml, "--lr-max", "0.1", "--grad-accum", "7", "--out", out, "--json")
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["effective_batch_size"] == 16 * 7
+
+
+def test_progress_lines_number_epochs_on_across_cycles(tiny_yaml, tmp_path):
+    from lrtool.workflows import load_experiment, run_train
+
+    told: list[int] = []
+
+    @contextmanager
+    def progress(steps_per_epoch, epochs):
+        yield None, lambda record: told.append(record["epoch"])
+
+    exp = load_experiment(tiny_yaml, {"train.cycles": 2, "train.epochs": 4})
+    run = run_train(exp, 0.1, train_progress=progress)
+    assert told == [1, 2, 3, 4] == [e["epoch"] for e in run.train.epochs]
