@@ -295,6 +295,21 @@ def _flat(lrs: list[float], losses: list[float]) -> bool:
     return view.learned_at is None and view.cliff is None and not view.rose_at_once
 
 
+def diverged(smoothed: float, best: float, first: float, factor: float) -> bool:
+    """Has the sweep blown up? fastai's test: the smoothed loss above `factor` x its best.
+
+    A ratio means nothing once the best is zero or negative (a loss with an offset, a
+    log-likelihood that passes zero): any value is then above factor x best, and the sweep
+    would stop at its first step. There the rise above the best must exceed (factor - 1) x
+    the larger of |best| and how far the loss fell from its `first` smoothed value, which is
+    the same test for a positive best in the first form.
+    """
+    if best > 0:
+        return smoothed > factor * best
+    scale = max(abs(best), first - best)
+    return scale > 0 and smoothed - best > (factor - 1) * scale
+
+
 class _Curve:
     """The sweep's curve so far: each loss read, smoothed, checked for divergence."""
 
@@ -321,7 +336,9 @@ class _Curve:
             self.smoothed.append(self.smoother.update(value))
             if self.on_step is not None:
                 self.on_step(len(self.lrs), lr, self.smoothed[-1])
-            if self.smoothed[-1] > self.diverge_factor * self.smoother.best:
+            if diverged(
+                self.smoothed[-1], self.smoother.best, self.smoothed[0], self.diverge_factor
+            ):
                 return "diverged"
         return "nan" if not_finite is not None else None
 

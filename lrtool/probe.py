@@ -27,7 +27,7 @@ from .config import Experiment
 from .data import Batches
 from .errors import ComponentError, ConfigError, user_frames
 from .models import too_few_outputs
-from .registry import CLASSIFICATION_LOSSES, LOSSES, metric_mismatch
+from .registry import BINARY_LOSSES, CLASSIFICATION_LOSSES, LOSSES, metric_mismatch
 from .runtime import preserved_rng
 
 # Model arguments that set the number of outputs, most common first.
@@ -134,11 +134,29 @@ def _dataset_targets(dataset: Dataset) -> torch.Tensor | None:
         return None
 
 
+def _split_targets(batches: Batches) -> torch.Tensor | None:
+    targets = batches.tensors[1] if batches.tensors is not None else None
+    return _dataset_targets(batches.dataset) if targets is None else targets
+
+
+def target_range(
+    built: Built, batch: torch.Tensor, ignore_index: int | None = None
+) -> tuple[float, float]:
+    """(smallest, largest) target of every split when the data keeps them apart, else of
+    `batch` (the probe's); `ignore_index` left out."""
+    parts = [_split_targets(b) for b in (built.train_data, built.val_data)]
+    known = [t for t in parts if t is not None] or [batch]
+    values = torch.cat([t.detach().reshape(-1).double().cpu() for t in known])
+    if ignore_index is not None:
+        values = values[values != ignore_index]
+    if values.numel() == 0:
+        return 0.0, 0.0
+    return float(values.min()), float(values.max())
+
+
 def max_target(batches: Batches, ignore_index: int | None = None) -> int | None:
     """The largest integer target of a split; None when targets are not class indices."""
-    targets = batches.tensors[1] if batches.tensors is not None else None
-    if targets is None:
-        targets = _dataset_targets(batches.dataset)
+    targets = _split_targets(batches)
     if targets is None or targets.is_floating_point() or targets.is_complex():
         return None
     if ignore_index is not None:
@@ -267,9 +285,33 @@ def probe(built: Built, *, backward: bool = False) -> float:
 def _check_classes(built: Built, output: torch.Tensor, y: torch.Tensor) -> None:
     """Targets beyond the model's outputs, anywhere in the data, not just in this batch."""
     exp = built.experiment
+    if exp.loss.name in BINARY_LOSSES:
+        low, high = target_range(built, y)
+        if low < 0 or high > 1:
+            raise ComponentError(
+                f"loss {exp.loss.name!r} takes targets from 0 to 1 (a probability per output), "
+                f"but the targets run from {low:g} to {high:g}. Class indices 0..N-1 take "
+                "loss: cross_entropy with one output per class (model.args.num_classes: N); "
+                "labels -1/1 must become 0/1."
+            )
+        return
     if exp.loss.name not in CLASSIFICATION_LOSSES:
         return
+    if y.is_floating_point() and tuple(y.shape) != tuple(output.shape):
+        raise ComponentError(
+            f"loss {exp.loss.name!r} takes class indices (whole numbers), but the targets are "
+            f"{y.dtype} of shape {tuple(y.shape)}: return the labels as integers (torch.long) "
+            "from the dataset, or use a regression loss (mse) for numeric targets."
+        )
     ignore = exp.loss.args.get("ignore_index", -100)
+    if not y.is_floating_point():
+        low, _ = target_range(built, y, ignore)
+        if low < 0:
+            raise ComponentError(
+                f"loss {exp.loss.name!r} takes class indices 0..N-1, but a target is "
+                f"{low:g}. Map the labels to 0..N-1 (labels -1/1 to 0/1), or write them as "
+                "text in a CSV (text labels are numbered in order)."
+            )
     tops = [max_target(b, ignore) for b in (built.train_data, built.val_data)]
     if not (y.is_floating_point() or y.is_complex()) and (y != ignore).any():
         tops.append(int(y[y != ignore].max()))

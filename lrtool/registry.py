@@ -253,6 +253,8 @@ LOSSES: dict[str, type[nn.Module]] = {
 
 # Losses whose targets are class indices: the data path keeps integer targets for them.
 CLASSIFICATION_LOSSES = {"cross_entropy", "nll"}
+# Losses whose targets are probabilities, from 0 to 1.
+BINARY_LOSSES = {"bce_with_logits"}
 
 
 def loss_factory(name: str, search_dirs: Sequence[Path] = ()) -> Callable[..., Any]:

@@ -31,6 +31,10 @@ from .train import CHECKPOINT_NAME, load_checkpoint
 UNSTABLE_SPREAD = 3.0
 
 
+# Range tests one `--seeds N` may ask for: each is a sweep, so more is a typo, not a plan.
+MAX_SEED_COUNT = 10_000
+
+
 def parse_seeds(text: str | None, default: int) -> list[int]:
     """`--seeds 3` means seeds 0, 1, 2 (offset by the experiment's seed); `0,3,7` means those."""
     if text is None:
@@ -43,6 +47,18 @@ def parse_seeds(text: str | None, default: int) -> list[int]:
             count = int(text)
             if count < 1:
                 raise ValueError
+            # Checked before a list of `count` seeds exists (4 billion would fill the memory).
+            if count > MAX_SEED_COUNT:
+                raise ConfigError(
+                    f"seeds (--seeds): {count:,} range tests is more than the {MAX_SEED_COUNT:,} "
+                    "lrtool runs in one command; ask for fewer."
+                )
+            if default + count - 1 > MAX_SEED:
+                raise ConfigError(
+                    f"seeds (--seeds): {count:,} seeds from the experiment's seed {default:,} "
+                    f"would run past {MAX_SEED:,}, the largest seed; ask for at most "
+                    f"{MAX_SEED - default + 1:,}, or list the seeds (0,3,7)."
+                )
             seeds = [default + i for i in range(count)]
     except ValueError:
         raise ConfigError(

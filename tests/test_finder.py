@@ -12,7 +12,7 @@ from lrtool.build import build
 from lrtool.config import validate
 from lrtool.data import Batches
 from lrtool.errors import ConfigError
-from lrtool.finder import Snapshot, find_lr, smooth, sweep_rates
+from lrtool.finder import Snapshot, diverged, find_lr, smooth, sweep_rates
 
 CPU = torch.device("cpu")
 
@@ -407,3 +407,29 @@ def test_ctrl_c_in_the_extension_still_records_how_far_it_went():
     )
     assert result.stop_reason == "interrupted" and result.lr[-1] > 1e-8
     assert result.extended_to == pytest.approx(result.lr[-1])
+
+
+def test_divergence_of_a_positive_loss_is_fastais_ratio():
+    assert diverged(4.01, 1.0, 2.3, 4.0) and not diverged(3.99, 1.0, 2.3, 4.0)
+
+
+def test_divergence_of_a_loss_at_or_below_zero_is_a_rise_against_its_scale():
+    # A loss shifted by -5: it starts at -2.7 and falls to -4.5. A ratio would call every
+    # value "above 4 x -4.5 = -18"; the rise must exceed 3 x max(4.5, 1.8) = 13.5.
+    assert not diverged(-4.4, -4.5, -2.7, 4.0)
+    assert not diverged(8.9, -4.5, -2.7, 4.0)
+    assert diverged(9.1, -4.5, -2.7, 4.0)
+    # A loss that crossed zero: its fall from the start (2.0) is the scale.
+    assert not diverged(5.0, -0.1, 1.9, 4.0) and diverged(6.0, -0.1, 1.9, 4.0)
+
+
+def test_a_loss_below_zero_sweeps_on_and_gets_a_suggestion():
+    """A loss with an offset (cross-entropy - 5) must not stop at its first step."""
+    model, opt = model_and_opt()
+
+    def shifted(output, target):
+        return nn.functional.cross_entropy(output, target) - 5.0
+
+    result = find_lr(model, tiny(), opt, shifted, start_lr=1e-4, end_lr=10, num_steps=60)
+    assert result.steps > 30, result.stop_reason
+    assert result.suggested_lr is not None

