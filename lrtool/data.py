@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import difflib
 import inspect
+import io
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -421,6 +422,8 @@ def _csv_table(args: dict[str, Any]) -> tuple[Path, list[str], list[tuple[int, l
     if not path:
         raise ComponentError("data: csv needs args.path, the CSV file to read.")
     file = Path(path)
+    if file.is_dir():
+        raise ComponentError(f"data.args.path: {file} is a folder; name the CSV file in it.")
     if not file.is_file():
         raise ComponentError(f"data.args.path: CSV file {file} does not exist.")
     unknown = set(args) - set(CSV_ARGS)
@@ -428,10 +431,18 @@ def _csv_table(args: dict[str, Any]) -> tuple[Path, list[str], list[tuple[int, l
         raise ComponentError(
             f"data: csv takes args {', '.join(CSV_ARGS)}; got also {', '.join(sorted(unknown))}."
         )
-    with file.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle, delimiter=args.get("delimiter", ","))
+    reader = csv.reader(
+        io.StringIO(_utf8_text(file), newline=""), delimiter=args.get("delimiter", ",")
+    )
+    try:
         # Blank lines hold no sample; every other row keeps its line number for messages.
         rows = [(reader.line_num, row) for row in reader if row]
+    except csv.Error as err:
+        raise ComponentError(
+            f"{file}, line {reader.line_num}: Python's csv module cannot read it ({err}). "
+            "A quote left open runs on to the end of the file, and no cell may hold more than "
+            f"{csv.field_size_limit():,} characters: check that line's quotes and cells."
+        ) from None
     if len(rows) < 3:
         raise ComponentError(f"{file}: needs a header row and at least two data rows.")
     header, body = rows[0][1], rows[1:]
@@ -447,6 +458,11 @@ def _csv_table(args: dict[str, Any]) -> tuple[Path, list[str], list[tuple[int, l
                 "the target column's index, counting from 0 (-1 is the last), or its name."
             )
         column = target % len(header)  # -1: the last column, as in Python
+    elif header.count(target) > 1:
+        raise ComponentError(
+            f"data.args.target: {file} has {header.count(target)} columns named {target!r}; "
+            "rename them in the header, or give the target column's index (counting from 0)."
+        )
     elif target in header:
         column = header.index(target)
     else:
@@ -454,6 +470,21 @@ def _csv_table(args: dict[str, Any]) -> tuple[Path, list[str], list[tuple[int, l
             f"data.args.target: column {target!r} is not in {file}; columns: {', '.join(header)}."
         )
     return file, header, body, column
+
+
+def _utf8_text(file: Path) -> str:
+    """The file's text, or a ComponentError naming the line of the first byte that is not
+    UTF-8 (a file saved as Latin-1 or Windows-1252 by a spreadsheet)."""
+    raw = file.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")  # a byte-order mark is not part of the header
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ComponentError(
+            f"{file}, line {line}: byte 0x{raw[err.start]:02x} is not UTF-8 text; lrtool reads "
+            "CSV files as UTF-8. Save the file as UTF-8 (a spreadsheet's 'CSV UTF-8', or "
+            "iconv -f latin1 -t utf-8)."
+        ) from None
 
 
 def _one_column(file: Path, header: str, delimiter: str) -> str:

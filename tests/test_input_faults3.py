@@ -86,3 +86,48 @@ def test_a_seed_count_past_the_range_is_refused_before_any_list_is_built():
     with pytest.raises(ConfigError, match="3 seeds from the experiment's seed 4,294,967,295"):
         parse_seeds("3", 2**32 - 1)
     assert parse_seeds("2", 2**32 - 2) == [2**32 - 2, 2**32 - 1]
+
+
+# --- CSV files lrtool could not read clearly --------------------------------------------------
+
+
+def _csv_exp(path, target="y"):
+    return exp(
+        data={"name": "csv", "args": {"path": str(path), "target": target}, "batch_size": 4},
+        model={"name": "mlp", "args": {"in_features": 2, "num_classes": 2}},
+    )
+
+
+def test_a_csv_that_is_not_utf8_names_its_line(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("a,b,y\n1,2,0\n3,4,1\n5,6,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ComponentError, match=r"line 4: byte 0xe9 is not UTF-8.*Save the file"):
+        build(_csv_exp(path))
+
+
+def test_a_cell_longer_than_csvs_limit_names_its_line(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_text("a,b,y\n1,2,0\n3,4,1\n" + "5," + "9" * 200_000 + ",1\n")
+    with pytest.raises(ComponentError, match=r"line 4: Python's csv module cannot read it"):
+        build(_csv_exp(path))
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path):
+    path = tmp_path / "bom.csv"
+    rows = "".join(f"{i % 2},{i % 3},{i % 5}\r\n" for i in range(20))
+    path.write_bytes("\ufeffy,a,b\r\n".encode() + rows.encode())
+    built = build(_csv_exp(path, target="y"))
+    assert built.train_data.num_samples + built.val_data.num_samples == 20
+
+
+def test_a_target_name_two_columns_share_is_refused(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("a,a,y\n" + "".join(f"{i % 3},{i % 5},{i % 2}\n" for i in range(20)))
+    with pytest.raises(ComponentError, match="2 columns named 'a'"):
+        build(_csv_exp(path, target="a"))
+    assert build(_csv_exp(path, target="y"))  # duplicate feature names are harmless
+
+
+def test_a_folder_as_the_csv_path_says_so(tmp_path):
+    with pytest.raises(ComponentError, match="is a folder; name the CSV file in it"):
+        build(_csv_exp(tmp_path))
