@@ -146,6 +146,8 @@ def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
     # (Metric names and their fit with the loss were checked when the experiment was loaded.)
     metrics = {name: metric(name) for name in exp.metrics}
     loss_fn = build_loss(exp.loss.name, exp.loss.args, exp.search_dirs)
+    if isinstance(loss_fn, torch.nn.Module):
+        loss_fn = loss_fn.to(device)  # its buffers (class weights) where the outputs are
 
     splits, train_data, val_data, data_note = _build_data(exp, device, rank, world_size)
     model_args, model_notes = model_arguments(exp)

@@ -43,6 +43,24 @@ class Spec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_mapping_is_left_out(cls, data: Any) -> Any:
+        # YAML reads a key whose lines are all commented out (`find:` then `# num_steps: 50`)
+        # as null. For a section or an `args:` mapping that means "nothing here": the
+        # defaults, as if the key were left out. Any other null stays an error.
+        if not isinstance(data, dict):
+            return data
+        mappings = {
+            name
+            for name, field in cls.model_fields.items()
+            if field.default_factory is not None
+            and isinstance(field.annotation, type)
+            and (issubclass(field.annotation, Spec) or field.annotation is dict)
+            or name == "args"
+        }
+        return {k: v for k, v in data.items() if not (v is None and k in mappings)}
+
 
 def _refuse_bool(kind: str) -> Any:
     """A before-validator: YAML's true/false are Python bools, and bool is a kind of int, so
@@ -56,8 +74,21 @@ def _refuse_bool(kind: str) -> Any:
     return BeforeValidator(check)
 
 
+def _whole_text(value: Any) -> Any:
+    # "1e2" written in quotes is the whole number 100, as an unquoted 1e2 is (pydantic parses
+    # only digits from text: "100" but not "1e2").
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return value
+        if number.is_integer():
+            return int(number)
+    return value
+
+
 # The number types of every key: no booleans, and no inf or nan (`.inf` is valid YAML).
-Whole = Annotated[int, _refuse_bool("a whole number")]
+Whole = Annotated[int, _refuse_bool("a whole number"), BeforeValidator(_whole_text)]
 Number = Annotated[float, _refuse_bool("a number"), AllowInfNan(False)]
 
 
@@ -163,6 +194,22 @@ class DataSpec(Spec):
         "automatic (tabular sources, tensor datasets and torchvision datasets without "
         "augmentation that fit in memory).",
     )
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct_names(cls, value: list[str] | None) -> list[str] | None:
+        # Each name is one index: a name twice would leave an index no label maps to.
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("expected at least one class name, or leave data.classes out")
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(
+                f"each class name stands for one index, got {', '.join(map(repr, repeated))} "
+                "more than once; name each class once, in label order"
+            )
+        return value
 
 
 class OptimizerSpec(Spec):

@@ -316,6 +316,13 @@ def _check_classes(built: Built, output: torch.Tensor, y: torch.Tensor) -> None:
     if not (y.is_floating_point() or y.is_complex()) and (y != ignore).any():
         tops.append(int(y[y != ignore].max()))
     known = [t for t in tops if t is not None]
+    names = exp.data.classes
+    if names and known and max(known) >= len(names):
+        raise ComponentError(
+            f"data.classes names {len(names)} classes, but the labels run to {max(known)} "
+            f"({max(known) + 1} classes): name every class, in label order, or leave "
+            "data.classes out."
+        )
     message = class_mismatch(
         exp.loss.name,
         tuple(output.shape),

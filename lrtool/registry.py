@@ -271,8 +271,23 @@ def build_loss(
 ) -> Callable[..., torch.Tensor]:
     factory = loss_factory(name, search_dirs)
     if isinstance(factory, type):
+        if name in LOSSES:
+            # YAML has no tensors: torch's class weights (weight, pos_weight) arrive as lists.
+            args = {
+                k: torch.tensor(v, dtype=torch.float32) if _numbers(v) else v
+                for k, v in args.items()
+            }
         return call_with_args(factory, args, what=f"loss {name!r}")
     return functools.partial(factory, **args) if args else factory
+
+
+def _numbers(value: Any) -> bool:
+    """A non-empty list of numbers (not booleans), as YAML gives `weight: [1, 1, 2]`."""
+    return (
+        isinstance(value, (list, tuple))
+        and bool(value)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    )
 
 
 # --- metrics ------------------------------------------------------------------------------

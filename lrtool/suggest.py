@@ -454,7 +454,11 @@ def robust_minimum(lr: ArrayLike, loss: ArrayLike) -> float | None:
         # 3) No clear fall, but a cliff: the same distance below it as the rule lands on
         #    sweeps that learn (on the design tasks the cliff sits a median 1.4 decades above
         #    the suggestion, 1.6 above the best rate: a factor 30 is 1.5).
-        return None if view.cliff is None else float(view.lr[view.cliff] / CLIFF_DIVISOR)
+        #    Never above the last rate before the cliff: on a sweep coarser than a factor 30
+        #    per step, cliff / 30 would be a rate nobody saw train.
+        if view.cliff is None:
+            return None
+        return float(min(view.lr[view.cliff] / CLIFF_DIVISOR, view.lr[view.cliff - 1]))
     ema = np.asarray(smooth(view.loss, RULE_SMOOTHING))
     # fastai's trims (the EMA's warm-up, the blow-up's last points), starting no earlier
     # than the point where the raw loss had clearly fallen.

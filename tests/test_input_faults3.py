@@ -131,3 +131,67 @@ def test_a_target_name_two_columns_share_is_refused(tmp_path):
 def test_a_folder_as_the_csv_path_says_so(tmp_path):
     with pytest.raises(ComponentError, match="is a folder; name the CSV file in it"):
         build(_csv_exp(tmp_path))
+
+
+# --- class names ----------------------------------------------------------------------------
+
+
+def test_class_names_must_be_distinct():
+    with pytest.raises(ConfigError, match=r"data.classes.*'cat' more than once"):
+        exp(data={"name": "sklearn.iris", "batch_size": 16, "classes": ["dog", "cat", "cat"]})
+
+
+def test_fewer_class_names_than_the_labels_is_refused():
+    bad = exp(data={"name": "sklearn.iris", "batch_size": 16, "classes": ["a", "b"]})
+    with pytest.raises(ComponentError, match="names 2 classes, but the labels run to 2"):
+        checked_build(bad)
+    names = ["setosa", "versicolor", "virginica"]
+    good = exp(data={"name": "sklearn.iris", "batch_size": 16, "classes": names})
+    assert checked_build(good).experiment.data.classes == names
+
+
+# --- a section whose keys are all commented out -------------------------------------------------
+
+
+def test_a_section_or_args_with_every_line_commented_out_is_left_out(write_yaml):
+    from lrtool.workflows import load_experiment
+
+    path = write_yaml(
+        """\
+        model: {name: mlp, args: {in_features: 4, hidden: [8], num_classes: 3}}
+        data: {name: sklearn.iris}
+        find:
+          # num_steps: 50
+        optimizer:
+          name: adam
+          args:
+            # weight_decay: 1e-4
+        """
+    )
+    loaded = load_experiment(path)
+    assert loaded.find.num_steps == 100 and loaded.optimizer.args == {}
+    with pytest.raises(ConfigError, match=r"data.batch_size"):  # other nulls stay errors
+        exp(data={"name": "sklearn.iris", "batch_size": None})
+
+
+def test_whole_numbers_written_as_text_in_exponent_form():
+    loaded = exp(find={"num_steps": "1e2"}, train={"epochs": "1e1"})
+    assert loaded.find.num_steps == 100 and loaded.train.epochs == 10
+    with pytest.raises(ConfigError, match="find.num_steps"):
+        exp(find={"num_steps": "1.5e0"})
+
+
+# --- loss weights from YAML ---------------------------------------------------------------------
+
+
+def test_class_weights_written_as_a_yaml_list_reach_torch_as_a_tensor():
+    from lrtool.probe import first_step
+
+    weighted = exp(loss={"name": "cross_entropy", "args": {"weight": [1, 1, 2]}})
+    built = checked_build(weighted)
+    assert torch.equal(built.loss_fn.weight, torch.tensor([1.0, 1.0, 2.0]))
+    assert first_step(built) > 0
+    assert weighted.loss.args == {"weight": [1, 1, 2]}  # the file's words stay in config.yaml
+    wrong = exp(loss={"name": "cross_entropy", "args": {"weight": [1, 2]}})
+    with pytest.raises(ComponentError, match="loss 'cross_entropy' failed"):
+        checked_build(wrong)

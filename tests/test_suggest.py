@@ -248,6 +248,16 @@ def test_a_sweep_that_blew_up_without_a_clear_fall_is_read_from_its_cliff():
     assert not learned_nothing_visible(LR, CLEAN)
 
 
+def test_a_cliff_on_a_coarse_sweep_is_never_read_above_the_last_rate_before_it():
+    """30 steps over 600 decades: cliff / 30 would lie 19 decades above the last rate that
+    trained; the suggestion is that rate."""
+    lr = np.logspace(-300, 300, 30)
+    loss = np.where(np.arange(30) < 16, 1.0, 1e6)
+    view = view_curve(lr, loss)
+    assert view.learned_at is None and view.cliff == 16
+    assert robust_minimum(lr, loss) == pytest.approx(lr[15])
+
+
 def test_a_noisy_flat_sweep_that_blows_up_gets_a_rate_well_below_the_blow_up():
     """Like a regression on raw targets: per-batch noise hides a small fall, then the loss
     explodes. The suggestion sits 1.5 decades under the explosion, never in the noise."""
