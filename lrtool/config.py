@@ -1269,9 +1269,37 @@ def dump_yaml(exp: Experiment) -> str:
     return yaml.safe_dump(resolved(exp), sort_keys=False)
 
 
+# What lrtool reads as a number when it is written as text ("3e-3", " 32 ").
+NUMBER_TEXT = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+
+
+def _as_lrtool_reads(node: Any) -> Any:
+    """The schema pydantic writes, widened to what lrtool accepts: numbers written as text
+    (PyYAML reads 1e-3 without a dot as text, and lrtool takes it), and `auto` in any case.
+    An editor must not flag a file `lrtool check` accepts."""
+    if isinstance(node, list):
+        return [_as_lrtool_reads(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _as_lrtool_reads(value) for key, value in node.items()}
+    if node.get("const") == "auto":
+        return {**{k: v for k, v in node.items() if k != "const"},
+                "type": "string", "pattern": "^\\s*[Aa][Uu][Tt][Oo]\\s*$"}  # fmt: skip
+    if node.get("type") in ("number", "integer"):
+        kept = ("title", "description", "default")
+        number = {k: v for k, v in node.items() if k not in kept}
+        return {
+            **{k: node[k] for k in kept if k in node},
+            "anyOf": [number, {"type": "string", "pattern": NUMBER_TEXT}],
+        }
+    return node
+
+
 def json_schema() -> dict[str, Any]:
     """JSON Schema of the experiment file, for editors' autocompletion."""
-    schema = Experiment.model_json_schema()
+    schema = _as_lrtool_reads(Experiment.model_json_schema())
+    # Only the names lrtool knows (checked by FindSpec's validator).
+    schema["$defs"]["FindSpec"]["properties"]["suggest"]["enum"] = list(SUGGESTERS)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "lrtool experiment (schema v1)"
     return schema

@@ -195,3 +195,45 @@ def test_class_weights_written_as_a_yaml_list_reach_torch_as_a_tensor():
     wrong = exp(loss={"name": "cross_entropy", "args": {"weight": [1, 2]}})
     with pytest.raises(ComponentError, match="loss 'cross_entropy' failed"):
         checked_build(wrong)
+
+
+# --- the JSON Schema agrees with what lrtool reads ----------------------------------------------
+
+
+def test_the_schema_takes_numbers_written_as_text_and_auto_in_any_case():
+    import re
+
+    from lrtool.config import json_schema
+
+    schema = json_schema()
+    find = schema["$defs"]["FindSpec"]["properties"]
+    text = next(s for s in find["start_lr"]["anyOf"] if s.get("type") == "string")
+    assert all(re.match(text["pattern"], t) for t in ("1e-5", "3e-3", " 32 ", ".5", "-1E+2"))
+    assert not any(re.match(text["pattern"], t) for t in ("abc", "1e", "", "1.2.3"))
+    assert find["start_lr"]["default"] == 1e-7 and "description" in find["start_lr"]
+    lr_max = schema["$defs"]["TrainSpec"]["properties"]["lr_max"]["anyOf"]
+    auto = next(s for s in lr_max if "Aa" in s.get("pattern", ""))
+    assert all(re.match(auto["pattern"], t) for t in ("auto", "AUTO", "Auto"))
+    assert (
+        find["suggest"]["enum"][0] == "robust_minimum" and "VALLEY" not in find["suggest"]["enum"]
+    )
+
+
+def test_files_check_accepts_are_valid_against_the_schema_and_the_reverse():
+    jsonschema = pytest.importorskip("jsonschema")
+    from lrtool.config import json_schema
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    accepted = [
+        {"train": {"lr_max": "AUTO"}},
+        {"train": {"lr_max": "3e-3"}},
+        {"train": {"lr_max": [1e-4, "1e-3"]}},
+        {"find": {"start_lr": "1e-5"}},
+        {"data": {"batch_size": "32"}},
+    ]
+    for doc in accepted:
+        validate(doc)
+        assert not list(validator.iter_errors(doc)), doc
+    with pytest.raises(ConfigError):
+        validate({"find": {"suggest": "VALLEY"}})
+    assert list(validator.iter_errors({"find": {"suggest": "VALLEY"}}))
