@@ -973,6 +973,17 @@ def _optimizer_outcome(name: str, args: dict[str, Any], search_dirs: tuple[Path,
     problems += _arg_problems("optimizer", found)
     if found:
         return None, problems
+    # A number that is not one ("abc" for momentum) would reach torch's comparison and come
+    # back as "'<' not supported between 'str' and 'float'", naming no key.
+    from .registry import takes_number
+
+    texts = [
+        (("optimizer", "args", key), f"expected a number, got {value!r}")
+        for key, value in kwargs.items()
+        if isinstance(value, str) and takes_number(cls, key, skip=1)
+    ]
+    if texts:
+        return None, problems + texts
     # torch checks `weight_decay < 0`, which nan passes: the first step would spread nan.
     not_finite = [
         (("optimizer", "args", key), f"expected finite numbers, got {value!r}")

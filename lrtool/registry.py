@@ -115,6 +115,15 @@ def _takes_number(param: inspect.Parameter) -> bool:
     )
 
 
+def takes_number(factory: Callable[..., Any], name: str, *, skip: int = 0) -> bool:
+    """Does `factory`'s parameter `name` take a number (`_takes_number`)? False when unknown."""
+    try:
+        params = list(inspect.signature(factory).parameters.values())[skip:]
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name and _takes_number(p) for p in params)
+
+
 def _as_number(value: Any) -> Any:
     """Numbers written as text become numbers, in lists too; anything else is left alone."""
     if isinstance(value, str):

@@ -237,3 +237,11 @@ def test_files_check_accepts_are_valid_against_the_schema_and_the_reverse():
     with pytest.raises(ConfigError):
         validate({"find": {"suggest": "VALLEY"}})
     assert list(validator.iter_errors({"find": {"suggest": "VALLEY"}}))
+
+
+def test_an_optimizer_number_written_as_a_word_names_its_key():
+    with pytest.raises(ConfigError, match=r"optimizer.args.momentum: expected a number, got 'abc'"):
+        exp(optimizer={"name": "sgd", "args": {"momentum": "abc"}})
+    assert exp(optimizer={"name": "sgd", "args": {"momentum": "0.9"}}).optimizer.args == {
+        "momentum": 0.9
+    }
