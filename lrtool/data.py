@@ -425,7 +425,13 @@ def _csv_table(args: dict[str, Any]) -> tuple[Path, list[str], list[tuple[int, l
     if file.is_dir():
         raise ComponentError(f"data.args.path: {file} is a folder; name the CSV file in it.")
     if not file.is_file():
-        raise ComponentError(f"data.args.path: CSV file {file} does not exist.")
+        where = (
+            f": a relative path is looked for in the current folder ({Path.cwd()}), then "
+            "beside the experiment file"
+            if not file.is_absolute()
+            else ""
+        )
+        raise ComponentError(f"data.args.path: CSV file {file} does not exist{where}.")
     unknown = set(args) - set(CSV_ARGS)
     if unknown:
         raise ComponentError(

@@ -45,10 +45,11 @@ def import_object(path: str, *, what: str, search_dirs: Sequence[Path] = ()) -> 
         module = importlib.import_module(module_name)
     except ImportError as err:
         where = " or ".join(dict.fromkeys(folders))
+        # 'sub.mod' is the file sub/mod.py (in a folder sub), not sub.py.
+        file = module_name.replace(".", "/") + ".py"
         raise ComponentError(
             f"{what} {path!r}: module {module_name!r} does not import ({err}). Check the "
-            f"spelling, that the package is installed, or that {module_name.split('.')[0]}.py "
-            f"is in {where}."
+            f"spelling, that the package is installed, or that {file} is in {where}."
         ) from None
     except Exception as err:  # the module's own code raised while importing: say where
         frames = traceback.extract_tb(err.__traceback__)

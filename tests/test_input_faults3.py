@@ -245,3 +245,15 @@ def test_an_optimizer_number_written_as_a_word_names_its_key():
     assert exp(optimizer={"name": "sgd", "args": {"momentum": "0.9"}}).optimizer.args == {
         "momentum": 0.9
     }
+
+
+def test_a_missing_relative_csv_says_where_it_was_looked_for(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ComponentError, match=r"does not exist: a relative path is looked for in"):
+        build(_csv_exp("nothere.csv"))
+
+
+def test_a_dotted_module_that_does_not_import_names_its_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"that sub/mod.py is in"):
+        exp(model={"name": "sub.mod:f"})
