@@ -781,12 +781,19 @@ def _torchvision(name: str, args: dict[str, Any], *, val_fraction: float, seed: 
             dataset = call_with_args(cls, kwargs, what=f"dataset {name!r}")
         except (RuntimeError, FileNotFoundError, OSError) as err:
             first = " ".join(str(err).split())
-            hint = (
-                " Downloading needs the internet: fetch the files once on a machine that has "
-                f"it and copy them under {root}, or use --smoke, which stands FakeData in."
-                if passed.get("download")
-                else " Set download: true to fetch it, or point root at the files."
-            )
+            if "download" not in params:
+                # A folder dataset (ImageFolder) cannot download: its files are the user's.
+                hint = (
+                    f" Each class is a folder under {root} holding images (.png, .jpg, ...): "
+                    "add images to the folders named, or remove those folders."
+                )
+            elif passed.get("download"):
+                hint = (
+                    " Downloading needs the internet: fetch the files once on a machine that "
+                    f"has it and copy them under {root}, or use --smoke, which stands FakeData in."
+                )
+            else:
+                hint = " Set download: true to fetch it, or point root at the files."
             raise ComponentError(f"dataset {name!r} could not be loaded: {first}.{hint}") from None
         if own.get("normalize") is not None and len(dataset):
             _check_normalize(dataset, own["normalize"])

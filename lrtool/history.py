@@ -209,17 +209,17 @@ def png_file(path: str | Path, what: str = "--save") -> Path:
     return path
 
 
-def fresh_folder(path: str | Path) -> Path:
+def fresh_folder(path: str | Path, what: str = "--out") -> Path:
     """A writable `path` that holds no other run's files: results are never overwritten."""
-    path = writable_folder(path)
+    path = writable_folder(path, what)
     holder = lock_holder(path)
     if holder is not None:
-        raise _held(path, holder, "--out")
+        raise _held(path, holder, what)
     taken = [name for name in RUN_FILES if (path / name).exists()]
     taken += sorted(p.name for p in path.glob("refind-*.json"))  # the re-finds of train.cycles
     if taken:
         raise ConfigError(
-            f"--out: {path} already holds another run's files ({', '.join(taken)}); lrtool "
+            f"{what}: {path} already holds another run's files ({', '.join(taken)}); lrtool "
             "does not overwrite results. Give a new folder with --out, or leave --out out for "
             "a fresh runs/<name>/<timestamp>-<command>/ folder."
             + (

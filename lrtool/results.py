@@ -211,6 +211,11 @@ def save(
         if exp is None:
             raise ConfigError("save: a train result needs its experiment, for config.yaml.")
         return save_train(folder, result, exp, model)
+    if not isinstance(result, VerifyResult):
+        raise ConfigError(
+            f"save: expected a FindResult, TrainResult or VerifyResult, got "
+            f"{type(result).__name__}; read a saved file back with lrtool.results.read(path)."
+        )
     if result.model_state is not None:
         write_torch_atomic(folder / "model.pt", result.model_state)
     write_json(folder / "verify.json", result.to_dict())

@@ -7,7 +7,7 @@ options nor draws anything.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,13 +64,25 @@ def parse_seeds(text: str | None, default: int) -> list[int]:
         raise ConfigError(
             f"seeds (--seeds) expects a count (3) or a comma-separated list (0,3,7), got {text!r}."
         ) from None
+    return check_seeds(seeds, repr(text))
+
+
+def check_seeds(seeds: Any, given: str | None = None) -> list[int]:
+    """Seeds as a list of distinct whole numbers in the experiment's seed range, or a
+    ConfigError: what `--seeds` allows, for a list given in Python too."""
+    given = given or repr(seeds)
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds:
+        raise ConfigError(f"seeds: expected a non-empty list of whole numbers, got {given}.")
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError(f"seeds: every seed must be a whole number, got {given}.")
+    seeds = list(seeds)
     if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds (--seeds) lists a seed twice: {text!r}.")
+        raise ConfigError(f"seeds (--seeds) lists a seed twice: {given}.")
     outside = [s for s in seeds if not 0 <= s <= MAX_SEED]
     if outside:
         raise ConfigError(
             f"seeds (--seeds): every seed must be from 0 to {MAX_SEED:,} (the experiment's seed "
-            f"range), got {outside[0]} in {text!r}."
+            f"range), got {outside[0]} in {given}."
         )
     return seeds
 

@@ -352,7 +352,12 @@ def bracket(lr: ArrayLike, loss: ArrayLike) -> tuple[float | None, str]:
 def parse_lrs(text: str) -> list[float]:
     """`--lrs 1e-3,3e-3,1e-2`: at least two distinct positive rates, returned smallest first."""
     expected = f"{LRS_KEY} expects comma-separated positive learning rates (1e-3,3e-3,1e-2)"
-    pieces = [p.strip() for p in str(text).split(",") if p.strip()]
+    pieces = [p.strip() for p in str(text).split(",")]
+    if len(pieces) > 1 and not pieces[-1]:
+        pieces.pop()  # a trailing comma
+    if len(pieces) > 1 and not all(pieces):
+        raise ConfigError(f"{expected}; {text!r} has an empty item between commas (a typo?).")
+    pieces = [p for p in pieces if p]
     rates: list[float] = []
     for piece in pieces:
         try:

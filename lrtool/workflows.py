@@ -24,14 +24,14 @@ from typing import Any
 
 from . import distributed, run, schedule
 from .build import Built, build
-from .config import Experiment, resolved
+from .config import Experiment, resolved, validate
 from .config import load_experiment as _load_experiment
 from .cycles import Plan, cycle_record, train_cycles
 from .errors import ConfigError, NoSuggestion, RunFailed
-from .history import FindResult, history_kind, writable_folder
+from .history import FindResult, fresh_folder, history_kind, writable_folder
 from .probe import checked_build, first_step
 from .results import TrainResult, read_json, save
-from .run import parse_seeds
+from .run import check_seeds, parse_seeds
 from .smoke import SmokeFailed, temp_out
 from .smoke import run_smoke as smoke_checks
 from .train import CHECKPOINT_NAME, parse_lr_max
@@ -64,9 +64,23 @@ def load_experiment(
     `overrides` is either a mapping of dotted keys to values ({"train.epochs": 3}, as the
     command-line flags give them) or `--set` strings (["train.epochs=3"], YAML values).
     """
+    if not isinstance(path, (str, Path)):
+        raise ConfigError(f"load_experiment takes the file's path, got {path!r:.80}.")
+    if isinstance(overrides, str):
+        overrides = [overrides]  # one `--set` string, not its characters
     if isinstance(overrides, dict):
+        if not all(isinstance(key, str) for key in overrides):
+            raise ConfigError(
+                f"overrides: the keys are dotted names ('train.epochs'), got {list(overrides)!r}."
+            )
         return _load_experiment(path, None, overrides)
-    return _load_experiment(path, list(overrides or []), None)
+    overrides = list(overrides or [])
+    if not all(isinstance(item, str) for item in overrides):
+        raise ConfigError(
+            "overrides: a mapping {'train.epochs': 3} or --set strings ['train.epochs=3'], "
+            f"got {overrides!r:.120}."
+        )
+    return _load_experiment(path, overrides, None)
 
 
 def _sweep(progress: SweepProgress | None, steps: int, label: str) -> AbstractContextManager[Any]:
@@ -81,9 +95,28 @@ def _main_folder(folder: str | Path | None) -> Path | None:
 # --- check ---------------------------------------------------------------------------------
 
 
+def _experiment(exp: Any, caller: str) -> Experiment:
+    """`exp` itself, or a ConfigError when a notebook passed something else (a path)."""
+    if not isinstance(exp, Experiment):
+        raise ConfigError(
+            f"{caller} takes an Experiment, got {type(exp).__name__} {exp!r:.80}: load the "
+            "file first, exp = load_experiment('exp.yaml')."
+        )
+    return exp
+
+
+def _fresh_target(folder: str | Path | None) -> None:
+    """The checks `--out` gets, for a folder given in Python: writable, and holding no other
+    run's files (results are never overwritten), before any work. The CLI's own folder,
+    locked by this process, passes."""
+    target = _main_folder(folder)
+    if target is not None:
+        fresh_folder(target, "folder (--out)")
+
+
 def run_check(exp: Experiment) -> tuple[Built, float]:
     """`lrtool check`: build everything, then one forward/backward pass; (built, first loss)."""
-    built = build(exp)
+    built = build(_experiment(exp, "run_check"))
     return built, first_step(built)  # the probe with a backward; the first loss must be finite
 
 
@@ -103,11 +136,15 @@ def run_find(
     `--seeds` text ("3", "0,3,7"). Saves find.json/find.csv/config.yaml into `folder` if given.
     A Ctrl-C keeps the finished seeds: the result's stop reason is then "interrupted".
     """
-    if isinstance(seeds, int):
+    exp = _experiment(exp, "run_find")
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = str(seeds)
     seed_list = (
-        parse_seeds(seeds, exp.seed) if seeds is None or isinstance(seeds, str) else (list(seeds))
+        parse_seeds(seeds, exp.seed)
+        if seeds is None or isinstance(seeds, str)
+        else check_seeds(seeds)
     )
+    _fresh_target(folder)
     # Called through the module: run.run_find is the seed loop and its consensus.
     result = run.run_find(
         exp,
@@ -147,8 +184,9 @@ class TrainRun:
         if result.stop_reason == "nan":
             raise RunFailed(
                 f"the training loss became NaN/inf at step {result.nan_step} "
-                f"(lr {result.nan_lr:.2e}); the history up to then is in {self.folder}. Lower "
-                "--lr-max, or clip gradients (train.clip_grad_norm)."
+                f"(lr {result.nan_lr:.2e})"
+                + (f"; the history up to then is in {self.folder}" if self.folder else "")
+                + ". Lower --lr-max, or clip gradients (train.clip_grad_norm)."
             )
 
 
@@ -156,9 +194,10 @@ def with_lr_max(exp: Experiment, lr_max: LrMax) -> Experiment:
     """The experiment with `train.lr_max` replaced, validated like a value from the file."""
     data = resolved(exp)
     data["train"]["lr_max"] = list(lr_max) if isinstance(lr_max, (list, tuple)) else lr_max
-    changed = Experiment.model_validate(data)
-    changed._folder = exp._folder  # import paths are still looked for beside the same file
-    return changed
+    # validate, not model_validate: a bad rate is a ConfigError naming the key, as from a file.
+    return validate(
+        data, "lr_max", origins={("train", "lr_max"): "lr_max (--lr-max)"}, folder=exp._folder
+    )
 
 
 def check_lr_max(exp: Experiment) -> None:
@@ -199,8 +238,11 @@ def run_train(
     after the first setting its peak (`lrtool.cycles`); each re-find is saved as
     refind-<k>.json. Such a run writes no checkpoint, so it cannot be resumed.
     """
+    exp = _experiment(exp, "run_train")
     say = say or (lambda text: None)
     given = lr_max is not None
+    if resume is None:
+        _fresh_target(folder)
     if given:
         exp = with_lr_max(exp, lr_max)
     exp, rates, checkpoint, folder = _fresh_or_resumed(exp, resume, folder, given)
@@ -386,8 +428,10 @@ def run_verify(
     `on_run(round, lr, epochs)` before each run, `on_round(round, rows, metric)` after each
     round.
     """
+    exp = _experiment(exp, "run_verify")
     if lrs is not None and from_find is not None:
         raise ConfigError("--lrs and --from both choose the candidates: give one.")
+    _fresh_target(folder)
     target = _main_folder(folder)
     rates, suggested, centre, centre_lr = verify_candidates(
         exp, lrs, from_find, target, sweep_progress
@@ -418,12 +462,18 @@ def verify_candidates(
     """The rates to try, the suggestion (None without one), where the centre came from
     ("lrs", "suggestion" or "loss_minimum") and the centre itself."""
     if lrs is not None:
-        return (
-            (parse_lrs(lrs) if isinstance(lrs, str) else [float(r) for r in lrs]),
-            None,
-            ("lrs"),
-            None,
+        if not isinstance(lrs, (str, Sequence)):
+            raise ConfigError(
+                f"lrs (--lrs): at least two rates, as a list [1e-3, 1e-2] or text "
+                f"'1e-3,1e-2'; got {lrs!r}."
+            )
+        # A list goes through the same checks as the flag's text (repr keeps every digit).
+        text = (
+            lrs
+            if isinstance(lrs, str)
+            else ",".join(repr(r) if isinstance(r, float) else str(r) for r in lrs)
         )
+        return parse_lrs(text), None, "lrs", None
     if from_find is not None:
         data = read_json(from_find)
         kind = history_kind(data)
@@ -471,6 +521,8 @@ class SmokeRun:
 
     def save(self, folder: str | Path | None = None) -> Path:
         """Write the result's files into `folder` (default: a new temporary folder)."""
+        if folder is not None:
+            fresh_folder(folder, "folder (--out)")  # never into another run's files
         target = temp_out(Path(folder) if folder is not None else None)
         return save(target, self.result, self.experiment, self.built.model)
 
@@ -490,8 +542,13 @@ def run_smoke(
         "train": _smoke_train,
         "verify": lambda built: _smoke_verify(built, lrs),
     }
+    exp = _experiment(exp, "run_smoke")
     if command not in bodies:
         raise ConfigError(f"run_smoke: command must be find, train or verify, got {command!r}.")
+    if not isinstance(batches, int) or isinstance(batches, bool) or batches < 1:
+        raise ConfigError(
+            f"run_smoke: batches (--smoke-batches) must be 1 or more, got {batches!r}."
+        )
     # The rate of the learning check: the head's peak, or mid-sweep without a rate.
     rate = _check_rate(exp) if command == "train" else run.sweep_middle(exp)
     body = bodies[command]

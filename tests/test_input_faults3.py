@@ -257,3 +257,21 @@ def test_a_dotted_module_that_does_not_import_names_its_file(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=r"that sub/mod.py is in"):
         exp(model={"name": "sub.mod:f"})
+
+
+def test_an_empty_class_folder_is_named_without_download_advice(tmp_path):
+    from PIL import Image
+
+    for label in ("cat", "dog", "zebra"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+    for label in ("cat", "dog"):
+        for i in range(4):
+            Image.new("RGB", (8, 8), (i * 50, 0, 0)).save(tmp_path / "images" / label / f"{i}.png")
+    bad = exp(
+        data={"name": "torchvision.ImageFolder", "args": {"root": str(tmp_path / "images")}},
+        model={"name": "cnn", "args": {"in_channels": 3, "num_classes": 3, "width": 4}},
+    )
+    with pytest.raises(ComponentError) as info:
+        build(bad)
+    text = str(info.value)
+    assert "zebra" in text and "add images" in text and "download" not in text
