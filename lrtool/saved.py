@@ -9,6 +9,7 @@ new run.
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 from .config import apply_overrides, validate
@@ -54,18 +55,51 @@ def resuggested(data: dict[str, Any], settings: dict[str, Any], source: str) -> 
     from .finder import smooth
     from .suggest import suggest_all
 
-    history = dict(data["history"])
-    suggestions = dict(data.get("suggestions") or {})
-    if "smoothing" in settings:
-        # A NaN loss is saved as null: smooth it as NaN (the curve ends there).
-        losses = [math.nan if v is None else v for v in history["loss"]]
-        history["smoothed_loss"] = smooth(losses, settings["smoothing"])
-        suggestions = suggest_all(history["lr"], history["smoothed_loss"], history["loss"])
     method = settings.get("suggest", data.get("suggestion_method"))
+
+    def redone(record: dict[str, Any]) -> dict[str, Any]:
+        history = dict(record["history"])
+        suggestions = dict(record.get("suggestions") or {})
+        if "smoothing" in settings:
+            # A NaN loss is saved as null: smooth it as NaN (the curve ends there).
+            losses = [math.nan if v is None else v for v in history["loss"]]
+            history["smoothed_loss"] = smooth(losses, settings["smoothing"])
+            suggestions = suggest_all(history["lr"], history["smoothed_loss"], history["loss"])
+        return {**record, "history": history, "suggestions": suggestions}
+
+    if not data.get("seeds"):
+        one = redone(data)
+        return {**one, "suggestion_method": method, "suggested_lr": one["suggestions"].get(method)}
+    # --seeds: each seed is re-suggested and the consensus taken again, as the run did; the
+    # seed Ctrl-C cut short (stop_reason "interrupted") counts for none of it.
+    from .suggest import consensus
+
+    seeds = [
+        rec if rec.get("stop_reason") == "interrupted" else redone(rec) for rec in data["seeds"]
+    ]
+    finished = [rec for rec in seeds if rec.get("stop_reason") != "interrupted"]
+    for rec in finished:
+        rec["suggested_lr"] = rec["suggestions"].get(method)
+    names = dict.fromkeys(name for rec in finished for name in rec["suggestions"])
+    suggestions = {
+        name: consensus([rec["suggestions"].get(name) for rec in finished])[0] for name in names
+    }
+    consensus_lr, spread = consensus([rec["suggested_lr"] for rec in finished])
+    history = dict(data["history"])
+    if "smoothing" in settings and finished:
+        # The drawn curve is the per-step median of the seeds' curves, as the run drew it.
+        steps = min(len(rec["history"]["smoothed_loss"]) for rec in finished)
+        history["smoothed_loss"] = [
+            statistics.median(rec["history"]["smoothed_loss"][i] for rec in finished)
+            for i in range(min(steps, len(history["smoothed_loss"])))
+        ]
     return {
         **data,
+        "seeds": seeds,
         "history": history,
         "suggestions": suggestions,
         "suggestion_method": method,
-        "suggested_lr": suggestions.get(method),
+        "suggested_lr": consensus_lr,
+        "consensus_lr": consensus_lr,
+        "spread": spread,
     }

@@ -97,3 +97,19 @@ def test_a_nan_run_without_a_folder_does_not_name_one(exp):
         run.raise_for_stop()
     assert "None" not in str(info.value) and "history up to then" not in str(info.value)
     assert json.dumps(run.train.to_dict(), allow_nan=False)
+
+
+def test_redrawing_a_seeds_find_at_its_own_smoothing_changes_nothing(exp, tmp_path):
+    from lrtool.saved import resuggested
+
+    run_find(exp, 2, folder=tmp_path / "f")
+    data = json.loads((tmp_path / "f" / "find.json").read_text())
+    same = resuggested(data, {"smoothing": data["config"]["find"]["smoothing"]}, "find.json")
+    assert same["suggested_lr"] == pytest.approx(data["suggested_lr"])
+    assert same["suggestions"] == pytest.approx(data["suggestions"])
+    assert same["history"]["smoothed_loss"] == pytest.approx(data["history"]["smoothed_loss"])
+    valley = resuggested(data, {"suggest": "valley"}, "find.json")
+    assert valley["suggested_lr"] == valley["consensus_lr"] == data["suggestions"]["valley"]
+    assert [s["suggested_lr"] for s in valley["seeds"]] == [
+        s["suggestions"]["valley"] for s in data["seeds"]
+    ]
