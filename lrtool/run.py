@@ -209,6 +209,13 @@ def combine_seeds(
             f"(above {UNSTABLE_SPREAD:g}x). Try more steps (find.num_steps), a larger batch "
             "(data.batch_size) or the validation loss (find.val_loss: true)."
         )
+    if consensus_lr is not None:
+        # What a seed's own sweep warned of (still falling at end_lr, read from a cliff) is
+        # as true of the consensus it joined.
+        warned = [r.warning for r in finished if r.warning]
+        if warned:
+            texts = " / ".join(dict.fromkeys(warned))
+            warnings.append(f"{len(warned)} of {len(finished)} seeds warned: {texts}")
     went_on = [r for r in finished if r.extended_to is not None]
     if went_on:
         warnings.append(

@@ -113,3 +113,14 @@ def test_redrawing_a_seeds_find_at_its_own_smoothing_changes_nothing(exp, tmp_pa
     assert [s["suggested_lr"] for s in valley["seeds"]] == [
         s["suggestions"]["valley"] for s in data["seeds"]
     ]
+
+
+def test_a_seeds_find_keeps_what_its_seeds_warned_of(tiny_yaml):
+    # 20 steps up to 0.3: every seed's loss is still falling at end_lr, and says so.
+    settings = {"find.num_steps": 20, "find.end_lr": 0.3, "find.extend_decades": 0}
+    exp = load_experiment(tiny_yaml, settings)
+    one = run_find(exp)
+    assert one.suggested_lr is not None and "still falling" in (one.warning or "")
+    both = run_find(exp, [0, 1])
+    assert both.suggested_lr is not None
+    assert "2 of 2 seeds warned" in both.warning and "still falling" in both.warning

@@ -411,3 +411,22 @@ def test_suggest_shows_verify_by_default_and_not_with_no_verify(
     shown = capsys.readouterr().out
     assert "| verify |" not in shown and "Cost of verify" not in shown
     assert len(counter.verify) == 1  # nothing more was verified
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["suggest", "--grid", "1e-5,inf"], "--grid expects finite rates"),
+        (["speed", "--steps", "0"], "--repeats and --steps must be at least 1"),
+        (["speed", "--repeats", "0"], "--repeats and --steps must be at least 1"),
+        (["suggest", "--seeds", "4294967296"], "--seeds: every seed must be from 0"),
+        (["suggest", "--cache", "{file}"], "--cache: cannot write files to"),
+    ],
+)
+def test_bad_numbers_and_caches_are_refused_before_any_run(tmp_path, capsys, argv, message):
+    a_file = tmp_path / "afile"
+    a_file.write_text("mine")
+    argv = [a.replace("{file}", str(a_file)) for a in argv]
+    assert main([*argv, "--tasks", "iris-mlp-sgd"] if argv[0] != "speed" else argv) == 2
+    assert message in capsys.readouterr().err
+    assert a_file.read_text() == "mine"

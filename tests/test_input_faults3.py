@@ -275,3 +275,9 @@ def test_an_empty_class_folder_is_named_without_download_advice(tmp_path):
         build(bad)
     text = str(info.value)
     assert "zebra" in text and "add images" in text and "download" not in text
+
+
+def test_a_batch_larger_than_the_training_split_is_refused():
+    with pytest.raises(ComponentError, match="data.batch_size is 100000, more than the 120"):
+        build(exp(data={"name": "sklearn.iris", "batch_size": 100000}))
+    assert build(exp(data={"name": "sklearn.iris", "batch_size": 120})).train_data.num_samples

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 
@@ -50,6 +51,26 @@ def _seeds(text: str) -> list[int]:
     if not seeds or len(set(seeds)) != len(seeds):
         raise _Usage(f"--seeds expects distinct seeds (0,1,2), got {text!r}.")
     return seeds
+
+
+def _check_seed_range(seeds: list[int]) -> None:
+    from ..config import MAX_SEED  # pydantic only, no torch
+
+    outside = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if outside:
+        raise _Usage(f"--seeds: every seed must be from 0 to {MAX_SEED:,}, got {outside[0]}.")
+
+
+def _writable_cache(cache: str) -> None:
+    """The cache folder is made and written to before any run: a run that trained for
+    minutes must not fail when it is saved."""
+    from ..errors import ConfigError
+    from ..history import writable_folder
+
+    try:
+        writable_folder(cache, "--cache")
+    except ConfigError as err:
+        raise _Usage(str(err)) from None
 
 
 def _task_names(args: argparse.Namespace) -> list[str]:
@@ -117,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "speed":
+            if args.repeats < 1 or args.steps < 1:
+                raise _Usage("--repeats and --steps must be at least 1.")
             from .speed import speed
 
             speed(args.device, args.repeats, args.steps)
@@ -129,10 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = _task_names(args)
         seeds = _seeds(args.seeds)
         low, high = _floats(args.grid, "--grid", 2)
-        if not 0 < low < high:
-            raise _Usage(f"--grid expects 0 < lowest < highest, got {args.grid!r}.")
+        if not (0 < low < high and math.isfinite(high)):
+            raise _Usage(f"--grid expects finite rates, 0 < lowest < highest, got {args.grid!r}.")
         if args.per_decade < 1 or args.jobs < 1:
             raise _Usage("--per-decade and --jobs must be at least 1.")
+        _check_seed_range(seeds)
+        _writable_cache(args.cache)
         from .suggest_quality import grid_rates, tasks_data
 
         rates = grid_rates(low, high, args.per_decade)
@@ -148,8 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m lrtool.bench {args.command}: {err}", file=sys.stderr)
         return 2
     except LrtoolError as err:
+        # Bad input (a ConfigError, a device that is not there) is exit 2, as in lrtool's CLI;
+        # a run that failed keeps its own code.
         print(f"python -m lrtool.bench {args.command}: {err}", file=sys.stderr)
-        return 1
+        return err.exit_code
     except KeyboardInterrupt:
         print(
             "Interrupted. Every finished run is in the cache: the same command continues "
