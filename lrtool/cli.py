@@ -344,6 +344,12 @@ def show_chart(console: Console, chart: str) -> None:
     report.show_chart(console, chart)
 
 
+def chart_width(console: Console) -> int:
+    """80 columns, or the terminal's width when it is narrower (a chart wider than the
+    terminal wraps every line)."""
+    return min(80, console.width)
+
+
 def want_plot(plot: bool | None, as_json: bool) -> bool:
     if plot is not None:
         return plot
@@ -561,6 +567,7 @@ def render_find(console: Console, result: Any, folder: Path, *, plot: bool) -> N
                 consensus=result.consensus_lr,
                 title=title,
                 color=console.is_terminal,
+                width=chart_width(console),
             )
         else:
             chart = find_chart(
@@ -571,6 +578,7 @@ def render_find(console: Console, result: Any, folder: Path, *, plot: bool) -> N
                 result.suggestion_method,
                 title=title,
                 color=console.is_terminal,
+                width=chart_width(console),
             )
         show_chart(console, chart)
     find_summary(console, result, escape(str(folder)))  # the summary's text is markup
@@ -787,7 +795,13 @@ def render_train(console: Console, outcome: Any, *, plot: bool) -> None:
         color = console.is_terminal  # without colour, curves differ by glyph
         starts = [c["first_step"] for c in result.cycles]
         chart = train_charts(
-            h["step"], h["loss"], h["lr"], h["momentum"], color=color, cycle_starts=starts
+            h["step"],
+            h["loss"],
+            h["lr"],
+            h["momentum"],
+            color=color,
+            cycle_starts=starts,
+            width=chart_width(console),
         )
         show_chart(console, chart)
         if refound is not None:
@@ -802,7 +816,9 @@ def render_train(console: Console, outcome: Any, *, plot: bool) -> None:
                     },
                 )
             title = "LR range test before/after training"
-            show_chart(console, compare_chart(curves, title=title, color=color))
+            show_chart(
+                console, compare_chart(curves, title=title, color=color, width=chart_width(console))
+            )
     train_summary(console, result, escape(str(outcome.folder)))  # the summary's text is markup
     if refound is not None:
         console.print(refind_advice(refound), markup=False)
@@ -888,6 +904,7 @@ def plot_cmd(
                 metric=data.get("metric", "val_loss"),
                 best=data.get("best_lr"),
                 color=color,
+                width=chart_width(console),
             )
         elif kind == "find":
             h = data["history"]
@@ -899,6 +916,7 @@ def plot_cmd(
                 data.get("suggestion_method"),
                 title=str(file),
                 color=color,
+                width=chart_width(console),
             )
         else:
             h = data["history"]
@@ -909,6 +927,7 @@ def plot_cmd(
                 h["lr"],
                 h.get("momentum"),
                 color=color,
+                width=chart_width(console),
                 cycle_starts=[s for s in starts if s is not None],
             )
         show_chart(console, chart)
@@ -1085,6 +1104,7 @@ def render_verify(console: Console, result: Any, folder: Path, *, plot: bool) ->
                 metric=f"{metric} after round 1",
                 best=result.best_lr,
                 color=console.is_terminal,
+                width=chart_width(console),
             ),
         )
     if result.widened:
@@ -1175,6 +1195,7 @@ def compare(
                 x="step" if kind == "train" else "lr",
                 title=title,
                 color=console.is_terminal,
+                width=chart_width(console),
             )
             show_chart(console, chart)
         console.print(compare_table(kind, [escape(n) for n in names], datas))  # cells are markup

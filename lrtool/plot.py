@@ -119,7 +119,9 @@ def find_chart(
         _frame(fig, title, "learning rate", "loss")
         xlim = _set_log_x(fig, xlo, xhi, width)
         fig.ruler("y").lim(ylo, yhi)
-        for m in marks:
+        # The default's heavy line last: another rule at the same rate (robust_minimum and
+        # minimum agree whenever the sweep clearly learned) must not dot over it.
+        for m in sorted(marks, key=lambda m: m.heavy):
             _vline(fig, m, ylo, yhi, rows, color)
         if raw_x.size:
             _dots(fig, raw_x, raw_y, (ylo, yhi), FAINT, RAW_COLOR, color)
@@ -188,7 +190,9 @@ def multi_find_chart(
         _frame(fig, title, "learning rate", "smoothed loss")
         xlim = _set_log_x(fig, xlo, xhi, width)
         fig.ruler("y").lim(ylo, yhi)
-        for m in marks:
+        # The default's heavy line last: another rule at the same rate (robust_minimum and
+        # minimum agree whenever the sweep clearly learned) must not dot over it.
+        for m in sorted(marks, key=lambda m: m.heavy):
             _vline(fig, m, ylo, yhi, rows, color)
         if band:
             _curve(fig, grid, low, (ylo, yhi), RAW_COLOR, FAINT, color)
@@ -389,7 +393,9 @@ def metric_vs_lr_chart(
         _frame(fig, title, "peak learning rate", metric)
         xlim = _set_log_x(fig, xlo, xhi, width)
         fig.ruler("y").lim(ylo, yhi)
-        for m in marks:
+        # The default's heavy line last: another rule at the same rate (robust_minimum and
+        # minimum agree whenever the sweep clearly learned) must not dot over it.
+        for m in sorted(marks, key=lambda m: m.heavy):
             _vline(fig, m, ylo, yhi, rows, color)
         _curve(fig, x, y, (ylo, yhi), CURVE_COLOR, "hd", color)
         # Candidates are few and far apart: a dot on each shows where the measurements are.

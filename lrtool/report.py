@@ -29,6 +29,15 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 def show_chart(console: Console, chart: str) -> None:
     """Print a plotext chart as it is; without its colour codes when not on a terminal, so a
     chart saved with `--plot > file` stays readable."""
+    if not console.encoding.lower().replace("-", "").startswith("utf"):
+        # Braille dots and box lines would print as rows of '?'.
+        console.print(
+            f"(chart left out: this terminal's encoding, {console.encoding}, cannot show its "
+            "characters; `lrtool plot FILE.json --save chart.png` draws it as an image)",
+            markup=False,
+            highlight=False,
+        )
+        return
     if not console.is_terminal:
         chart = _ANSI.sub("", chart)
     console.print(chart, markup=False, highlight=False, soft_wrap=True)

@@ -13,6 +13,7 @@ import textwrap
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -286,13 +287,33 @@ def test_compare_labels_are_printed_literally(tiny_yaml, tmp_path):
 
 
 def test_output_degrades_on_an_ascii_terminal(tiny_yaml, tmp_path):
-    """The chart's line-drawing characters become '?' instead of a UnicodeEncodeError (plot
-    imports no torch: a quick child process; every command shares the entry point)."""
+    """No UnicodeEncodeError, and no chart of '?' rows: the chart is left out with a note,
+    the table stays (plot imports no torch: a quick child process; every command shares the
+    entry point)."""
     assert invoke("find", tiny_yaml, "--no-plot", "--out", tmp_path / "f").exit_code == 0
     found = tmp_path / "f" / "find.json"
     result = run_lrtool("plot", found, cwd=tmp_path, env={"PYTHONIOENCODING": "ascii"})
     assert result.returncode == 0, result.stderr
-    assert "?" in result.stdout and "robust_minimum" in result.stdout
+    assert "chart left out" in result.stdout and "??????" not in result.stdout
+
+
+def test_charts_fit_a_narrow_terminal(tiny_yaml, tmp_path):
+    assert invoke("find", tiny_yaml, "--no-plot", "--out", tmp_path / "f").exit_code == 0
+    found = tmp_path / "f" / "find.json"
+    result = run_lrtool("plot", found, cwd=tmp_path, env={"COLUMNS": "50"})
+    assert result.returncode == 0, result.stderr
+    assert "robust_minimum" in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 50
+
+
+def test_the_default_suggestion_line_is_drawn_over_a_rule_at_the_same_rate():
+    from lrtool.plot import find_chart
+
+    lr = np.logspace(-4, 0, 50)
+    loss = 2 - np.tanh(np.linspace(-2, 2, 50)) + np.linspace(0, 3, 50) ** 4 / 20
+    same = {"robust_minimum": 1e-2, "minimum": 1e-2}
+    chart = find_chart(lr, loss, loss, same, "robust_minimum", color=False)
+    assert chart.count("┃") >= 10  # the heavy line, not minimum's dots over it
 
 
 # --- 8. --smoke refuses the options it would ignore ---------------------------------------
