@@ -53,6 +53,12 @@ class Built:
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
+    @property
+    def batch_size(self) -> int:
+        """The mini-batch this process trains on: data.batch_size, or the whole training
+        split when that is smaller (every batch is then the split)."""
+        return min(self.experiment.data.batch_size, self.train_data.num_samples)
+
 
 def make_optimizer(
     name: str,
@@ -114,15 +120,6 @@ def _build_data(
     val_data = Batches(splits.val, shuffle=False, **common)
     if len(train_data) == 0:
         raise ComponentError("the training split is empty; lower data.val_fraction.")
-    if exp.data.batch_size > train_data.num_samples:
-        # Every batch would be the whole split: the batch size lrtool reports (and the noise
-        # the range test assumes) would not be the one that trains.
-        processes = f" on each of {world_size} processes" if world_size > 1 else ""
-        raise ComponentError(
-            f"data.batch_size is {exp.data.batch_size}, more than the "
-            f"{train_data.num_samples} training samples{processes}: every batch would be the "
-            f"whole split. Set data.batch_size to at most {train_data.num_samples}."
-        )
     accum = exp.train.grad_accum
     if accum > len(train_data):
         # The trainer's step would take the whole epoch and no more: the effective batch

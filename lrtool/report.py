@@ -126,7 +126,13 @@ def check_report(console: Console, built: Built, loss_value: float) -> None:
     table.add_row(
         "samples",
         f"train {built.train_data.num_samples:,} · val {built.val_data.num_samples:,} "
-        f"({len(built.train_data)} training batches of {exp.data.batch_size})",
+        f"({len(built.train_data)} training batches of {built.batch_size}"
+        + (
+            f": data.batch_size {exp.data.batch_size} is more than the training split"
+            if built.batch_size < exp.data.batch_size
+            else ""
+        )
+        + ")",
     )
     for group, name in zip(built.optimizer.param_groups, built.group_names, strict=True):
         count = sum(p.numel() for p in group["params"])

@@ -119,7 +119,7 @@ def find_built(
     )
     result.config = resolved(exp)
     result.world_size = built.world_size
-    result.effective_batch_size = exp.data.batch_size * built.world_size * exp.find.grad_accum
+    result.effective_batch_size = built.batch_size * built.world_size * exp.find.grad_accum
     return result
 
 
@@ -301,7 +301,7 @@ def train_built(
     result.config = resolved(exp)
     result.world_size = built.world_size
     result.effective_batch_size = (
-        exp.data.batch_size * built.world_size * settings.get("grad_accum", 1)
+        built.batch_size * built.world_size * settings.get("grad_accum", 1)
     )
     return result
 

@@ -612,7 +612,7 @@ def verify_rates(
         centre_lr=suggested_lr,
         device=str(built.device),
         world_size=built.world_size,
-        effective_batch_size=exp.data.batch_size * built.world_size * exp.train.grad_accum,
+        effective_batch_size=built.batch_size * built.world_size * exp.train.grad_accum,
         model_lr=search.best_lr if model_state is not None else None,
     )
     result.model_state = model_state

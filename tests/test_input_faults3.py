@@ -277,7 +277,10 @@ def test_an_empty_class_folder_is_named_without_download_advice(tmp_path):
     assert "zebra" in text and "add images" in text and "download" not in text
 
 
-def test_a_batch_larger_than_the_training_split_is_refused():
-    with pytest.raises(ComponentError, match="data.batch_size is 100000, more than the 120"):
-        build(exp(data={"name": "sklearn.iris", "batch_size": 100000}))
-    assert build(exp(data={"name": "sklearn.iris", "batch_size": 120})).train_data.num_samples
+def test_a_batch_larger_than_the_training_split_is_reported_as_the_split():
+    from lrtool.workflows import run_find
+
+    big = exp(data={"name": "sklearn.iris", "batch_size": 100000}, find={"num_steps": 5})
+    result = run_find(big)
+    assert result.effective_batch_size == 120  # every batch is the whole split
+    assert checked_build(big).batch_size == 120
