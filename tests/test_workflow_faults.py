@@ -125,3 +125,22 @@ def test_progress_lines_number_epochs_on_across_cycles(tiny_yaml, tmp_path):
     exp = load_experiment(tiny_yaml, {"train.cycles": 2, "train.epochs": 4})
     run = run_train(exp, 0.1, train_progress=progress)
     assert told == [1, 2, 3, 4] == [e["epoch"] for e in run.train.epochs]
+
+
+# --- --smoke leaves no temporary folder behind -------------------------------------------------
+
+
+def test_smoke_without_out_leaves_no_folder_unless_json_names_it(tiny_yaml, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    result = invoke("find", tiny_yaml, "--smoke")
+    assert result.exit_code == 0, result.output
+    assert not list(tmp_path.glob("lrtool-smoke-*"))
+    result = invoke("find", tiny_yaml, "--smoke", "--json")
+    assert result.exit_code == 0, result.output
+    kept = list(tmp_path.glob("lrtool-smoke-*"))
+    assert len(kept) == 1
+    printed = result.stdout[: result.stdout.rindex("}") + 1]  # the JSON, before the summary
+    assert json.loads(printed)["folder"] == str(kept[0])
+    assert (kept[0] / "find.json").is_file()
