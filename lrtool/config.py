@@ -246,7 +246,9 @@ class FindSpec(Spec):
         le=12,
         description="When the loss neither fell nor blew up by end_lr (exp mode), the sweep goes "
         "on at the same pace for up to this many decades beyond it, until the loss blows up: "
-        "the cliff it finds is what the suggestion is read from. 0 stops at end_lr.",
+        "the cliff it finds is what the suggestion is read from. 0 stops at end_lr. At most "
+        "10x find.num_steps extra steps (1000 at least): a sweep over a sliver of a decade "
+        "goes less far.",
     )
     smoothing: Number = Field(
         0.98, ge=0, lt=1, description="Beta of the bias-corrected EMA of the loss."

@@ -275,14 +275,18 @@ def find_lr(
     )
 
 
+EXTENSION_STEPS_FACTOR = 10
+
+
 def _beyond(rates: np.ndarray, mode: str, decades: float) -> np.ndarray:
     """The rates past the end of an exponential sweep, at its pace, for `decades` decades."""
     if mode != "exp" or decades <= 0 or rates.size < 2:
         return np.array([])
     ratio = float(rates[-1] / rates[-2])
-    # At most as many steps again as the sweep planned (100 at least): a sweep over a sliver
-    # of a decade would otherwise plan millions.
-    count = min(int(round(decades / math.log10(ratio))), max(rates.size, 100))
+    # At most EXTENSION_STEPS_FACTOR x the steps the sweep planned (1000 at least): a sweep
+    # over a sliver of a decade would otherwise plan millions.
+    cap = max(EXTENSION_STEPS_FACTOR * rates.size, 1000)
+    count = min(int(round(decades / math.log10(ratio))), cap)
     return rates[-1] * ratio ** np.arange(1, count + 1)
 
 

@@ -383,7 +383,19 @@ def test_the_extension_of_a_sweep_over_a_sliver_of_a_decade_is_capped():
         num_steps=20,
         diverge_factor=1e9,
     )
-    assert result.steps == 20 + 100  # 3 decades would be millions of steps at this pace
+    assert result.steps == 20 + 1000  # 3 decades would be millions of steps at this pace
+
+
+def test_the_extension_goes_its_decades_when_the_cap_allows():
+    """One decade in 20 rates (19 steps of 10**(1/19)), 3 decades more: 57 steps, under the
+    cap (1000)."""
+    model, opt = model_and_opt()
+    result = find_lr(
+        model, tiny(), opt, nn.functional.cross_entropy,
+        start_lr=1e-9, end_lr=1e-8, num_steps=20, diverge_factor=1e9,
+    )  # fmt: skip
+    assert result.steps == 20 + 57
+    assert result.extended_to == pytest.approx(1e-5, rel=1e-6)
 
 
 def test_ctrl_c_in_the_extension_still_records_how_far_it_went():
