@@ -196,10 +196,15 @@ def combine_seeds(
         for name in first.suggestions
     }
     warnings = []
-    if interrupted:
+    if interrupted and finished:
         warnings.append(
             f"interrupted: {len(finished)} of {requested} seeds finished; the consensus and "
             "the curve are theirs."
+        )
+    elif interrupted and cut is not None:
+        warnings.append(
+            f"interrupted before any of the {requested} seeds finished: no consensus; the "
+            f"curve is seed {cut.seed}'s sweep, cut after {cut.steps} steps."
         )
     if consensus_lr is None and finished:
         warnings.append("no seed gave a suggestion: " + (finished[0].warning or ""))

@@ -710,3 +710,14 @@ def test_a_path_written_relative_by_an_older_run_is_the_same_file(tmp_path, monk
     assert resume_conflicts(saved, other) == [
         ("data.args.path", "d.csv", other["data"]["args"]["path"])
     ]
+
+
+def test_ctrl_c_in_the_first_seed_says_whose_curve_was_saved(tiny_yaml, tmp_path, monkeypatch):
+    monkeypatch.setattr("lrtool.report.sweep_progress", interrupting_sweep("find (seed 0)", 5))
+    result = invoke("find", tiny_yaml, "--out", tmp_path, "--seeds", "0,3", "--no-plot")
+    assert result.exit_code == 130
+    data = json.loads((tmp_path / "find.json").read_text())
+    assert data["steps"] == 5 and data["suggested_lr"] is None
+    text = one_line(result.output)
+    assert "before any of the 2 seeds finished" in text and "seed 0's sweep" in text
+    assert "the consensus and the curve are theirs" not in text
