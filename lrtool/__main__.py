@@ -1,3 +1,3 @@
-from lrtool.cli import main
+from lrtool.entry import main
 
 main()

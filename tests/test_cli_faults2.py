@@ -355,3 +355,29 @@ def test_a_smoke_failure_keeps_its_note_on_stand_ins(write_yaml, tmp_path):
     last = lines_of(result.output)[-1]
     assert last.startswith("lrtool smoke: FAILED (train: ")
     assert last.endswith("; MNIST absent: FakeData (1, 28, 28) x 10 classes stood in)")
+
+
+# --- Ctrl-C while the CLI's modules load --------------------------------------------------
+
+
+def test_ctrl_c_while_the_cli_loads_exits_130_without_a_traceback(monkeypatch, capsys):
+    import lrtool.entry as entry
+
+    class Interrupting:  # Ctrl-C arriving as the module is looked up
+        def find_spec(self, name, path=None, target=None):
+            if name == "lrtool.cli":
+                raise KeyboardInterrupt
+
+    monkeypatch.delitem(sys.modules, "lrtool.cli")
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    with pytest.raises(SystemExit) as info:
+        entry.main()
+    assert info.value.code == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_the_console_script_is_the_guarded_entry_point():
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["lrtool"] == "lrtool.entry:main"
