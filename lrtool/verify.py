@@ -40,7 +40,7 @@ suggestion, and a rate further out is reached by widening, which full-length run
 Cost, in epochs of training: 3 x 1/10 + 2 x 1 = 2.3 real runs, plus one per widening. One of the
 two final runs is the real training at the chosen rate (same seed, same schedule: with
 `train.freeze_epochs` 0 it is the run `lrtool train --lr-max <best_lr>` makes), so choosing
-costs two trainings beyond the one you would run anyway.
+costs 1.3 trainings (plus any widening) beyond the one you would run anyway.
 
 Every run trains FROM SCRATCH: a fresh build with the experiment's seed, then a whole
 one-cycle over that run's length. One-cycle is one schedule over the whole run (warm-up,
