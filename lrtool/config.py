@@ -54,10 +54,12 @@ class Spec(BaseModel):
         mappings = {
             name
             for name, field in cls.model_fields.items()
-            if field.default_factory is not None
-            and isinstance(field.annotation, type)
-            and (issubclass(field.annotation, Spec) or field.annotation is dict)
-            or name == "args"
+            if name == "args"
+            or (
+                field.default_factory is not None
+                and isinstance(field.annotation, type)
+                and issubclass(field.annotation, Spec)
+            )
         }
         return {k: v for k, v in data.items() if not (v is None and k in mappings)}
 
