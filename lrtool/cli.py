@@ -1126,8 +1126,8 @@ def render_verify(console: Console, result: Any, folder: Path, *, plot: bool) ->
             else "[yellow]no candidate finished without diverging[/]"
         )
     console.print(
-        f"cost: {result.budget_epochs_total:g} epochs in all, "
-        f"{result.cost_vs_one_training:g} x one training of {result.full_epochs} epochs"
+        f"cost: {result.budget_epochs_total:.4g} epochs in all, "
+        f"{result.cost_vs_one_training:.3g} x one training of {result.full_epochs} epochs"
     )
     if result.model_lr is not None and folder is not None:
         console.print(_verify_model_line(result))

@@ -378,7 +378,9 @@ def _warning(
     if stop_reason == "completed" and still_falling(lrs, losses):
         return went_on + (
             f"the loss was still falling at end_lr {lrs[-1]:.2g}: the minimum may lie beyond "
-            "the sweep, so the suggestion may be too low. Raise find.end_lr."
+            "the sweep, so the suggestion may be too low. Raise find.end_lr, or check the rate "
+            "with `lrtool verify` (a loss that cannot blow up, such as l1 or smooth_l1, may "
+            "fall past the best rate)."
         )
     return went_on.rstrip("; ") + "." if went_on else None
 

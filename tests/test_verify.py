@@ -666,7 +666,7 @@ def test_cli_verify_reports_the_cost(tiny_yaml, tmp_path) -> None:
     assert [r["epochs"] for r in final] == [2, 2]  # two candidates: straight to the real run
     assert data["cost_vs_one_training"] == data["budget_epochs_total"] / 2
     assert data["device"] == "cpu" and data["effective_batch_size"] == 16
-    assert f"{data['cost_vs_one_training']:g} x one training of 2 epochs" in result.output
+    assert f"{data['cost_vs_one_training']:.3g} x one training of 2 epochs" in result.output
 
 
 def test_verify_model_is_the_training_at_the_best_rate(tiny_yaml, tmp_path) -> None:
@@ -822,3 +822,22 @@ def test_bad_lrs_are_refused_before_the_out_folder_is_made(tiny_yaml, tmp_path) 
     result = invoke("verify", tiny_yaml, "--lrs", "1e300,0.1", "--out", out)
     assert result.exit_code == 2 and "--lrs" in result.output
     assert not out.exists()
+
+
+def test_verify_prints_its_cost_rounded(tiny_yaml, tmp_path) -> None:
+    """A run stopped by a NaN is charged a share of its epochs: 6.90503 epochs must print
+    as 6.905, not with every digit."""
+    from rich.console import Console
+
+    from lrtool.cli import render_verify
+    from lrtool.results import read
+
+    out = tmp_path / "v"
+    assert (
+        invoke("verify", tiny_yaml, "--lrs", "1e-2,1e4", "--out", out, "--no-plot").exit_code == 0
+    )
+    result = read(out / "verify.json")
+    result.budget_epochs_total, result.cost_vs_one_training = 6.90503, 2.301677
+    console = Console(width=200, record=True)
+    render_verify(console, result, out, plot=False)
+    assert "cost: 6.905 epochs in all, 2.3 x one training" in console.export_text()
