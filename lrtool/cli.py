@@ -542,8 +542,8 @@ def smoke_run(
     target = fresh_folder(out) if out is not None else None  # checked before the run
     with discarded_if_empty(made), claimed(target):
         outcome = workflows().run_smoke(command, exp, lrs=lrs, batches=batches, timeout=timeout)
-        # Without --out the files go to a temporary folder: kept for --json, which names it,
-        # else removed (a CI job runs this for every experiment, every time).
+        # Without --out the files go to a temporary folder only for --json, which names it;
+        # else none is made (a CI job runs this for every experiment, every time).
         keep = target is not None or as_json
         folder = outcome.save(target) if keep else None
     if as_json:
