@@ -120,17 +120,6 @@ def _build_data(
     val_data = Batches(splits.val, shuffle=False, **common)
     if len(train_data) == 0:
         raise ComponentError("the training split is empty; lower data.val_fraction.")
-    accum = exp.train.grad_accum
-    if accum > len(train_data):
-        # The trainer's step would take the whole epoch and no more: the effective batch
-        # lrtool reports (batch_size x grad_accum) would be larger than the data.
-        processes = f", {world_size} processes" if world_size > 1 else ""
-        raise ComponentError(
-            f"train.grad_accum is {accum}, more than the {len(train_data)} mini-batches of an "
-            f"epoch (data.batch_size {exp.data.batch_size}{processes}): a training step "
-            f"cannot accumulate more than an epoch. Set train.grad_accum to at most "
-            f"{len(train_data)}, or lower data.batch_size."
-        )
     for split_name, part in (("training", train_data), ("validation", val_data)):
         if part.tensors is not None:
             _check_finite(exp.data.name, split_name, *part.tensors)

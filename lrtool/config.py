@@ -1313,6 +1313,14 @@ def _as_lrtool_reads(node: Any) -> Any:
 def json_schema() -> dict[str, Any]:
     """JSON Schema of the experiment file, for editors' autocompletion."""
     schema = _as_lrtool_reads(Experiment.model_json_schema())
+    # A section or `args:` whose lines are all commented out is null, read as left out.
+    for name, prop in schema["properties"].items():
+        if "$ref" in prop:
+            schema["properties"][name] = {"anyOf": [prop, {"type": "null"}]}
+    for spec in schema["$defs"].values():
+        args = spec.get("properties", {}).get("args")
+        if args is not None and args.get("type") == "object":
+            args["type"] = ["object", "null"]
     # Only the names lrtool knows (checked by FindSpec's validator).
     schema["$defs"]["FindSpec"]["properties"]["suggest"]["enum"] = list(SUGGESTERS)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

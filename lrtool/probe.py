@@ -358,8 +358,27 @@ def first_step(built: Built) -> float:
     return loss
 
 
-def checked_build(exp: Experiment, **kwargs: Any) -> Built:
-    """`build(exp)`, then the probe: what every workflow starts with."""
+def check_accumulation(built: Built) -> None:
+    """Training accumulates `train.grad_accum` mini-batches per step, within an epoch: more
+    than an epoch holds would make every step the whole epoch, and the effective batch lrtool
+    reports (batch_size x grad_accum) larger than the data. (The range test cycles through
+    the data: find.grad_accum has no such limit.)"""
+    exp, batches = built.experiment, len(built.train_data)
+    if exp.train.grad_accum > batches:
+        processes = f", {built.world_size} processes" if built.world_size > 1 else ""
+        raise ComponentError(
+            f"train.grad_accum is {exp.train.grad_accum}, more than the {batches} mini-batches "
+            f"of an epoch (data.batch_size {exp.data.batch_size}{processes}): a training step "
+            f"cannot accumulate more than an epoch. Set train.grad_accum to at most {batches}, "
+            "or lower data.batch_size."
+        )
+
+
+def checked_build(exp: Experiment, *, training: bool = True, **kwargs: Any) -> Built:
+    """`build(exp)`, then the probe: what every workflow starts with. `training`: the run
+    trains (train, verify), so the `train:` settings must fit the data too."""
     built = build(exp, **kwargs)
     probe(built)
+    if training:
+        check_accumulation(built)
     return built

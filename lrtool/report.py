@@ -175,7 +175,9 @@ def train_progress(console: Console, steps_per_epoch: int, total_epochs: int) ->
     def on_epoch(record: dict[str, Any]) -> None:
         progress.remove_task(state["task"])
         progress.console.print(epoch_line(record))
-        state["epoch"] = record["epoch"] + 1
+        # The bar counts this display's own epochs: under train.cycles the record's epoch
+        # numbers on across cycles, while each cycle has a display of its own.
+        state["epoch"] += 1
         if state["epoch"] <= total_epochs:
             new_task()
 

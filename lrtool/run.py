@@ -6,6 +6,7 @@ options nor draws anything.
 
 from __future__ import annotations
 
+import numbers
 import statistics
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -73,9 +74,9 @@ def check_seeds(seeds: Any, given: str | None = None) -> list[int]:
     given = given or repr(seeds)
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds:
         raise ConfigError(f"seeds: expected a non-empty list of whole numbers, got {given}.")
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+    if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"seeds: every seed must be a whole number, got {given}.")
-    seeds = list(seeds)
+    seeds = [int(s) for s in seeds]  # numpy's integers too
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds (--seeds) lists a seed twice: {given}.")
     outside = [s for s in seeds if not 0 <= s <= MAX_SEED]
@@ -143,7 +144,7 @@ def run_find(
     interrupted = False
     try:
         for seed in seeds:
-            built = checked_build(exp.model_copy(update={"seed": seed}))
+            built = checked_build(exp.model_copy(update={"seed": seed}), training=False)
             label = f"find (seed {seed})" if len(seeds) > 1 else "find"
             with progress(label) if progress else nullcontext() as on_step:
                 result = find_built(built, on_step)

@@ -267,13 +267,15 @@ def run_smoke(
     import time
 
     from .build import build
-    from .probe import probe
+    from .probe import check_accumulation, probe
 
     started = time.perf_counter()
     smoke_exp, note = smoke_experiment(exp, batches)
     try:
         with deadline(timeout):
             built = build(smoke_exp)
+            if command != "find":
+                check_accumulation(built)  # on the whole epoch, before it is cut
             limit_data(built, batches)
             probe(built)  # a model that does not fit its data, said in the experiment's keys
             check_gradients(built)

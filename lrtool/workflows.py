@@ -16,6 +16,7 @@ bars); nothing here prints or draws. Imports point down: cli -> workflows -> run
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from .config import load_experiment as _load_experiment
 from .cycles import Plan, cycle_record, train_cycles
 from .errors import ConfigError, NoSuggestion, RunFailed
 from .history import FindResult, fresh_folder, history_kind, writable_folder
-from .probe import checked_build, first_step
+from .probe import check_accumulation, checked_build, first_step
 from .results import TrainResult, read_json, save
 from .run import check_seeds, parse_seeds
 from .smoke import SmokeFailed, temp_out
@@ -117,7 +118,9 @@ def _fresh_target(folder: str | Path | None) -> None:
 def run_check(exp: Experiment) -> tuple[Built, float]:
     """`lrtool check`: build everything, then one forward/backward pass; (built, first loss)."""
     built = build(_experiment(exp, "run_check"))
-    return built, first_step(built)  # the probe with a backward; the first loss must be finite
+    loss = first_step(built)  # the probe with a backward; the first loss must be finite
+    check_accumulation(built)  # `check` refuses what `train` would
+    return built, loss
 
 
 # --- find ---------------------------------------------------------------------------------
@@ -452,6 +455,14 @@ def run_verify(
     return result
 
 
+def _rate_text(rate: Any) -> str:
+    """A rate from a Python list as `--lrs` text: every digit of a number (numpy's too), and
+    anything else as it prints, for parse_lrs to name."""
+    if isinstance(rate, numbers.Real) and not isinstance(rate, bool):
+        return repr(float(rate))
+    return str(rate)
+
+
 def verify_candidates(
     exp: Experiment,
     lrs: str | Sequence[float] | None,
@@ -468,11 +479,7 @@ def verify_candidates(
                 f"'1e-3,1e-2'; got {lrs!r}."
             )
         # A list goes through the same checks as the flag's text (repr keeps every digit).
-        text = (
-            lrs
-            if isinstance(lrs, str)
-            else ",".join(repr(r) if isinstance(r, float) else str(r) for r in lrs)
-        )
+        text = lrs if isinstance(lrs, str) else ",".join(_rate_text(r) for r in lrs)
         return parse_lrs(text), None, "lrs", None
     if from_find is not None:
         data = read_json(from_find)
@@ -487,7 +494,7 @@ def verify_candidates(
         source = str(from_find)
     else:
         with _sweep(progress, exp.find.num_steps, "find") as on_step:
-            found = run.find_built(checked_build(exp), on_step)
+            found = run.find_built(checked_build(exp), on_step)  # verify trains next
         if target is not None:
             save(target, found, exp)
         if found.stop_reason == "interrupted":

@@ -284,3 +284,32 @@ def test_a_batch_larger_than_the_training_split_is_reported_as_the_split():
     result = run_find(big)
     assert result.effective_batch_size == 120  # every batch is the whole split
     assert checked_build(big).batch_size == 120
+
+
+def test_the_schema_takes_commented_out_sections_and_numpy_numbers_reach_the_api(tiny_yaml):
+    jsonschema = pytest.importorskip("jsonschema")
+    from lrtool.config import json_schema
+
+    doc = {"find": None, "optimizer": {"name": "adam", "args": None}}
+    validate(doc)
+    assert not list(jsonschema.Draft202012Validator(json_schema()).iter_errors(doc))
+
+
+def test_numpy_numbers_are_rates_and_seeds_in_the_api(tiny_yaml, tmp_path):
+    import numpy as np
+
+    from lrtool.workflows import load_experiment, run_find, run_verify
+
+    exp_ = load_experiment(tiny_yaml)
+    result = run_verify(exp_, lrs=[np.float64(0.05), np.float32(0.15)])
+    assert [c["lr"] for c in result.candidates][:2] == pytest.approx([0.05, 0.15], rel=1e-6)
+    assert [s["seed"] for s in run_find(exp_, [np.int64(0), np.int64(1)]).seeds] == [0, 1]
+
+
+def test_find_is_not_refused_for_a_training_setting(tiny_yaml):
+    from lrtool.workflows import load_experiment, run_check, run_find
+
+    exp_ = load_experiment(tiny_yaml, {"train.grad_accum": 100})
+    assert run_find(exp_).steps > 0
+    with pytest.raises(ComponentError, match="train.grad_accum is 100"):
+        run_check(exp_)

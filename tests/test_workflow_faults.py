@@ -144,3 +144,29 @@ def test_smoke_without_out_leaves_no_folder_unless_json_names_it(tiny_yaml, tmp_
     printed = result.stdout[: result.stdout.rindex("}") + 1]  # the JSON, before the summary
     assert json.loads(printed)["folder"] == str(kept[0])
     assert (kept[0] / "find.json").is_file()
+
+
+def test_the_real_progress_display_survives_cycles_of_several_epochs(tiny_yaml, tmp_path):
+    """Each cycle has its own display, sized to its epochs, while the records number on: the
+    display must count its own epochs (it removed its bar at epoch 3 of a 2-epoch cycle)."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from lrtool import report
+    from lrtool.workflows import load_experiment, run_train
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=100)
+    exp = load_experiment(tiny_yaml, {"train.cycles": 2, "train.epochs": 4})
+    run = run_train(
+        exp,
+        0.1,
+        folder=tmp_path / "run",
+        train_progress=lambda steps, epochs: report.train_progress(console, steps, epochs),
+    )
+    assert run.train.stop_reason == "completed"
+    assert [e["epoch"] for e in run.train.epochs] == [1, 2, 3, 4]
+    printed = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", console.file.getvalue())
+    assert all(f"epoch {n}:" in printed for n in (1, 2, 3, 4)), printed
+    assert (tmp_path / "run" / "train.json").is_file()
