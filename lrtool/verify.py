@@ -72,6 +72,7 @@ from .errors import ConfigError
 from .probe import checked_build
 from .results import Round, VerifyResult
 from .run import train_built
+from .schedule import steps_per_epoch
 from .suggest import CLIFF_DIVISOR, view_curve
 
 # The finder's suggestion is an estimate, usually right within a factor of a few: half a
@@ -463,7 +464,7 @@ class _Search:
         if result.stop_reason == "completed":
             return 1.0
         steps = len(result.history.get("step") or [])
-        per_epoch = math.ceil(len(built.train_data) / self.exp.train.grad_accum)
+        per_epoch = steps_per_epoch(len(built.train_data), self.exp.train.grad_accum)
         return min(1.0, steps / max(1, per_epoch * rnd.epochs))
 
     def _mark(
