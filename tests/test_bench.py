@@ -25,12 +25,13 @@ from lrtool.bench.suggest_quality import (
     evaluate,
     grid_rates,
     interpolated_regret,
+    oracle_regret,
     regret,
     regret_of,
     task_data,
     tasks_data,
 )
-from lrtool.bench.table import NOISE_ROW, suggest_report
+from lrtool.bench.table import NOISE_ROW, ORACLE_ROWS, suggest_report
 from lrtool.bench.tasks import TASKS, Task, design_tasks, held_out_tasks, is_held_out
 from lrtool.build import build
 from lrtool.config import validate
@@ -294,6 +295,35 @@ def test_regression_regret_is_percent_and_a_diverged_run_is_1000() -> None:
     assert regret_of(88.0, 90.0, False) == 2.0
 
 
+def test_the_oracle_trains_at_the_rates_best_on_the_other_seeds() -> None:
+    task = TASKS["iris-mlp-sgd"]
+    # Means 88, 92.5, 54.5: 1e-2 is the best rate. Seed 1 alone favours 1e-1, where seed 0
+    # collapses; seed 0 alone favours 1e-2.
+    grid = {1e-3: [80.0, 96.0], 1e-2: [95.0, 90.0], 1e-1: [10.0, 99.0]}
+    data = TaskData(task, [0, 1], grid, [], Cache("unused"), 1, None)
+    assert data.best == 92.5
+    # One training: seed 0 at 1e-1 (10, regret 82.5), seed 1 at 1e-2 (90, regret 2.5).
+    assert oracle_regret(data) == pytest.approx((82.5 + 2.5) / 2)
+    # Two: seed 0 keeps the better of 1e-1 and 1e-3 (80), seed 1 of 1e-2 and 1e-3 (96).
+    assert oracle_regret(data, trainings=2) == pytest.approx((12.5 - 3.5) / 2)
+    # Every rate: each seed's own best run.
+    assert oracle_regret(data, trainings=3) == pytest.approx(((92.5 - 95) + (92.5 - 99)) / 2)
+    one_seed = TaskData(task, [0], {lr: v[:1] for lr, v in grid.items()}, [], Cache("u"), 1, None)
+    assert oracle_regret(one_seed) is None
+
+
+def test_the_oracle_breaks_ties_towards_the_smaller_rate_as_best_lr_does() -> None:
+    task = TASKS["friedman1-mlp-adam"]
+    grid = {1e-3: [5.0, 1.0, 3.0], 1e-2: [5.0, 1.0, 1.0], 1e-1: [9.0, 9.0, math.inf]}
+    data = TaskData(task, [0, 1, 2], grid, [], Cache("unused"), 1, None)
+    assert data.best_lr == 1e-2 and data.best == pytest.approx(7 / 3)
+    # Seeds 0 and 1 go to 1e-2 (scores 5 and 1). For seed 2 the others tie at 1e-3 and 1e-2
+    # (mean 3): the smaller rate, where it scores 3 (at 1e-2 it would have scored 1).
+    best = 7 / 3
+    expected = [100 * (score - best) / best for score in (5.0, 1.0, 3.0)]
+    assert oracle_regret(data) == pytest.approx(sum(expected) / 3)
+
+
 def test_trained_regret_trains_each_seed_once(tmp_path, monkeypatch) -> None:
     counter = Counter(monkeypatch)
     data = task_data("iris-mlp-sgd", [0, 1], tmp_path, jobs=1, rates=RATES, log=None)
@@ -334,6 +364,8 @@ def test_the_report_has_every_row_and_the_leave_one_family_out_block(tmp_path, m
         assert f"| {rule} |" in text or rule == DEFAULT_METHOD
     for row in ("| verify |", "(best single rate, chosen in hindsight)", NOISE_ROW):
         assert row in text
+    for label in ORACLE_ROWS.values():
+        assert f"| {label} |" in text
     assert "| mean | median | worst |" in text
     assert "| linear | 1 |" in text and "| mean over families |" in text
     assert "| blobs-linear-sgd | 7.5 |" in text

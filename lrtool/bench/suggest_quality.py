@@ -246,6 +246,32 @@ def regret(data: TaskData, lr_per_seed: Sequence[float | None], train: bool = Tr
     return statistics.fmean(interpolated_regret(data, i, lr) for i, lr in enumerate(lr_per_seed))
 
 
+def oracle_regret(data: TaskData, trainings: int = 1) -> float | None:
+    """What perfect knowledge of the other seeds buys: the floor under every rule.
+
+    Seed i trains at the `trainings` grid rates with the best mean over the OTHER seeds (every
+    grid run of theirs is known) and keeps the best of its own runs; the mean over seeds of
+    that regret. A rule sees one range test, so one training at a rate chosen this way is
+    more than any rule knows; `verify` trains several rates and keeps the best, like
+    trainings > 1. None with fewer than two seeds (there are no other seeds).
+    """
+    if len(data.seeds) < 2 or trainings < 1:
+        return None
+    sign = 1 if data.regression else -1
+    regrets = []
+    for i in range(len(data.seeds)):
+        others = {
+            lr: statistics.fmean(v for j, v in enumerate(scores) if j != i)
+            for lr, scores in data.grid.items()
+        }
+        # The same order as best_lr: best mean first, the smaller rate on a tie.
+        chosen = sorted(others, key=lambda lr: (sign * others[lr], lr))[:trainings]
+        regrets.append(
+            min(regret_of(data.grid[lr][i], data.best, data.regression) for lr in chosen)
+        )
+    return statistics.fmean(regrets)
+
+
 def _usable(lr: float | None) -> bool:
     return lr is not None and math.isfinite(lr) and lr > 0
 

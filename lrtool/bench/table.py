@@ -14,10 +14,21 @@ from ..suggest import DEFAULT_METHOD, SUGGESTERS, suggest_all
 from ..verify import bracket_centre
 from .cache import Cache
 from .runs import Job, Log, run_jobs, stderr_log
-from .suggest_quality import DIVERGED_REGRESSION_REGRET, TaskData, regret_of, tasks_data
+from .suggest_quality import (
+    DIVERGED_REGRESSION_REGRET,
+    TaskData,
+    oracle_regret,
+    regret_of,
+    tasks_data,
+)
 
 NOISE_ROW = "noise: size of the change when the best grid rate is nudged by 0.05%"
 VERIFY_ROW = "verify"
+# The floor under every rule (`oracle_regret`): rates chosen knowing every other seed's runs.
+ORACLE_ROWS = {
+    1: "oracle, 1 training: the grid rate best on the other seeds",
+    2: "oracle, 2 trainings: the better of the 2 grid rates best on the other seeds",
+}
 # The nudge of the noise row: training is deterministic but chaotic, so a change this small
 # moves the score by about as much as anything no rule can control.
 NUDGE = 1.0005
@@ -25,7 +36,7 @@ NUDGE = 1.0005
 
 @dataclass
 class Report:
-    """Per row (rule, verify, fixed rate, noise), per task, the mean regret over seeds."""
+    """Per row (rule, verify, fixed rate, oracle, noise), per task, the mean regret over seeds."""
 
     data: dict[str, TaskData]
     regrets: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -100,6 +111,10 @@ def build_report(
             row[VERIFY_ROW] = _trained_regret(d, picks[name], results, diverged_if_none=True)
         for lr, label in zip(rates, report.fixed, strict=True):
             row[label] = statistics.fmean(d.seed_regrets(i)[lr] for i in range(len(d.seeds)))
+        for trainings, label in ORACLE_ROWS.items():
+            oracle = oracle_regret(d, trainings)
+            if oracle is not None:
+                row[label] = oracle
         row[NOISE_ROW] = _noise(d, results)
         if log is not None:
             unit = "val loss" if d.regression else "% accuracy"
@@ -187,8 +202,8 @@ def _cell(value: float) -> str:
 
 
 def regret_table(report: Report) -> str:
-    """Rows: the rules (default marked), verify, the best fixed rate, noise; columns: tasks,
-    then mean, median and worst."""
+    """Rows: the rules (default marked), verify, the best fixed rate, the oracles (with two
+    seeds or more), noise; columns: tasks, then mean, median and worst."""
     tasks = list(report.regrets)
     fixed = best_fixed(report, tasks)
     rows = [
@@ -196,7 +211,13 @@ def regret_table(report: Report) -> str:
     ]
     if report.verify_epochs:
         rows.append((VERIFY_ROW, VERIFY_ROW))
-    rows += [(f"{fixed} (best single rate, chosen in hindsight)", fixed), (NOISE_ROW, NOISE_ROW)]
+    rows.append((f"{fixed} (best single rate, chosen in hindsight)", fixed))
+    rows += [
+        (label, label)
+        for label in ORACLE_ROWS.values()
+        if tasks and label in report.regrets[tasks[0]]
+    ]
+    rows.append((NOISE_ROW, NOISE_ROW))
     lines = [
         "| rule | " + " | ".join(tasks) + " | mean | median | worst |",
         "|---" * (len(tasks) + 4) + "|",
