@@ -76,9 +76,34 @@ def make_optimizer(
     kwargs = {k: v for k, v in args.items() if k != "lr"}
     try:
         inspect.signature(cls).bind(param_groups, **kwargs)
-        return cls(param_groups, **kwargs)
+        optimizer = cls(param_groups, **kwargs)
     except (TypeError, ValueError) as err:
         raise ComponentError(f"optimizer {name!r} with args {kwargs}: {err}") from None
+    _check_groups_kept(name, optimizer, param_groups)
+    return optimizer
+
+
+def _check_groups_kept(name: str, optimizer: Any, given: Sequence[dict[str, Any]]) -> None:
+    """Every rate lrtool sets (one-cycle, discriminative rates, freezing) is set per group:
+    an optimizer that merges, drops or reorders the groups it was given would train other
+    parameters at other rates than the ones reported."""
+    kept = getattr(optimizer, "param_groups", None)
+    if not isinstance(kept, list):
+        return  # not an optimizer at all: reported where it is used
+    same = len(kept) == len(given) and all(
+        {id(p) for p in group.get("params", [])} == {id(p) for p in want["params"]}
+        for group, want in zip(kept, given, strict=False)
+    )
+    if not same:
+        names = ", ".join(str(g["name"]) for g in given)
+        raise ComponentError(
+            f"optimizer {name!r} was given {len(given)} parameter group(s) ({names}) and "
+            f"kept {len(kept)}{'' if len(kept) != len(given) else ', with other parameters'}: "
+            "lrtool sets the learning rate of each group (the one-cycle schedule, rates per "
+            "layer group, freezing), so the optimizer must keep the groups it is given, in "
+            "order, as torch.optim's optimizers do: pass `params` on to "
+            "torch.optim.Optimizer.__init__ unchanged."
+        )
 
 
 def _index_targets(loss_name: str) -> bool | None:

@@ -12,7 +12,7 @@ import difflib
 import math
 import numbers
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -1181,11 +1181,13 @@ def load_experiment(
     path: str | Path,
     overrides: list[str] | None = None,
     values: dict[str, Any] | None = None,
+    values_from: Callable[[str], str] = flag_name,
 ) -> Experiment:
     """Read, override and validate an experiment file. The name defaults to the file's stem.
 
     `overrides` are `--set KEY=VALUE` strings; `values` maps dotted keys to values already
-    parsed (command-line flags such as `--num-steps`), applied last.
+    parsed (command-line flags such as `--num-steps`), applied last. `values_from(key)` names
+    where a value came from in error messages (default: the flag, --num-steps).
     """
     path = Path(path)
     if path.is_dir() or not path.exists():
@@ -1209,8 +1211,8 @@ def load_experiment(
     raw = apply_overrides(dict(raw), overrides or [], origins)
     for key, value in (values or {}).items():
         if value is not None:
-            set_key(raw, key, value, origin=flag_name(key))
-            origins[tuple(key.split("."))] = flag_name(key)
+            set_key(raw, key, value, origin=values_from(key))
+            origins[tuple(key.split("."))] = values_from(key)
     exp = validate(
         raw,
         source=str(path),

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
 from .errors import ComponentError, ConfigError
 from .registry import call_with_args, import_object, is_import_path, unknown_name
@@ -866,6 +866,19 @@ def _check_item(name: str, item: Any, which: str) -> None:
     )
 
 
+def _check_map_style(name: str, dataset: Any) -> None:
+    """lrtool splits, shuffles, counts and indexes a dataset: a stream cannot be."""
+    if isinstance(dataset, IterableDataset) or (
+        isinstance(dataset, Dataset) and not hasattr(dataset, "__len__")
+    ):
+        raise ComponentError(
+            f"dataset {name!r} returned a {type(dataset).__name__}, a dataset without a "
+            "length (an IterableDataset, read as a stream): lrtool splits, shuffles and counts "
+            "the samples, so it needs a map-style Dataset, with __len__ and __getitem__ "
+            "(e.g. a TensorDataset, or a list of (input, target) pairs)."
+        )
+
+
 def _callable(
     name: str,
     args: dict[str, Any],
@@ -876,6 +889,9 @@ def _callable(
 ) -> Splits:
     factory = import_object(name, what="dataset", search_dirs=search_dirs)
     result = call_with_args(factory, args, what=f"dataset {name!r}")
+    parts = result if isinstance(result, (tuple, list)) and len(result) == 2 else [result]
+    for part in parts:
+        _check_map_style(name, part)
     if isinstance(result, Dataset):
         train, val = split(result, val_fraction, seed)
     elif (

@@ -37,6 +37,11 @@ class ComponentError(LrtoolError):
     """A model, dataset, optimizer or loss could not be built from its spec."""
 
 
+class LossCannotTrain(ComponentError):
+    """The first batch's loss, before any step, is not finite or has no gradient: the data,
+    the model or the loss is to blame, not a rate (`--smoke` reports it as a failed check)."""
+
+
 class DeviceError(LrtoolError):
     """The requested device is not available on this machine."""
 

@@ -220,8 +220,13 @@ def fresh_folder(path: str | Path, what: str = "--out") -> Path:
     if taken:
         raise ConfigError(
             f"{what}: {path} already holds another run's files ({', '.join(taken)}); lrtool "
-            "does not overwrite results. Give a new folder with --out, or leave --out out for "
-            "a fresh runs/<name>/<timestamp>-<command>/ folder."
+            "does not overwrite results. "
+            + (
+                "Give a new folder with --out, or leave --out out for a fresh "
+                "runs/<name>/<timestamp>-<command>/ folder."
+                if "--out" in what
+                else "Give a new folder."
+            )
             + (
                 f" To continue the interrupted training run there, use train --resume {path}."
                 if (path / "checkpoint.pt").is_file()

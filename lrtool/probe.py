@@ -25,7 +25,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from .build import Built, build
 from .config import Experiment
 from .data import Batches
-from .errors import ComponentError, ConfigError, user_frames
+from .errors import ComponentError, ConfigError, LossCannotTrain, user_frames
 from .models import too_few_outputs
 from .registry import BINARY_LOSSES, CLASSIFICATION_LOSSES, LOSSES, metric_mismatch
 from .runtime import preserved_rng
@@ -179,6 +179,7 @@ def probe_model(built: Built, x: torch.Tensor) -> torch.Tensor:
         output = built.model(x)
     except Exception as err:
         message = input_mismatch(str(err), tuple(x.shape), spec.name, spec.args)
+        message = message or _dtype_mismatch(built, x, err)
         if message is not None:
             raise ComponentError(message) from None
         if _from_user_code(err):
@@ -195,6 +196,26 @@ def probe_model(built: Built, x: torch.Tensor) -> torch.Tensor:
             "in a wrapper module that picks them out."
         )
     return output
+
+
+# Words torch uses when a layer gets inputs of another dtype than its weights.
+_DTYPE_WORDS = ("dtype", "scalar type", "Input type", "should be the same")
+
+
+def _dtype_mismatch(built: Built, x: torch.Tensor, err: Exception) -> str | None:
+    """Float64 (or integer) inputs to a float32 model: numpy's default float is float64, so
+    a dataset returning numpy arrays trips here; the data is to blame, not the model code."""
+    weight = next((p for p in built.model.parameters() if p.is_floating_point()), None)
+    if weight is None or x.dtype == weight.dtype:
+        return None
+    if not any(word in str(err) for word in _DTYPE_WORDS):
+        return None
+    return (
+        f"the inputs from data {built.experiment.data.name!r} are {x.dtype} and the model's "
+        f"weights {weight.dtype}, and model {built.experiment.model.name!r} failed on them "
+        f"({err}). Return {weight.dtype} inputs from the dataset (x.float(), or numpy arrays "
+        "as np.float32; numpy's default is float64), or convert them in the model's forward."
+    )
 
 
 def probe_loss(built: Built, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -263,13 +284,15 @@ def probe(built: Built, *, backward: bool = False) -> float:
     saved = {name: b.detach().clone() for name, b in model.named_buffers()}
     was_training = model.training
     try:
-        with preserved_rng(), torch.set_grad_enabled(backward):
+        # With gradients on, as training runs: a loss detached from the model shows here.
+        with preserved_rng(), torch.enable_grad():
             x, y = probe_data(built)
             model.train()
             output = probe_model(built, x)
             _check_classes(built, output, y)
             loss = probe_loss(built, output, y)
             _check_metrics(built, output.detach().float(), y)
+            _check_first_loss(built, loss)
             if backward:
                 loss.backward()
     finally:
@@ -343,19 +366,32 @@ def _check_metrics(built: Built, output: torch.Tensor, y: torch.Tensor) -> None:
         raise ConfigError(" ".join(found))
 
 
-def first_step(built: Built) -> float:
-    """`lrtool check`'s pass: the probe with a backward, and a first loss that must be finite.
-
-    Before any step, so no learning rate is to blame for a NaN: the data or the model is.
-    """
-    loss = probe(built, backward=True)
-    if not math.isfinite(loss):
-        raise ComponentError(
-            f"the loss of the first batch is {loss} before any training step: the data holds "
-            "NaN or infinite values, or the model produces them. Check the source of data "
-            f"{built.experiment.data.name!r} and the model's output."
+def _check_first_loss(built: Built, loss: torch.Tensor) -> None:
+    """The first batch's loss, before any step: no learning rate is to blame for a NaN or for
+    a loss that cannot train; the data, the model or the loss is."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise LossCannotTrain(
+            f"the loss of the first batch is {value} (not finite) before any training step: "
+            "the data holds "
+            "NaN or infinite values, or the model or the loss produces them. Check the source "
+            f"of data {built.experiment.data.name!r}, the model's output and loss "
+            f"{built.experiment.loss.name!r}."
         )
-    return loss
+    trainable = any(p.requires_grad for p in built.model.parameters())
+    if trainable and not loss.requires_grad:
+        raise LossCannotTrain(
+            f"the loss has no gradient: loss {built.experiment.loss.name!r} on the model's "
+            "output is detached from the model's parameters (a .detach(), torch.no_grad(), "
+            ".item() or .numpy() in the model's forward or in the loss?), so no step could "
+            "train it."
+        )
+
+
+def first_step(built: Built) -> float:
+    """`lrtool check`'s pass: the probe with a backward (the first loss finite, with a
+    gradient), as every workflow's probe without the backward."""
+    return probe(built, backward=True)
 
 
 def check_accumulation(built: Built) -> None:

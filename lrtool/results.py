@@ -28,6 +28,7 @@ from typing import Any
 from .errors import ConfigError
 from .history import (
     FindResult,
+    fresh_folder,
     history_kind,
     save_find,
     save_train,
@@ -196,7 +197,23 @@ def save(
     *,
     stem: str | None = None,
 ) -> Path:
+    """Write the result's files into `folder`, a new folder or one holding no other run's
+    files (results are never overwritten or mixed: `--out`'s checks); returns it. The
+    arguments are `write_result`'s."""
+    fresh_folder(folder, "save: folder")
+    return write_result(folder, result, exp, model, stem=stem)
+
+
+def write_result(
+    folder: str | Path,
+    result: Result,
+    exp: Any = None,
+    model: Any = None,
+    *,
+    stem: str | None = None,
+) -> Path:
     """Write the result's files into `folder` (a refind is saved as refind.*); returns it.
+    The workflows write into the run folder they hold, a find and its re-finds side by side.
 
     `exp` (the Experiment) adds config.yaml to a find or train; `model` adds model.pt to a
     train; a verify writes model.pt when it kept the winner's weights. `stem` names a find's

@@ -19,7 +19,7 @@ import torch
 
 from .build import Built
 from .config import Experiment
-from .errors import LrtoolError, RunFailed, listed
+from .errors import LossCannotTrain, LrtoolError, RunFailed, listed
 from .finder import Snapshot
 from .models import is_weights_name, weights_available
 from .runtime import autocast, preserved_rng
@@ -277,7 +277,10 @@ def run_smoke(
             if command != "find":
                 check_accumulation(built)  # on the whole epoch, before it is cut
             limit_data(built, batches)
-            probe(built)  # a model that does not fit its data, said in the experiment's keys
+            try:
+                probe(built)  # a model that does not fit its data, said in the experiment's keys
+            except LossCannotTrain as err:
+                raise SmokeFailed(str(err)) from None  # a failed check: exit 1, as documented
             check_gradients(built)
             check_learning(built, learning_rate)
             detail, losses, result = body(built)

@@ -31,7 +31,7 @@ from .cycles import Plan, cycle_record, train_cycles
 from .errors import ConfigError, NoSuggestion, RunFailed
 from .history import FindResult, fresh_folder, history_kind, writable_folder
 from .probe import check_accumulation, checked_build, first_step
-from .results import TrainResult, read_json, save
+from .results import TrainResult, read_json, write_result
 from .run import check_seeds, parse_seeds
 from .smoke import SmokeFailed, temp_out
 from .smoke import run_smoke as smoke_checks
@@ -74,7 +74,7 @@ def load_experiment(
             raise ConfigError(
                 f"overrides: the keys are dotted names ('train.epochs'), got {list(overrides)!r}."
             )
-        return _load_experiment(path, None, overrides)
+        return _load_experiment(path, None, overrides, values_from=_override_name)
     overrides = list(overrides or [])
     if not all(isinstance(item, str) for item in overrides):
         raise ConfigError(
@@ -82,6 +82,10 @@ def load_experiment(
             f"got {overrides!r:.120}."
         )
     return _load_experiment(path, overrides, None)
+
+
+def _override_name(key: str) -> str:
+    return f"overrides[{key!r}]"
 
 
 def _sweep(progress: SweepProgress | None, steps: int, label: str) -> AbstractContextManager[Any]:
@@ -156,7 +160,7 @@ def run_find(
     )
     target = _main_folder(folder)
     if target is not None:
-        save(target, result, exp)
+        write_result(target, result, exp)
     return result
 
 
@@ -199,7 +203,10 @@ def with_lr_max(exp: Experiment, lr_max: LrMax) -> Experiment:
     data["train"]["lr_max"] = list(lr_max) if isinstance(lr_max, (list, tuple)) else lr_max
     # validate, not model_validate: a bad rate is a ConfigError naming the key, as from a file.
     return validate(
-        data, "lr_max", origins={("train", "lr_max"): "lr_max (--lr-max)"}, folder=exp._folder
+        data,
+        f"{exp.name} with lr_max={lr_max!r}",
+        origins={("train", "lr_max"): "lr_max"},
+        folder=exp._folder,
     )
 
 
@@ -284,14 +291,14 @@ def run_train(
         keep_model = result.stop_reason == "completed" or (
             result.stop_reason == "interrupted" and resumable
         )
-        save(target, result, exp, distributed.unwrap(built.model) if keep_model else None)
+        write_result(target, result, exp, distributed.unwrap(built.model) if keep_model else None)
     refound = None
     if refind and result.stop_reason == "completed":
         with _sweep(sweep_progress, exp.find.num_steps, "refind") as on_step:
             refound = run.find_built(built, on_step)
         refound.kind = "refind"
         if target is not None:
-            save(target, refound, exp)  # as refind.*
+            write_result(target, refound, exp)  # as refind.*
     return TrainRun(result, folder, first_find, refound, resumable, cycle_refinds)
 
 
@@ -326,7 +333,7 @@ def _auto_find(
     with _sweep(sweep_progress, exp.find.num_steps, "find") as on_step:
         found = run.find_built(built, on_step)
     if target is not None:
-        save(target, found, exp)
+        write_result(target, found, exp)
     if found.stop_reason == "interrupted":
         raise KeyboardInterrupt
     if found.suggested_lr is None:
@@ -353,7 +360,7 @@ def _train_cycles(
             found = run.find_built(built, on_step)
         found.kind = "refind"
         if target is not None:
-            save(target, found, exp, stem=f"refind-{cycle}")
+            write_result(target, found, exp, stem=f"refind-{cycle}")
         return found
 
     def progress(plan: Plan) -> AbstractContextManager[Any]:
@@ -451,7 +458,7 @@ def run_verify(
     result.centre, result.centre_lr = centre, centre_lr
     result.config = resolved(exp)
     if target is not None:
-        save(target, result)
+        write_result(target, result)
     return result
 
 
@@ -461,6 +468,18 @@ def _rate_text(rate: Any) -> str:
     if isinstance(rate, numbers.Real) and not isinstance(rate, bool):
         return repr(float(rate))
     return str(rate)
+
+
+def given_rates(lrs: str | Sequence[float]) -> list[float]:
+    """`lrs` (`--lrs`) as a list of at least two distinct positive rates, smallest first."""
+    if not isinstance(lrs, (str, Sequence)):
+        raise ConfigError(
+            f"lrs (--lrs): at least two rates, as a list [1e-3, 1e-2] or text "
+            f"'1e-3,1e-2'; got {lrs!r}."
+        )
+    # A list goes through the same checks as the flag's text (repr keeps every digit).
+    text = lrs if isinstance(lrs, str) else ",".join(_rate_text(r) for r in lrs)
+    return parse_lrs(text)
 
 
 def verify_candidates(
@@ -473,14 +492,7 @@ def verify_candidates(
     """The rates to try, the suggestion (None without one), where the centre came from
     ("lrs", "suggestion" or "loss_minimum") and the centre itself."""
     if lrs is not None:
-        if not isinstance(lrs, (str, Sequence)):
-            raise ConfigError(
-                f"lrs (--lrs): at least two rates, as a list [1e-3, 1e-2] or text "
-                f"'1e-3,1e-2'; got {lrs!r}."
-            )
-        # A list goes through the same checks as the flag's text (repr keeps every digit).
-        text = lrs if isinstance(lrs, str) else ",".join(_rate_text(r) for r in lrs)
-        return parse_lrs(text), None, "lrs", None
+        return given_rates(lrs), None, "lrs", None
     if from_find is not None:
         data = read_json(from_find)
         kind = history_kind(data)
@@ -496,7 +508,7 @@ def verify_candidates(
         with _sweep(progress, exp.find.num_steps, "find") as on_step:
             found = run.find_built(checked_build(exp), on_step)  # verify trains next
         if target is not None:
-            save(target, found, exp)
+            write_result(target, found, exp)
         if found.stop_reason == "interrupted":
             raise KeyboardInterrupt
         suggested, history, source = found.suggested_lr, found.history, "the finder"
@@ -531,7 +543,7 @@ class SmokeRun:
         if folder is not None:
             fresh_folder(folder, "folder (--out)")  # never into another run's files
         target = temp_out(Path(folder) if folder is not None else None)
-        return save(target, self.result, self.experiment, self.built.model)
+        return write_result(target, self.result, self.experiment, self.built.model)
 
 
 def run_smoke(
@@ -556,6 +568,17 @@ def run_smoke(
         raise ConfigError(
             f"run_smoke: batches (--smoke-batches) must be 1 or more, got {batches!r}."
         )
+    if (
+        not isinstance(timeout, numbers.Real)
+        or isinstance(timeout, bool)
+        or not timeout > 0  # NaN too
+    ):
+        raise ConfigError(
+            f"run_smoke: timeout (--smoke-timeout) must be a number of seconds above 0, got "
+            f"{timeout!r}."
+        )
+    if lrs is not None:
+        lrs = given_rates(lrs)  # refused before any work, as `verify --lrs` is
     # The rate of the learning check: the head's peak, or mid-sweep without a rate.
     rate = _check_rate(exp) if command == "train" else run.sweep_middle(exp)
     body = bodies[command]
@@ -587,16 +610,28 @@ def _smoke_train(built: Built) -> tuple[str, list[float], Any]:
     return f"{len(result.history['step'])} steps", result.history["loss"], (result, built)
 
 
-def _smoke_verify(built: Built, lrs: str | Sequence[float] | None) -> tuple[str, list[float], Any]:
+def _smoke_verify(built: Built, lrs: Sequence[float] | None) -> tuple[str, list[float], Any]:
     exp = built.experiment
+    suggested: float | None = None
     if lrs is not None:
-        rates = (parse_lrs(lrs) if isinstance(lrs, str) else [float(r) for r in lrs])[:2]
+        rates, centre, centre_lr = list(lrs)[:2], "lrs", None
     else:
+        # Centred as `verify` centres: the suggestion, else the bracket of the curve; a
+        # smoke sweep of a few batches may hold too little for either: mid-sweep then.
         found = run.find_built(built)
-        centre = found.suggested_lr or run.sweep_middle(exp)
-        rates = candidate_rates(centre, (1 / 3, 1.0))
+        suggested = found.suggested_lr
+        if suggested is not None:
+            centre, centre_lr = "suggestion", suggested
+        else:
+            history = found.history
+            centre_lr, centre = bracket(history.get("lr") or [], history.get("loss") or [])
+            if centre_lr is None:
+                centre, centre_lr = "sweep_middle", run.sweep_middle(exp)
+        rates = candidate_rates(centre_lr, (1 / 3, 1.0))
     # One round of 1 epoch at two rates: a smoke run checks it runs, not which rate wins.
-    result = verify_rates(exp, rates, max_epochs=1, max_widenings=0)
+    result = verify_rates(exp, rates, max_epochs=1, max_widenings=0, suggested_lr=suggested)
+    result.centre, result.centre_lr = centre, centre_lr
+    result.config = resolved(exp)
     losses = [r.get("val_loss") for c in result.candidates for r in c["rounds"]]
     return (
         f"{len(rates)} candidates, 1 round",

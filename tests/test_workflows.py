@@ -143,9 +143,27 @@ def test_results_read_back_what_the_cli_saved_and_save_it_again(tiny_yaml, tmp_p
         result = results.read(cli / name)
         assert isinstance(result, cls), name
         assert result.to_dict() == json.loads((cli / name).read_text()), name
-        again = results.save(tmp_path / "again" / Path(name).parent, result, exp)
+        # Each into a folder of its own: save never mixes a result into another run's files.
+        again = results.save(tmp_path / "again" / name.replace("/", "-"), result, exp)
         assert (again / Path(name).name).read_bytes() == (cli / name).read_bytes(), name
-    assert (tmp_path / "again" / "refind.csv").read_bytes() == (cli / "refind.csv").read_bytes()
+    refind = tmp_path / "again" / "refind.json" / "refind.csv"
+    assert refind.read_bytes() == (cli / "refind.csv").read_bytes()
+
+
+def test_results_save_refuses_a_folder_holding_another_runs_files(tiny_yaml, tmp_path):
+    from lrtool import results
+
+    found = lrtool.run_find(lrtool.load_experiment(tiny_yaml), folder=tmp_path / "f")
+    trained = lrtool.run_train(
+        lrtool.load_experiment(tiny_yaml), lr_max=0.01, folder=tmp_path / "t"
+    )
+    before = {p.name: p.read_bytes() for p in (tmp_path / "f").iterdir()}
+    exp = lrtool.load_experiment(tiny_yaml)
+    with pytest.raises(ConfigError, match="already holds another run's files"):
+        results.save(tmp_path / "f", trained.train, exp)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "f").iterdir()} == before
+    with pytest.raises(ConfigError, match="is a file"):
+        results.save(tmp_path / "f" / "find.json", found, exp)
 
 
 def test_results_read_refuses_a_file_that_is_no_result(tmp_path):
