@@ -104,10 +104,27 @@ SetOpt = Annotated[
 DeviceOpt = Annotated[
     str | None, typer.Option(help="Device: auto, cpu, cuda, cuda:N or mps.", show_default=False)
 ]
+
+
+def _written_path(value: str | None) -> Path | None:
+    """A path lrtool writes to, as a shell would have meant it: `--out=~/runs` (no shell
+    expands `~` after `=`) is the home folder's, not a folder named `~`; an empty value (an
+    unset "$OUT") is refused rather than read as the current folder."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise typer.BadParameter(
+            "expected a path, got an empty value (an unset shell variable?); write . for the "
+            "current folder."
+        )
+    return Path(value).expanduser()
+
+
 OutOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--out",
+        callback=_written_path,
         help="Output folder, new or holding no other run's files (default: a new "
         "runs/<name>/<timestamp>-<command>/).",
         show_default=False,
@@ -866,7 +883,12 @@ def plot_cmd(
         typer.Argument(help="A saved find.json, refind.json, train.json or verify.json."),
     ],
     save: Annotated[
-        Path | None, typer.Option(help="Write a PNG (needs the 'plot' extra).", show_default=False)
+        str | None,
+        typer.Option(
+            help="Write a PNG (needs the 'plot' extra).",
+            callback=_written_path,
+            show_default=False,
+        ),
     ] = None,
     plot: DrawOpt = True,
     set_: SetOpt = None,

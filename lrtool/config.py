@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -577,7 +578,8 @@ class Experiment(Spec):
             raise ValueError(
                 f"expected a folder (default: runs), got {value!r}; write . for the current folder"
             )
-        return value
+        # ~/runs means the home folder's runs, as in a shell, not a folder named `~`.
+        return os.path.expanduser(value)
 
     @field_validator("seed")
     @classmethod
@@ -1288,6 +1290,23 @@ def dump_yaml(exp: Experiment) -> str:
 
 # What lrtool reads as a number when it is written as text ("3e-3", " 32 ").
 NUMBER_TEXT = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+# The same, held to a lower bound of 0: no minus sign; above 0: a non-zero digit before any
+# exponent too. Other bounds are not checked on text (`lrtool check` checks them all).
+NON_NEGATIVE_TEXT = r"^\s*\+?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+POSITIVE_TEXT = r"^\s*\+?(?=[^eE]*[1-9])(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+# pydantic writes a bound on an Annotated type in its own words; JSON Schema's are these.
+_BOUND_WORDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum",
+                "le": "maximum"}  # fmt: skip
+
+
+def _text_pattern(number: dict[str, Any]) -> str:
+    """The pattern of a number written as text, as far as a pattern can hold its bound."""
+    low, above = number.get("minimum"), number.get("exclusiveMinimum")
+    if (above is not None and above >= 0) or (low is not None and low > 0):
+        return POSITIVE_TEXT
+    if low is not None and low >= 0:
+        return NON_NEGATIVE_TEXT
+    return NUMBER_TEXT
 
 
 def _as_lrtool_reads(node: Any) -> Any:
@@ -1304,17 +1323,22 @@ def _as_lrtool_reads(node: Any) -> Any:
                 "type": "string", "pattern": "^\\s*[Aa][Uu][Tt][Oo]\\s*$"}  # fmt: skip
     if node.get("type") in ("number", "integer"):
         kept = ("title", "description", "default")
-        number = {k: v for k, v in node.items() if k not in kept}
+        number = {_BOUND_WORDS.get(k, k): v for k, v in node.items() if k not in kept}
         return {
             **{k: node[k] for k in kept if k in node},
-            "anyOf": [number, {"type": "string", "pattern": NUMBER_TEXT}],
+            "anyOf": [number, {"type": "string", "pattern": _text_pattern(number)}],
         }
     return node
 
 
 def json_schema() -> dict[str, Any]:
     """JSON Schema of the experiment file, for editors' autocompletion."""
-    schema = _as_lrtool_reads(Experiment.model_json_schema())
+    pydantic = Experiment.model_json_schema()
+    # eval_every's whole number is checked by a validator pydantic cannot describe: >= 1.
+    for option in pydantic["$defs"]["TrainSpec"]["properties"]["eval_every"]["anyOf"]:
+        if option.get("type") == "integer":
+            option["minimum"] = 1
+    schema = _as_lrtool_reads(pydantic)
     # A section or `args:` whose lines are all commented out is null, read as left out.
     for name, prop in schema["properties"].items():
         if "$ref" in prop:

@@ -429,6 +429,12 @@ def verify_chart(
     )
 
 
+def _plain(text: str) -> str:
+    """Text matplotlib draws as written: between two `$` it would parse mathtext (a file
+    named `budget_$5_vs_$10.json` failed to plot)."""
+    return text.replace("$", r"\$")
+
+
 def save_png(
     path: str | os.PathLike[str],
     curves: Sequence[Mapping[str, Any]],
@@ -458,7 +464,8 @@ def save_png(
     for i, curve in enumerate(curves):
         cx, cy = _points(curve.get(x), curve.get("y", curve.get("smoothed_loss")), log_x=log_x)
         if cx.size:
-            ax.plot(10**cx if log_x else cx, cy, label=str(curve.get("label", f"curve {i + 1}")))
+            label = _plain(str(curve.get("label", f"curve {i + 1}")))
+            ax.plot(10**cx if log_x else cx, cy, label=label)
             plotted.append(cx)
             ys.append(cy)
     if ys:
@@ -467,7 +474,8 @@ def save_png(
         marks = _finite_suggestions(suggestions or {}, *_data_range(plotted)) if log_x else []
         for name, value in marks:
             lr = 10**value
-            ax.axvline(lr, linestyle="--", linewidth=1, color="0.3", label=f"{name} {lr:.1e}")
+            label = _plain(f"{name} {lr:.1e}")
+            ax.axvline(lr, linestyle="--", linewidth=1, color="0.3", label=label)
         ax.legend(loc="best")
     else:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
@@ -476,7 +484,7 @@ def save_png(
     ax.set_xlabel("learning rate" if log_x else x)
     ax.grid(True, which="major", alpha=0.3)
     if title:
-        ax.set_title(title)
+        ax.set_title(_plain(title))
     fig.tight_layout()
 
     target = os.fspath(path)

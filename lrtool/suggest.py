@@ -403,6 +403,14 @@ def why_it_did_not_learn(view: CurveView) -> str | None:
     blew up still has its cliff, `robust_minimum` reads it)."""
     if view.learned_at is not None or view.cliff is not None:
         return None
+    if view.lr.size < 2 * START_POINTS:
+        # The starting level is read from the first START_POINTS points: on a sweep this short
+        # that is half of it or more, and neither a fall nor a rise from it can be told.
+        return (
+            f"the sweep has only {view.lr.size} usable points, too few to tell a descent or a "
+            f"blow-up from the starting level (read from its first {START_POINTS}): run it "
+            "with more steps (find.num_steps: 100 is the default)."
+        )
     if view.rose_at_once:
         return (
             "the loss blows up within the first tenth of the sweep, before it clearly "

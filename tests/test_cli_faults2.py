@@ -381,3 +381,40 @@ def test_the_console_script_is_the_guarded_entry_point():
 
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     assert project["project"]["scripts"]["lrtool"] == "lrtool.entry:main"
+
+
+# --- paths as a shell user means them (sixth adversarial pass) ------------------------------
+
+
+def test_a_home_folder_in_out_or_output_dir_is_the_home_folder(tiny_yaml, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    # `--out=~/x`: no shell expands `~` after `=`.
+    result = invoke("find", tiny_yaml, "--no-plot", "--out=~/found")
+    assert result.exit_code == 0, result.output
+    assert (home / "found" / "find.json").is_file() and not (tmp_path / "~").exists()
+    result = invoke("find", tiny_yaml, "--no-plot", "--set", "output_dir=~/runs")
+    assert result.exit_code == 0, result.output
+    assert list((home / "runs" / "tiny").glob("*-find/find.json"))
+    assert not (tmp_path / "~").exists()
+
+
+def test_an_empty_out_is_refused_not_read_as_the_current_folder(tiny_yaml, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = runner.invoke(app, ["find", str(tiny_yaml), "--no-plot", "--out", ""])
+    assert result.exit_code == 2, result.output
+    assert "empty value" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_plot_save_draws_dollar_signs_as_written(tiny_yaml, tmp_path):
+    pytest.importorskip("matplotlib")
+    assert invoke("find", tiny_yaml, "--no-plot", "--out", tmp_path / "f").exit_code == 0
+    named = tmp_path / "budget_$5_vs_$10.json"
+    named.write_bytes((tmp_path / "f" / "find.json").read_bytes())
+    result = invoke("plot", named, "--save", tmp_path / "curve.png")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

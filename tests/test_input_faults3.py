@@ -208,8 +208,9 @@ def test_the_schema_takes_numbers_written_as_text_and_auto_in_any_case():
     schema = json_schema()
     find = schema["$defs"]["FindSpec"]["properties"]
     text = next(s for s in find["start_lr"]["anyOf"] if s.get("type") == "string")
-    assert all(re.match(text["pattern"], t) for t in ("1e-5", "3e-3", " 32 ", ".5", "-1E+2"))
-    assert not any(re.match(text["pattern"], t) for t in ("abc", "1e", "", "1.2.3"))
+    assert all(re.match(text["pattern"], t) for t in ("1e-5", "3e-3", " 32 ", ".5", "1E+2"))
+    # start_lr must be above 0: its text pattern refuses a minus sign and zero too.
+    assert not any(re.match(text["pattern"], t) for t in ("abc", "1e", "", "1.2.3", "-1", "0"))
     assert find["start_lr"]["default"] == 1e-7 and "description" in find["start_lr"]
     lr_max = schema["$defs"]["TrainSpec"]["properties"]["lr_max"]["anyOf"]
     auto = next(s for s in lr_max if "Aa" in s.get("pattern", ""))
@@ -313,3 +314,36 @@ def test_find_is_not_refused_for_a_training_setting(tiny_yaml):
     assert run_find(exp_).steps > 0
     with pytest.raises(ComponentError, match="train.grad_accum is 100"):
         run_check(exp_)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"find": {"clip_grad_norm": -1}},
+        {"data": {"batch_size": "-5"}},
+        {"find": {"start_lr": "0"}},
+        {"find": {"start_lr": "0e3"}},
+        {"train": {"eval_every": 0}},
+        {"seed": "-1"},
+    ],
+)
+def test_the_schema_refuses_what_check_refuses_numbers_as_text_included(doc):
+    jsonschema = pytest.importorskip("jsonschema")
+    from lrtool.config import json_schema
+
+    with pytest.raises(ConfigError):
+        validate(doc)
+    assert list(jsonschema.Draft202012Validator(json_schema()).iter_errors(doc)), doc
+
+
+def test_bounded_numbers_as_text_keep_the_bounds_a_pattern_can_hold():
+    import re
+
+    from lrtool.config import NON_NEGATIVE_TEXT, NUMBER_TEXT, POSITIVE_TEXT
+
+    for text in ("1e-3", "+2", "0.5", ".5", " 3 ", "10E2", "0.001e+1"):
+        assert re.match(POSITIVE_TEXT, text) and re.match(NON_NEGATIVE_TEXT, text), text
+    for text in ("0", "0.0", "00", ".0", "0e5", "-1", "-0.5"):
+        assert not re.match(POSITIVE_TEXT, text), text
+    assert re.match(NON_NEGATIVE_TEXT, "0") and not re.match(NON_NEGATIVE_TEXT, "-1")
+    assert re.match(NUMBER_TEXT, "-1")

@@ -457,3 +457,13 @@ def test_a_loss_that_blows_up_at_once_is_told_to_start_lower():
     why = why_no_suggestion(LR, early)
     assert "blows up within the first tenth" in why and "lower find.start_lr" in why
     assert "does not blow up" not in why
+
+
+def test_a_sweep_too_short_to_read_asks_for_more_steps_not_a_lower_start():
+    # A 5-step linear sweep: fell at 5, blew up at 10. Its "first tenth" is all of it, so
+    # it cannot say the loss rose from the start (it did not: it fell first).
+    lr = [1e-5, 2.5, 5.0, 7.5, 10.0]
+    loss = [2.29, 2.35, 1.51, 4.9, 54.0]
+    reason = why_no_suggestion(lr, loss)
+    assert reason is not None and "too few" in reason and "find.num_steps" in reason
+    assert "start_lr" not in reason
