@@ -48,6 +48,8 @@ class Built:
     world_size: int = 1
     # Averages a loss across processes in a data-parallel run; None in a single process.
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # data.classes came from the experiment (False: from the source, e.g. MNIST's ten names).
+    classes_given: bool = True
 
     @property
     def parameter_count(self) -> int:
@@ -169,6 +171,7 @@ def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn = loss_fn.to(device)  # its buffers (class weights) where the outputs are
 
+    classes_given = exp.data.classes is not None  # else the source's names fill it in
     splits, train_data, val_data, data_note = _build_data(exp, device, rank, world_size)
     model_args, model_notes = model_arguments(exp)
     if _index_targets(exp.loss.name):
@@ -215,6 +218,7 @@ def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
         model_notes=model_notes,
         world_size=world_size,
         reduce=reduce,
+        classes_given=classes_given,
     )
 
 

@@ -14,6 +14,7 @@ import difflib
 import inspect
 import io
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,12 +174,31 @@ class Batches:
             pin_memory=self.device.type == "cuda",
         )
         non_blocking = self.device.type == "cuda"
-        for batch in loader:
+        for batch in _stacked(loader):
             x, y = _pair(batch)
             yield (
                 x.to(self.device, non_blocking=non_blocking),
                 y.to(self.device, non_blocking=non_blocking),
             )
+
+
+def _stacked(loader: DataLoader) -> Iterator[Any]:
+    """The loader's batches; items of different shapes (photos of different sizes) said in
+    lrtool's words, with the fix, instead of torch's collate error."""
+    try:
+        yield from loader
+    except RuntimeError as err:
+        text = str(err)
+        if "stack expects each tensor to be equal size" not in text:
+            raise
+        found = re.search(r"got (\[[^\]]*\]) at entry \d+ and (\[[^\]]*\])", text)
+        shapes = f" ({found.group(1)} and {found.group(2)})" if found else ""
+        raise ComponentError(
+            f"the dataset's items have different shapes{shapes}, so they cannot be stacked "
+            "into a batch. Images of different sizes: set data.args.resize (e.g. resize: 224, "
+            "or the size the model takes) on a torchvision dataset; your own dataset: make "
+            "__getitem__ return inputs of one shape."
+        ) from None
 
 
 def _pair(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,7 +229,7 @@ def materialise(dataset: Dataset, num_workers: int = 0) -> tuple[torch.Tensor, t
         return x[idx], y[idx]
     xs, ys = [], []
     loader = DataLoader(dataset, batch_size=512, shuffle=False, num_workers=num_workers)
-    for batch in loader:
+    for batch in _stacked(loader):
         x, y = _pair(batch)
         xs.append(x)
         ys.append(torch.as_tensor(y))

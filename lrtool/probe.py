@@ -341,10 +341,18 @@ def _check_classes(built: Built, output: torch.Tensor, y: torch.Tensor) -> None:
     known = [t for t in tops if t is not None]
     names = exp.data.classes
     if names and known and max(known) >= len(names):
+        if built.classes_given:
+            fix = "name every class, in label order, or leave data.classes out."
+            whose = "data.classes names"
+        else:
+            fix = (
+                "name every class in data.classes, in label order (the source's own list "
+                "does not fit these labels)."
+            )
+            whose = f"data {exp.data.name!r} names its classes itself, and lists"
         raise ComponentError(
-            f"data.classes names {len(names)} classes, but the labels run to {max(known)} "
-            f"({max(known) + 1} classes): name every class, in label order, or leave "
-            "data.classes out."
+            f"{whose} {len(names)} classes, but the labels run to {max(known)} "
+            f"({max(known) + 1} classes): {fix}"
         )
     message = class_mismatch(
         exp.loss.name,
@@ -355,6 +363,21 @@ def _check_classes(built: Built, output: torch.Tensor, y: torch.Tensor) -> None:
     )
     if message is not None:
         raise ComponentError(message)
+    if output.ndim >= 2 and output.shape[1] == 1:
+        # A softmax over one class is 1 whatever the weights: the loss is always 0 and the
+        # accuracy 100 %, a run that looks perfect and learned nothing.
+        one = (
+            f" (data {exp.data.name!r} has one class, {names[0]!r})"
+            if len(names or []) == 1
+            else ""
+        )
+        raise ComponentError(
+            f"loss {exp.loss.name!r} over a single output is always 0, so nothing can train"
+            f"{one}. Classification needs two classes or more: for two, give the model 2 "
+            "outputs (model.args.num_classes: 2), or one output with loss bce_with_logits. A "
+            "torchvision.ImageFolder whose root holds a single folder (train/) has its root one "
+            "level too high: point data.args.root at the folder that holds the class folders."
+        )
 
 
 def _check_metrics(built: Built, output: torch.Tensor, y: torch.Tensor) -> None:
@@ -394,6 +417,30 @@ def first_step(built: Built) -> float:
     return probe(built, backward=True)
 
 
+def check_training(built: Built) -> None:
+    """The `train:` settings against the built data and model, where a run trains (train,
+    verify, check, --smoke of those); a range test uses neither."""
+    check_accumulation(built)
+    check_frozen_head(built)
+
+
+def check_frozen_head(built: Built) -> None:
+    """The frozen epochs train the last parameter group alone: it needs something to train."""
+    exp = built.experiment
+    groups = built.optimizer.param_groups
+    if not exp.train.freeze_epochs or not groups:
+        return
+    head = groups[-1]
+    if not any(p.requires_grad for p in head["params"]):
+        raise ConfigError(
+            f"train.freeze_epochs: the {exp.train.freeze_epochs} frozen epoch(s) train only the "
+            f"last parameter group ({head.get('name', len(groups) - 1)}), but the model itself "
+            "froze every parameter in it (requires_grad=False), so those epochs could train "
+            "nothing. Unfreeze the head, end model.groups with a trainable group, or set "
+            "train.freeze_epochs: 0."
+        )
+
+
 def check_accumulation(built: Built) -> None:
     """Training accumulates `train.grad_accum` mini-batches per step, within an epoch: more
     than an epoch holds would make every step the whole epoch, and the effective batch lrtool
@@ -416,5 +463,5 @@ def checked_build(exp: Experiment, *, training: bool = True, **kwargs: Any) -> B
     built = build(exp, **kwargs)
     probe(built)
     if training:
-        check_accumulation(built)
+        check_training(built)
     return built

@@ -218,7 +218,9 @@ def train_summary(console: Console, result: Any, out_dir: str) -> None:
         pairs = ", ".join(
             f"{name} {fmt_lr(r)}" for name, r in zip(result.group_names, rates, strict=True)
         )
-        console.print(f"peak rates per group: {pairs}", markup=False)  # group names are the user's
+        # A run stopped in its warm-up never reached its peak: the rates are the highest seen.
+        label = "peak rates" if result.stop_reason == "completed" else "highest rates reached"
+        console.print(f"{label} per group: {pairs}", markup=False)  # group names are the user's
     console.print(batch_line(result))
     final = ", ".join(f"{k} {_fmt(v)}" for k, v in result.final.items())
     console.print(f"final: {final}  ({result.elapsed_s:.1f} s on {result.device})")

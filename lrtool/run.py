@@ -472,7 +472,12 @@ def prepare_resume(exp: Experiment, path: str | Path, *, lr_max_given: bool) -> 
     state = load_checkpoint(checkpoint)
     saved_config = state.get("config")
     check_resume_folder(folder, saved_config)
+    # Finished by the length the run was started with: a resume that forgot `--epochs 400`
+    # is a settings conflict (listed below), not a finished run.
+    train = (saved_config or {}).get("train") or {}
     total = exp.train.freeze_epochs + exp.train.epochs
+    if isinstance(train.get("epochs"), int) and isinstance(train.get("freeze_epochs", 0), int):
+        total = train.get("freeze_epochs", 0) + train["epochs"]
     if isinstance(state.get("epoch"), int) and state["epoch"] >= total:
         raise ConfigError(
             f"--resume: the run in {folder} finished (all {state['epoch']} epochs): there is "

@@ -98,10 +98,20 @@ def _smoke_cycles(exp: Experiment) -> dict[str, int]:
 
 
 def _torchvision_files_present(exp: Experiment) -> bool:
-    """Try to open the dataset without downloading anything."""
+    """Try to open the dataset without downloading anything. A dataset that takes no
+    `download` (ImageFolder: the user's own files) is opened as it is; an unknown name counts
+    as present, so the real build says what is wrong with it."""
+    import inspect
+
+    import torchvision
+
     from .data import load_splits
 
-    args = {**exp.data.args, "download": False}
+    cls = getattr(torchvision.datasets, exp.data.name.removeprefix("torchvision."), None)
+    if not inspect.isclass(cls):
+        return True
+    takes_download = "download" in inspect.signature(cls).parameters
+    args = {**exp.data.args, **({"download": False} if takes_download else {})}
     try:
         load_splits(
             exp.data.name,
@@ -267,7 +277,7 @@ def run_smoke(
     import time
 
     from .build import build
-    from .probe import check_accumulation, probe
+    from .probe import check_training, probe
 
     started = time.perf_counter()
     smoke_exp, note = smoke_experiment(exp, batches)
@@ -275,7 +285,7 @@ def run_smoke(
         with deadline(timeout):
             built = build(smoke_exp)
             if command != "find":
-                check_accumulation(built)  # on the whole epoch, before it is cut
+                check_training(built)  # on the whole epoch, before it is cut
             limit_data(built, batches)
             try:
                 probe(built)  # a model that does not fit its data, said in the experiment's keys

@@ -30,7 +30,7 @@ from .config import load_experiment as _load_experiment
 from .cycles import Plan, cycle_record, train_cycles
 from .errors import ConfigError, NoSuggestion, RunFailed
 from .history import FindResult, fresh_folder, history_kind, writable_folder
-from .probe import check_accumulation, checked_build, first_step
+from .probe import check_training, checked_build, first_step
 from .results import TrainResult, read_json, write_result
 from .run import check_seeds, parse_seeds
 from .smoke import SmokeFailed, temp_out
@@ -123,7 +123,7 @@ def run_check(exp: Experiment) -> tuple[Built, float]:
     """`lrtool check`: build everything, then one forward/backward pass; (built, first loss)."""
     built = build(_experiment(exp, "run_check"))
     loss = first_step(built)  # the probe with a backward; the first loss must be finite
-    check_accumulation(built)  # `check` refuses what `train` would
+    check_training(built)  # `check` refuses what `train` would
     return built, loss
 
 
@@ -259,6 +259,9 @@ def run_train(
     folder = Path(folder) if folder is not None else None
     target = _main_folder(folder)
     built = checked_build(exp)
+    short = short_schedule(built)
+    if short:
+        say(f"warning: {short}")
     rates = exp.train.lr_max if rates is None else rates
     first_find = None
     if rates == "auto":
@@ -292,6 +295,11 @@ def run_train(
             result.stop_reason == "interrupted" and resumable
         )
         write_result(target, result, exp, distributed.unwrap(built.model) if keep_model else None)
+        if not keep_model:
+            # A resumed run that hit NaN: the model.pt its interruption wrote holds other
+            # weights than the train.json beside it now describes (checkpoint.pt keeps the
+            # last good epoch's), so it goes, as a fresh run that hit NaN writes none.
+            (target / "model.pt").unlink(missing_ok=True)
     refound = None
     if refind and result.stop_reason == "completed":
         with _sweep(sweep_progress, exp.find.num_steps, "refind") as on_step:
@@ -300,6 +308,26 @@ def run_train(
         if target is not None:
             write_result(target, refound, exp)  # as refind.*
     return TrainRun(result, folder, first_find, refound, resumable, cycle_refinds)
+
+
+# Fewer optimizer steps than this and a one-cycle never reaches its peak: 1 step runs at the
+# final rate (lr_max / div_factor / final_div_factor), 2 and 3 at most 75 % and 97 % of it.
+MIN_CYCLE_STEPS = 4
+
+
+def short_schedule(built: Built) -> str | None:
+    """A warning when each one-cycle is too short to reach train.lr_max, else None."""
+    exp = built.experiment
+    per_epoch = schedule.steps_per_epoch(len(built.train_data), exp.train.grad_accum)
+    steps = per_epoch * max(1, exp.train.epochs // exp.train.cycles)
+    if steps >= MIN_CYCLE_STEPS:
+        return None
+    return (
+        f"the one-cycle schedule has {steps} optimizer step(s) ({per_epoch} per epoch), too "
+        f"few to reach train.lr_max: it needs {MIN_CYCLE_STEPS} or more (a single step trains "
+        "at lr_max / div_factor / final_div_factor). Train more epochs, or lower "
+        "data.batch_size or train.grad_accum."
+    )
 
 
 def _fresh_or_resumed(

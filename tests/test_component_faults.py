@@ -174,3 +174,116 @@ def test_api_messages_name_the_python_argument_not_a_flag(exp_file):
     with pytest.raises(ConfigError) as err:
         run_train(load_experiment(exp_file), lr_max=-1)
     assert "--lr-max" not in str(err.value) and "lr_max=-1" in str(err.value)
+
+
+# --- images, freezing and short schedules (the sixth pass, training) ----------------------
+
+
+def _images(root, sizes_by_class):
+    from PIL import Image
+
+    for label, sizes in sizes_by_class.items():
+        (root / label).mkdir(parents=True)
+        for i, size in enumerate(sizes):
+            Image.new("RGB", (size, size), (i * 40, 0, 200)).save(root / label / f"{i}.png")
+
+
+def _image_yaml(write_yaml, root, extra=""):
+    return write_yaml(
+        f"""\
+        device: cpu
+        model: {{name: cnn, args: {{in_channels: 3, width: 4}}}}
+        data: {{name: torchvision.ImageFolder, args: {{root: "{root}"}}, batch_size: 4}}
+        optimizer: {{name: sgd, args: {{momentum: 0.9}}}}
+        find: {{num_steps: 10}}
+        train: {{epochs: 1}}
+        {extra}
+        """
+    )
+
+
+def test_smoke_reads_a_real_image_folder_and_its_faults(tmp_path, write_yaml):
+    # Photos of two sizes and no resize: smoke must fail on them as check does, not stand
+    # FakeData in for a folder that is there.
+    _images(tmp_path / "mixed", {"cat": [8, 8, 12, 12], "dog": [8, 12, 8, 12]})
+    path = _image_yaml(write_yaml, tmp_path / "mixed")
+    for args in (["check", str(path)], ["find", str(path), "--smoke"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())
+        assert "different shapes ([3, " in text and "[3, 12, 12]" in text and "resize" in text
+        assert "FakeData" not in text
+    _images(tmp_path / "even", {"cat": [8] * 4, "dog": [8] * 4})
+    result = runner.invoke(
+        app, ["find", str(_image_yaml(write_yaml, tmp_path / "even")), "--smoke"]
+    )
+    assert result.exit_code == 0 and "FakeData" not in result.output, result.output
+
+
+def test_an_image_folder_root_one_level_too_high_is_refused(tmp_path, write_yaml):
+    _images(tmp_path / "data" / "train", {"6": [8] * 4, "7": [8] * 4})
+    result = runner.invoke(app, ["check", str(_image_yaml(write_yaml, tmp_path / "data"))])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "single output is always 0" in text and "one class, 'train'" in text
+
+
+def test_a_head_the_model_froze_is_refused_for_frozen_epochs_but_not_for_find(
+    exp_file, tmp_path, monkeypatch
+):
+    (tmp_path / "frozen_head.py").write_text(
+        "from torch import nn\n"
+        "def model():\n"
+        "    net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))\n"
+        "    net[2].requires_grad_(False)\n"
+        "    return net\n"
+    )
+    settings = ["--set", "model.name=frozen_head:model", "--set", "train.freeze_epochs=1"]
+    for command in (["check"], ["train", "--lr-max", "0.1", "--no-plot"]):
+        result = runner.invoke(app, [*command, str(exp_file), *settings])
+        assert result.exit_code == 2, result.output
+        assert "froze every parameter in it" in " ".join(result.output.split())
+    found = runner.invoke(app, ["find", str(exp_file), "--no-plot", *settings])
+    assert found.exit_code == 0, found.output
+
+
+def test_a_one_step_schedule_is_warned_about(exp_file):
+    said = []
+    run = run_train(
+        load_experiment(exp_file, {"data.batch_size": 4096}), lr_max=0.1, say=said.append
+    )
+    assert run.train.stop_reason == "completed"
+    assert any("1 optimizer step(s)" in line and "too few" in line for line in said), said
+    said.clear()
+    run_train(load_experiment(exp_file), lr_max=0.1, say=said.append)  # 7 steps: no warning
+    assert not any("optimizer step" in line for line in said)
+
+
+def test_a_source_whose_own_class_list_misses_labels_says_so(tmp_path, write_yaml):
+    import struct
+
+    import numpy as np
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", 24), ("t10k", 12)):
+        for kind, magic, array in (
+            ("images-idx3", 2051, np.zeros((n, 28, 28))),
+            ("labels-idx1", 2049, np.arange(n) % 12),
+        ):
+            with open(raw / f"{prefix}-{kind}-ubyte", "wb") as f:
+                f.write(struct.pack(">I", magic))
+                for dim in array.shape:
+                    f.write(struct.pack(">I", dim))
+                f.write(array.astype(np.uint8).tobytes())
+    path = write_yaml(
+        f"""\
+        device: cpu
+        model: {{name: cnn, args: {{in_channels: 1, num_classes: 12, width: 4}}}}
+        data: {{name: torchvision.MNIST, args: {{root: "{tmp_path}"}}, batch_size: 8}}
+        """
+    )
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "names its classes itself" in text and "leave data.classes out" not in text

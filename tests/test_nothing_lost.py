@@ -721,3 +721,64 @@ def test_ctrl_c_in_the_first_seed_says_whose_curve_was_saved(tiny_yaml, tmp_path
     text = one_line(result.output)
     assert "before any of the 2 seeds finished" in text and "seed 0's sweep" in text
     assert "the consensus and the curve are theirs" not in text
+
+
+STOPPER = """
+import torch.nn.functional as F
+
+STATE = {"calls": 0, "stop_at": 0, "nan_at": 0}
+
+
+def ce(output, target):
+    STATE["calls"] += 1
+    if STATE["calls"] == STATE["stop_at"]:
+        raise KeyboardInterrupt
+    loss = F.cross_entropy(output, target)
+    return loss * float("nan") if STATE["nan_at"] and STATE["calls"] >= STATE["nan_at"] else loss
+"""
+
+
+def test_a_resumed_run_that_hits_nan_keeps_no_model_pt_of_other_weights(
+    tiny_yaml, tmp_path, monkeypatch
+):
+    import importlib
+
+    import lrtool
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "stopper_loss.py").write_text(STOPPER)
+    state = importlib.import_module("stopper_loss").STATE
+    exp = lrtool.load_experiment(tiny_yaml, {"loss.name": "stopper_loss:ce", "train.epochs": 3})
+    run = tmp_path / "run"
+    # Ctrl-C in epoch 2: model.pt holds epoch 1's weights, as checkpoint.pt does.
+    state.update(calls=0, stop_at=14)
+    first = lrtool.run_train(exp, 0.1, folder=run)
+    assert first.train.stop_reason == "interrupted" and (run / "model.pt").is_file()
+    # The resumed run goes NaN later: train.json now describes a run that kept no weights.
+    state.update(calls=0, stop_at=0, nan_at=14)
+    resumed = lrtool.run_train(exp, resume=run)
+    assert resumed.train.stop_reason == "nan"
+    assert not (run / "model.pt").exists() and (run / "checkpoint.pt").is_file()
+    assert json.loads((run / "train.json").read_text())["stop_reason"] == "nan"
+
+
+def test_resuming_with_fewer_epochs_is_a_conflict_not_a_finished_run(
+    tiny_yaml, tmp_path, monkeypatch
+):
+    import importlib
+
+    import lrtool
+    from lrtool.errors import ConfigError
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "stopper_loss.py").write_text(STOPPER)
+    state = importlib.import_module("stopper_loss").STATE
+    exp = lrtool.load_experiment(tiny_yaml, {"loss.name": "stopper_loss:ce", "train.epochs": 4})
+    state.update(calls=0, stop_at=22, nan_at=0)  # in epoch 3: the checkpoint holds epoch 2
+    first = lrtool.run_train(exp, 0.1, folder=tmp_path / "run")
+    assert first.train.stop_reason == "interrupted" and len(first.train.epochs) == 2
+    state.update(calls=0, stop_at=0)
+    forgot = lrtool.load_experiment(tiny_yaml, {"loss.name": "stopper_loss:ce"})  # epochs 2
+    with pytest.raises(ConfigError) as err:
+        lrtool.run_train(forgot, resume=tmp_path / "run")
+    assert "train.epochs: 4 → 2" in str(err.value) and "finished" not in str(err.value)
