@@ -26,7 +26,7 @@ def resolve_device(spec: str) -> torch.device:
         if not torch.cuda.is_available():
             raise DeviceError(
                 f"device: {spec!r} was asked for but this machine has no usable CUDA GPU "
-                f"(torch {torch.__version__}). Use device: auto or cpu, or --set device=cpu."
+                f"(torch {torch.__version__}). Use device: auto or cpu (--device cpu)."
             )
         index = device.index or 0
         if index >= torch.cuda.device_count():
