@@ -240,7 +240,10 @@ Precision = Literal["fp32", "bf16", "fp16"]
 
 class FindSpec(Spec):
     start_lr: Number = Field(1e-7, gt=0, description="First learning rate of the sweep.")
-    end_lr: Number = Field(10.0, gt=0, description="Last learning rate of the sweep.")
+    # validate_default: a start_lr above the default end_lr is refused at load too.
+    end_lr: Number = Field(
+        10.0, gt=0, validate_default=True, description="Last learning rate of the sweep."
+    )
     num_steps: Whole = Field(100, ge=2, description="Number of optimizer steps (mini-batches).")
     mode: Literal["exp", "linear"] = Field("exp", description="How the rate grows.")
     extend_decades: Number = Field(
@@ -486,17 +489,23 @@ class TrainSpec(Spec):
             raise ValueError("must be 'epoch' or a number of steps >= 1")
         return value
 
-    @model_validator(mode="after")
-    def _epochs_for_cycles(self) -> TrainSpec:
+    @field_validator("cycles")
+    @classmethod
+    def _epochs_for_cycles(cls, cycles: int, info: ValidationInfo) -> int:
+        # On the key itself (not the section): its line or flag is named, and it is reported
+        # beside any other problem of the section. epochs/freeze_epochs come first in the
+        # class, so info.data holds them unless they are wrong themselves.
+        epochs, freeze = info.data.get("epochs"), info.data.get("freeze_epochs", 0)
+        if epochs is None or freeze is None:
+            return cycles
         # Every unfrozen cycle needs an epoch of train.epochs; the frozen phase is a cycle.
-        unfrozen = self.cycles - (1 if self.freeze_epochs and self.cycles > 1 else 0)
-        if self.epochs < unfrozen:
+        unfrozen = cycles - (1 if freeze and cycles > 1 else 0)
+        if epochs < unfrozen:
             raise ValueError(
-                f"train.cycles: {self.cycles} cycles split train.epochs ({self.epochs}) and "
-                f"each unfrozen one needs at least 1 epoch: raise train.epochs to {unfrozen} "
-                "or lower train.cycles"
+                f"{cycles} cycles split train.epochs ({epochs}) and each unfrozen one needs "
+                f"at least 1 epoch: raise train.epochs to {unfrozen} or lower train.cycles"
             )
-        return self
+        return cycles
 
 
 # The seed goes to random (any int), numpy (below 2**32), torch (below 2**64) and data.py's
@@ -800,20 +809,25 @@ def apply_overrides(
     raw: dict[str, Any],
     overrides: list[str],
     origins: dict[tuple[str, ...], str] | None = None,
+    source: str = "--set",
 ) -> dict[str, Any]:
     """Apply `KEY=VALUE` overrides (dotted keys, YAML-typed values) to a raw config dict.
 
-    `origins`, when given, records where each key's value came from (for error messages).
+    `origins`, when given, records where each key's value came from (for error messages):
+    `--set KEY` from the command line, `SOURCE['KEY']` for any other `source` (the Python
+    API's `overrides`).
     """
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(
-                f"--set expects KEY=VALUE with a dotted key (e.g. train.epochs=3), got {item!r}."
+                f"{source} expects KEY=VALUE with a dotted key (e.g. train.epochs=3), got {item!r}."
             )
-        set_key(raw, key, parse_yaml(value, source=f"--set {key.strip()}"))
+        key = key.strip()
+        label = f"--set {key}" if source == "--set" else f"{source}[{key!r}]"
+        set_key(raw, key, parse_yaml(value, source=label))
         if origins is not None:
-            origins[tuple(key.strip().split("."))] = f"--set {key.strip()}"
+            origins[tuple(key.split("."))] = label
     return raw
 
 
@@ -1184,6 +1198,7 @@ def load_experiment(
     overrides: list[str] | None = None,
     values: dict[str, Any] | None = None,
     values_from: Callable[[str], str] = flag_name,
+    overrides_source: str = "--set",
 ) -> Experiment:
     """Read, override and validate an experiment file. The name defaults to the file's stem.
 
@@ -1210,7 +1225,7 @@ def load_experiment(
     # Beside the file for a regular file; a pipe's folder (/dev/fd) holds nothing of the user's.
     base = path.parent if path.is_file() else Path.cwd()
     origins: dict[tuple[str, ...], str] = {}
-    raw = apply_overrides(dict(raw), overrides or [], origins)
+    raw = apply_overrides(dict(raw), overrides or [], origins, overrides_source)
     for key, value in (values or {}).items():
         if value is not None:
             set_key(raw, key, value, origin=values_from(key))

@@ -228,12 +228,25 @@ def fresh_folder(path: str | Path, what: str = "--out") -> Path:
                 else "Give a new folder."
             )
             + (
-                f" To continue the interrupted training run there, use train --resume {path}."
-                if (path / "checkpoint.pt").is_file()
+                " To continue the interrupted training run there: lrtool train "
+                f"{path / 'config.yaml'} --resume {path}."
+                if "--out" in what and _interrupted_training(path)
                 else ""
             )
         )
     return path
+
+
+def _interrupted_training(folder: Path) -> bool:
+    """A checkpoint beside a training that did not finish (a finished run keeps its
+    checkpoint, and resuming it is refused)."""
+    if not (folder / "checkpoint.pt").is_file():
+        return False
+    try:
+        stop = json.loads((folder / "train.json").read_text(encoding="utf-8")).get("stop_reason")
+    except (OSError, ValueError, AttributeError):
+        return True  # killed before train.json was written: the checkpoint is all there is
+    return stop != "completed"
 
 
 # A run holds this file in its folder while it writes there: a second run given the same

@@ -81,7 +81,7 @@ def load_experiment(
             "overrides: a mapping {'train.epochs': 3} or --set strings ['train.epochs=3'], "
             f"got {overrides!r:.120}."
         )
-    return _load_experiment(path, overrides, None)
+    return _load_experiment(path, overrides, None, overrides_source="overrides")
 
 
 def _override_name(key: str) -> str:
@@ -579,11 +579,13 @@ def run_smoke(
     exp: Experiment,
     *,
     lrs: str | Sequence[float] | None = None,
+    lr_max: LrMax = None,
     batches: int = 4,
     timeout: float = 120.0,
 ) -> SmokeRun:
     """`lrtool COMMAND --smoke`: CPU, fp32, a few batches and steps; SmokeFailed (one line)
-    when the experiment is broken. `command` is "find", "train" or "verify"."""
+    when the experiment is broken. `command` is "find", "train" or "verify"; "train" trains
+    at `lr_max` (as `run_train` takes it), else at the experiment's `train.lr_max`."""
     bodies = {
         "find": _smoke_find,
         "train": _smoke_train,
@@ -592,6 +594,13 @@ def run_smoke(
     exp = _experiment(exp, "run_smoke")
     if command not in bodies:
         raise ConfigError(f"run_smoke: command must be find, train or verify, got {command!r}.")
+    if lr_max is not None:
+        exp = with_lr_max(exp, lr_max)
+    if command == "train" and exp.train.lr_max is None:
+        raise ConfigError(
+            "run_smoke('train', exp) needs a peak rate: lr_max=3e-3 (or 'LOW:HIGH', 'auto'), "
+            "or train.lr_max in the experiment."
+        )
     if not isinstance(batches, int) or isinstance(batches, bool) or batches < 1:
         raise ConfigError(
             f"run_smoke: batches (--smoke-batches) must be 1 or more, got {batches!r}."

@@ -287,3 +287,48 @@ def test_a_source_whose_own_class_list_misses_labels_says_so(tmp_path, write_yam
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())
     assert "names its classes itself" in text and "leave data.classes out" not in text
+
+
+# --- where the README and the tool disagreed (sixth pass, README audit) --------------------
+
+
+def test_a_start_lr_above_the_default_end_lr_is_refused_at_load(exp_file):
+    result = runner.invoke(app, ["check", str(exp_file), "--set", "find.start_lr=20"])
+    assert result.exit_code == 2, result.output
+    assert "find.end_lr" in result.output and "expected a rate above find.start_lr (20)" in (
+        " ".join(result.output.split())
+    )
+
+
+def test_a_cycles_problem_names_its_flag_and_comes_with_the_others(exp_file):
+    result = runner.invoke(app, ["check", str(exp_file), "--set", "train.cycles=3"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "train.cycles (from --set train.cycles): 3 cycles" in text
+    both = runner.invoke(
+        app, ["check", str(exp_file), "--set", "train.cycles=3", "--set", "train.pct_start=2"]
+    )
+    text = " ".join(both.output.split())
+    assert "(2 problems)" in text and "train.cycles" in text and "train.pct_start" in text
+
+
+def test_list_overrides_in_python_are_named_as_python(exp_file):
+    with pytest.raises(ConfigError) as err:
+        load_experiment(exp_file, ["train.epochs=0"])
+    assert "overrides['train.epochs']" in str(err.value) and "--set" not in str(err.value)
+
+
+def test_run_smoke_train_takes_lr_max_and_asks_for_one(exp_file):
+    exp = load_experiment(exp_file)
+    assert run_smoke("train", exp, lr_max=0.01).line.startswith("lrtool smoke: ok (train")
+    with pytest.raises(ConfigError, match=r"needs a peak rate: lr_max="):
+        run_smoke("train", exp)
+
+
+def test_a_finished_run_folder_does_not_advise_resuming_it(exp_file, tmp_path):
+    done = tmp_path / "done"
+    trained = runner.invoke(app, ["train", str(exp_file), "--lr-max", "0.1", "--out", str(done)])
+    assert trained.exit_code == 0, trained.output
+    assert (done / "checkpoint.pt").is_file()
+    result = runner.invoke(app, ["find", str(exp_file), "--no-plot", "--out", str(done)])
+    assert result.exit_code == 2 and "already holds another run's files" in result.output
+    assert "--resume" not in result.output

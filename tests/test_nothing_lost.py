@@ -782,3 +782,21 @@ def test_resuming_with_fewer_epochs_is_a_conflict_not_a_finished_run(
     with pytest.raises(ConfigError) as err:
         lrtool.run_train(forgot, resume=tmp_path / "run")
     assert "train.epochs: 4 → 2" in str(err.value) and "finished" not in str(err.value)
+
+
+def test_an_interrupted_run_folder_advises_resuming_it(tiny_yaml, tmp_path, monkeypatch):
+    import importlib
+
+    import lrtool
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "stopper_loss.py").write_text(STOPPER)
+    state = importlib.import_module("stopper_loss").STATE
+    exp = lrtool.load_experiment(tiny_yaml, {"loss.name": "stopper_loss:ce", "train.epochs": 3})
+    state.update(calls=0, stop_at=14, nan_at=0)  # in epoch 2, after the first checkpoint
+    assert lrtool.run_train(exp, 0.1, folder=tmp_path / "run").train.stop_reason == "interrupted"
+    state.update(calls=0, stop_at=0)
+    result = invoke("find", tiny_yaml, "--no-plot", "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert f"lrtool train {tmp_path / 'run' / 'config.yaml'} --resume {tmp_path / 'run'}" in text
