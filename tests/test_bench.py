@@ -462,3 +462,39 @@ def test_bad_numbers_and_caches_are_refused_before_any_run(tmp_path, capsys, arg
     assert main([*argv, "--tasks", "iris-mlp-sgd"] if argv[0] != "speed" else argv) == 2
     assert message in capsys.readouterr().err
     assert a_file.read_text() == "mine"
+
+
+def test_sigterm_stops_the_benchmark_as_ctrl_c_does_leaving_no_workers(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cache = tmp_path / "c"
+    command = [
+        sys.executable, "-m", "lrtool.bench", "prepare", "--tasks", "iris-mlp-sgd,wine-mlp-sgd",
+        "--seeds", "0,1", "--per-decade", "4", "--jobs", "2", "--cache", str(cache),
+    ]  # fmt: skip
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:  # a file, not a pipe: orphaned workers would hold a pipe open
+        proc = subprocess.Popen(command, stderr=err)
+    deadline = time.monotonic() + 120
+    while "\n[" not in "\n" + log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)  # until the first finished run: the pool is up and working
+    workers = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True
+    ).stdout.split()
+    assert workers  # the pool's processes, to look for once the benchmark has stopped
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=60)
+    time.sleep(2)  # workers finish the run in hand, then exit
+    left = []
+    for pid in workers:
+        try:
+            os.kill(int(pid), signal.SIGKILL)  # never leave one behind, whatever the outcome
+            left.append(pid)
+        except ProcessLookupError:
+            pass
+    assert code == 130, log.read_text()
+    assert "Interrupted. Every finished run is in the cache" in log.read_text()
+    assert not left, left

@@ -136,6 +136,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from ..cli import interrupt_on_sigterm
+
+    # `kill` or a job scheduler stops the benchmark as Ctrl-C does: the finished runs stay in
+    # the cache and the worker processes are shut down, not orphaned.
+    interrupt_on_sigterm()
     try:
         if args.command == "speed":
             if args.repeats < 1 or args.steps < 1:
