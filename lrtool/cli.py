@@ -28,6 +28,7 @@ from rich.markup import escape
 from . import __version__, report
 from .config import json_schema, load_experiment
 from .errors import (
+    EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
     ConfigError,
     LrtoolError,
@@ -229,8 +230,12 @@ def handled(debug: bool, *, smoke: str | None = None, as_json: bool = False) -> 
 
 
 def fail(err: LrtoolError, smoke: str | None, as_json: bool) -> NoReturn:
-    """Print the error paragraph (and the user's frames), the smoke line if any; exit."""
+    """Print the error paragraph (and the user's frames), the smoke line if any; exit.
 
+    Under torchrun, bad input (exit 2) is the same on every process: rank 0 alone says so.
+    """
+    if err.exit_code == EXIT_BAD_INPUT and _quiet_rank():
+        raise typer.Exit(err.exit_code) from None
     report.error(err_console, str(err))
     if err.details:
         err_console.print(err.details, markup=False, highlight=False, soft_wrap=True)
@@ -252,12 +257,23 @@ def out_dir(out: Path | None, output_dir: str, name: str, command: str) -> Path:
 
     rank = _launched_rank()  # a broken torchrun environment is refused before any folder
     if out is not None:
-        # Only rank 0 checks and holds the folder: the others would find its lock and files.
-        return fresh_folder(out) if rank == 0 else Path(out)
+        # Only rank 0 holds the folder (the lock); every rank checks it holds no other run's
+        # files, so a refused --out stops them all at once instead of leaving the others to
+        # wait for rank 0 in the first collective. Nothing is written before that collective:
+        # the others cannot see rank 0's files, only its lock, which they ignore.
+        return fresh_folder(out) if rank == 0 else fresh_folder(out, ignore_lock=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if rank != 0:
         return Path(output_dir) / name / f"{stamp}-{command}"
     return new_run_folder(Path(output_dir) / name, f"{stamp}-{command}")
+
+
+def _quiet_rank() -> bool:
+    """A torchrun process other than rank 0 (a broken launch environment: not quiet)."""
+    try:
+        return _launched_rank() != 0
+    except LrtoolError:
+        return False
 
 
 def _launched_rank() -> int:

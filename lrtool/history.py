@@ -209,12 +209,29 @@ def png_file(path: str | Path, what: str = "--save") -> Path:
     return path
 
 
-def fresh_folder(path: str | Path, what: str = "--out") -> Path:
-    """A writable `path` that holds no other run's files: results are never overwritten."""
+def fresh_folder(path: str | Path, what: str = "--out", *, ignore_lock: bool = False) -> Path:
+    """A writable `path` that holds no other run's files: results are never overwritten.
+
+    `ignore_lock`: a torchrun rank other than 0, whose rank 0 creates and holds the folder;
+    it only looks (creating nothing) for another run's files, or a file in the folder's place.
+    """
+    path = Path(path)
+    if ignore_lock:
+        existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+        if not existing.is_dir():  # a file where the folder, or one above it, would go
+            writable_folder(path, what)  # raises, in the words rank 0 uses
+        if path.is_dir():
+            _refuse_taken(path, what)
+        return path
     path = writable_folder(path, what)
     holder = lock_holder(path)
     if holder is not None:
         raise _held(path, holder, what)
+    _refuse_taken(path, what)
+    return path
+
+
+def _refuse_taken(path: Path, what: str) -> None:
     taken = [name for name in RUN_FILES if (path / name).exists()]
     taken += sorted(p.name for p in path.glob("refind-*.json"))  # the re-finds of train.cycles
     if taken:
@@ -234,7 +251,6 @@ def fresh_folder(path: str | Path, what: str = "--out") -> Path:
                 else ""
             )
         )
-    return path
 
 
 def _interrupted_training(folder: Path) -> bool:

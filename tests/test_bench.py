@@ -453,13 +453,15 @@ def test_suggest_shows_verify_by_default_and_not_with_no_verify(
         (["speed", "--repeats", "0"], "--repeats and --steps must be at least 1"),
         (["suggest", "--seeds", "4294967296"], "--seeds: every seed must be from 0"),
         (["suggest", "--cache", "{file}"], "--cache: cannot write files to"),
+        (["finetune", "--seeds", "-1"], "--seeds: every seed must be from 0"),
     ],
 )
 def test_bad_numbers_and_caches_are_refused_before_any_run(tmp_path, capsys, argv, message):
     a_file = tmp_path / "afile"
     a_file.write_text("mine")
     argv = [a.replace("{file}", str(a_file)) for a in argv]
-    assert main([*argv, "--tasks", "iris-mlp-sgd"] if argv[0] != "speed" else argv) == 2
+    with_tasks = argv[0] in ("prepare", "suggest")
+    assert main([*argv, "--tasks", "iris-mlp-sgd"] if with_tasks else argv) == 2
     assert message in capsys.readouterr().err
     assert a_file.read_text() == "mine"
 
@@ -498,3 +500,34 @@ def test_sigterm_stops_the_benchmark_as_ctrl_c_does_leaving_no_workers(tmp_path)
     assert code == 130, log.read_text()
     assert "Interrupted. Every finished run is in the cache" in log.read_text()
     assert not left, left
+
+
+def test_every_fixed_rate_has_a_row_of_its_own_on_a_fine_grid():
+    from lrtool.bench.table import _fixed_rows
+
+    assert _fixed_rows([1e-3, 1e-2, 0.0017782794]) == ["fixed 0.001", "fixed 0.01", "fixed 0.0018"]
+    fine = grid_rates(5, 5.5, 200)
+    labels = _fixed_rows(fine)
+    assert len(set(labels)) == len(fine) > 5
+
+
+def test_a_grid_holds_both_ends_however_short():
+    assert grid_rates(1, 1.5, 1) == [1.0, 1.5]
+    assert grid_rates(1e-3, 1e-1, 1) == [1e-3, 1e-2, 1e-1]
+
+
+def test_a_task_named_twice_is_one_task(tmp_path, monkeypatch, capsys):
+    Counter(monkeypatch)
+    args = ["prepare", "--tasks", "iris-mlp-sgd,iris-mlp-sgd", "--cache", str(tmp_path)]
+    assert main([*args, "--jobs", "1", "--seeds", "0", "--grid", "1e-2,1e-1"]) == 0
+    assert "of 1 tasks" in capsys.readouterr().out
+
+
+def test_cache_files_take_the_umask_mode_like_run_files(tmp_path):
+    old = os.umask(0o022)
+    try:
+        key = run_key({"model": {"name": "mlp"}}, 0, "train", 0.01)
+        path = Cache(tmp_path).put("t", key, {"score": 1.0})
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

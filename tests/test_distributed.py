@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,30 @@ def test_torchrun_train_prints_its_report_once(write_yaml, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("files:") == 1, proc.stdout
     assert proc.stdout.count("final:") == 1, proc.stdout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="torchrun's rendezvous needs a POSIX host")
+def test_torchrun_refuses_a_used_out_on_every_rank_at_once_and_says_so_once(write_yaml, tmp_path):
+    """Rank 0 alone holds the folder; rank 1 must not carry on into the first collective and
+    wait there for a rank 0 that has left (torchrun killed it 30 s later)."""
+    path = write_yaml(TINY)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "find.json").write_text("{}")  # another run's file
+    started = time.monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+            "--master-port", str(_free_port()), "-m", "lrtool", "find", str(path),
+            "--out", str(out), "--no-plot",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=180,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert time.monotonic() - started < 25, proc.stderr[-2000:]
+    said = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(said) == 1 and "already holds another run's files" in said[0]
+    assert (out / "find.json").read_text() == "{}"

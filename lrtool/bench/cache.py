@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..history import publish
+
 CACHE_VERSION = 1
 DEFAULT_CACHE = ".bench-cache"
 
@@ -98,7 +100,7 @@ class Cache:
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 out.write(text)
-            os.replace(tmp, path)
+            publish(tmp, path)  # with the umask's mode: a team can share the cache
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -18,6 +18,7 @@ Benchmarks of lrtool.
   prepare  fill the run cache with every task's grid of one-cycle runs and range tests
   suggest  each suggestion rule's regret against the grid's best rate, per task, as a
            Markdown table (stdout; progress on stderr)
+  finetune fine-tuning recipes at equal epochs (pretrained on digits 0-5, then 6-9)
 
 Runs are cached under --cache (one JSON file per run): a rerun, or a run after Ctrl-C,
 trains only what is missing.
@@ -75,7 +76,8 @@ def _writable_cache(cache: str) -> None:
 
 def _task_names(args: argparse.Namespace) -> list[str]:
     if args.tasks:
-        names = [n.strip() for n in args.tasks.split(",") if n.strip()]
+        # A task named twice is one column, trained once: count it once.
+        names = list(dict.fromkeys(n.strip() for n in args.tasks.split(",") if n.strip()))
         unknown = [n for n in names if n not in TASKS]
         if unknown or not names:
             raise _Usage(
@@ -152,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "finetune":
             from .finetune import main as finetune
 
-            print(finetune(_seeds(args.seeds)))
+            seeds = _seeds(args.seeds)
+            _check_seed_range(seeds)
+            print(finetune(seeds))
             return 0
         names = _task_names(args)
         seeds = _seeds(args.seeds)

@@ -78,7 +78,9 @@ SPEED_TASKS: dict[str, dict[str, Any]] = {
 
 def speed(device: str, repeats: int, steps: int) -> None:
     from ..run import train_built
+    from ..runtime import resolve_device
 
+    resolve_device(device)  # an absent device is said before the table's header is printed
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
     print(f"best of {repeats} repeats; find: {steps} steps; train: 2 epochs")
     print(f"{'task':<12} {'what':<6} {'plain ms/step':>14} {'lrtool ms/step':>15} {'overhead':>9}")

@@ -50,7 +50,7 @@ def grid_rates(
         raise ValueError(
             f"need 0 < low < high and per_decade >= 1; got {low}, {high}, {per_decade}"
         )
-    count = round(math.log10(high / low) * per_decade) + 1
+    count = max(2, round(math.log10(high / low) * per_decade) + 1)  # both ends, always
     return [rate_key(r) for r in np.geomspace(low, high, count)]
 
 

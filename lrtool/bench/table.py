@@ -45,8 +45,14 @@ class Report:
     verify_epochs: dict[str, float] = field(default_factory=dict)  # mean over seeds, per task
 
 
-def _fixed_row(lr: float) -> str:
-    return f"fixed {lr:.2g}"
+def _fixed_rows(rates: Sequence[float]) -> list[str]:
+    """One label per grid rate, with as few digits as keep them apart (`fixed 0.0018`; a
+    fine grid needs more, or two rates would share one row)."""
+    for digits in range(2, 17):
+        labels = [f"fixed {lr:.{digits}g}" for lr in rates]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [f"fixed {lr!r}" for lr in rates]
 
 
 def rule_suggestions(data: TaskData) -> dict[str, list[float | None]]:
@@ -72,7 +78,7 @@ def build_report(
     cache = cache if isinstance(cache, Cache) else Cache(cache)
     data = tasks_data(names, seeds, cache, jobs, rates, log)
     report = Report(data, rules=list(SUGGESTERS))
-    report.fixed = [_fixed_row(lr) for lr in rates]
+    report.fixed = _fixed_rows(rates)
     suggestions = {name: rule_suggestions(d) for name, d in data.items()}
 
     # 1) Every run the rows need, in one pool: each rule's rate, the nudged best rate and,
