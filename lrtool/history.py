@@ -9,6 +9,7 @@ import itertools
 import json
 import math
 import os
+import signal
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -105,6 +106,32 @@ def publish(tmp: str | Path, path: str | Path) -> None:
     """
     os.chmod(tmp, file_mode())
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then raise KeyboardInterrupt: for the
+    few writes that belong together (a result's files). Each file is atomic on its own; this
+    makes the set so. Outside the main thread signals cannot be caught: the block runs as is.
+    """
+    caught: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        caught.append(signum)
+
+    try:
+        previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            # None: a handler installed outside Python; the default is the nearest we can do.
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:

@@ -28,6 +28,7 @@ from typing import Any
 from .errors import ConfigError
 from .history import (
     FindResult,
+    deferred_interrupts,
     fresh_folder,
     history_kind,
     save_find,
@@ -218,8 +219,16 @@ def write_result(
     `exp` (the Experiment) adds config.yaml to a find or train; `model` adds model.pt to a
     train; a verify writes model.pt when it kept the winner's weights. `stem` names a find's
     files (default its kind: find or refind; the re-finds between cycles are refind-2, ...).
+
+    The files go as one: Ctrl-C or SIGTERM while they are written waits until the last one
+    is written (then raises KeyboardInterrupt), so a folder never holds a train.json that
+    says "completed" without its model.pt and config.yaml.
     """
-    folder = Path(folder)
+    with deferred_interrupts():
+        return _write_result(Path(folder), result, exp, model, stem)
+
+
+def _write_result(folder: Path, result: Result, exp: Any, model: Any, stem: str | None) -> Path:
     if isinstance(result, FindResult):
         if exp is None:
             raise ConfigError("save: a find result needs its experiment, for config.yaml.")

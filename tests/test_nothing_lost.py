@@ -800,3 +800,38 @@ def test_an_interrupted_run_folder_advises_resuming_it(tiny_yaml, tmp_path, monk
     assert result.exit_code == 2
     text = " ".join(result.output.split())
     assert f"lrtool train {tmp_path / 'run' / 'config.yaml'} --resume {tmp_path / 'run'}" in text
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_a_result_is_saved_waits_for_its_last_file(
+    tiny_yaml, tmp_path, monkeypatch, sig
+):
+    import signal
+
+    import lrtool
+    from lrtool import history
+    from lrtool.results import write_result
+
+    exp = lrtool.load_experiment(tiny_yaml)
+    found = lrtool.run_find(exp)
+    first_write = history.write_json
+
+    def signalled(*args, **kwargs):  # the signal arrives once the first file is written
+        out = first_write(*args, **kwargs)
+        os.kill(os.getpid(), getattr(signal, sig))
+        return out
+
+    def interrupt(signum, frame):  # as the CLI has it (interrupt_on_sigterm)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(history, "write_json", signalled)
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write_result(tmp_path / "f", found, exp)
+        assert signal.getsignal(signal.SIGTERM) is interrupt  # handlers put back
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [
+        "config.yaml", "find.csv", "find.json"
+    ]  # fmt: skip
