@@ -49,6 +49,7 @@ from .plot import (
     find_chart,
     metric_vs_lr_chart,
     multi_find_chart,
+    round_one,
     save_png,
     train_charts,
     verify_chart,
@@ -977,13 +978,8 @@ def plot_cmd(
 def _curve_of(kind: str, label: str, data: dict[str, Any]) -> dict[str, Any]:
     """The curve a saved result contributes to compare (and to a PNG)."""
     if kind == "verify":
-        metric = data.get("metric", "val_loss")
-        ran = [c for c in data.get("candidates") or [] if c.get("rounds")]
-        return {
-            "label": label,
-            "lr": [c["lr"] for c in ran],
-            "y": [c["rounds"][0].get(metric) for c in ran],
-        }
+        first = round_one(data.get("candidates") or [], data.get("metric", "val_loss"))
+        return {"label": label, "lr": [lr for lr, _ in first], "y": [y for _, y in first]}
     h = data["history"]
     if kind == "find":
         return {"label": label, "lr": h["lr"], "y": h["smoothed_loss"]}

@@ -406,6 +406,17 @@ def metric_vs_lr_chart(
         return canvas.render()
 
 
+def round_one(candidates: Sequence[Mapping[str, Any]], metric: str) -> list[tuple[Any, Any]]:
+    """(lr, metric) of every candidate that ran round 1, the round all of the first ones ran
+    alike; a rate widening added has full-length rounds only, not comparable with these."""
+    pairs = []
+    for candidate in candidates:
+        first = next((r for r in candidate.get("rounds") or [] if r.get("round") == 1), None)
+        if first is not None:
+            pairs.append((candidate.get("lr"), first.get(metric)))
+    return pairs
+
+
 def verify_chart(
     candidates: Sequence[Mapping[str, Any]],
     *,
@@ -415,9 +426,9 @@ def verify_chart(
     height: int = 20,
     color: bool = True,
 ) -> str:
-    """verify.json's chart: every candidate's ``metric`` after the first round (the one all of
-    them trained) against its peak rate, the best rate marked."""
-    first = [(c.get("lr"), c["rounds"][0].get(metric)) for c in candidates if c.get("rounds")]
+    """verify.json's chart: every candidate's ``metric`` after the first round against its
+    peak rate, the best rate marked (rates widening added ran full-length only: not shown)."""
+    first = round_one(candidates, metric)
     return metric_vs_lr_chart(
         [lr for lr, _ in first],
         [value for _, value in first],

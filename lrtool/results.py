@@ -136,10 +136,11 @@ class VerifyResult:
     trained: {"round", "epochs" (the run's length; a fraction when an epoch was cut),
     "batches" (None: whole epochs), "val_loss", each metric, "stop_reason", "elapsed_s",
     "rank", "kept"}. Metrics are None for a run that diverged (stop_reason "nan"). In the
-    screen "rank" is among the screened and "kept" means it went on to the final; full-length
-    runs (the final and any widening) are ranked together, so after a widening their "rank"
-    is among every full-length run and "kept" marks the winner. Both are None in a round that
-    Ctrl-C cut short.
+    screen "rank" is among the screened and "kept" means it went on to the final; a
+    full-length run (the final, or a widening) is ranked among every full-length run so far,
+    as its round's table printed it, and "kept" marks that round's winner: a later widening
+    does not rewrite an earlier round's record (`best_lr` is the winner overall). Both are
+    None in a round that Ctrl-C cut short.
     """
 
     candidates: list[dict[str, Any]]

@@ -468,25 +468,40 @@ class _Search:
         return min(1.0, steps / max(1, per_epoch * rnd.epochs))
 
     def _mark(
-        self, ranked: Sequence[float], scores: dict[float, float | None], kept: Sequence[float]
-    ) -> None:
-        """Ranks and kept flags on the latest records; a diverged run has no rank."""
+        self,
+        ranked: Sequence[float],
+        scores: dict[float, float | None],
+        kept: Sequence[float],
+        trained: Sequence[float],
+    ) -> dict[float, dict[str, Any]]:
+        """Ranks and kept flags of this round (a diverged run has no rank), stored on the
+        records of the runs it `trained`: an earlier round's records keep the ranks printed
+        with that round. Returns every rate's, for this round's table."""
         finite = [lr for lr in ranked if not _diverged(scores[lr])]
-        for lr in ranked:
-            rank = finite.index(lr) + 1 if lr in finite else None
-            self.records[lr][-1].update(rank=rank, kept=lr in kept)
+        marks = {
+            lr: {"rank": finite.index(lr) + 1 if lr in finite else None, "kept": lr in kept}
+            for lr in ranked
+        }
+        for lr in trained:
+            self.records[lr][-1].update(marks[lr])
+        return marks
 
-    def rank_full(self) -> float | None:
-        """Rank every full-length run so far; the winner, None when all diverged."""
+    def rank_full(self, trained: Sequence[float]) -> tuple[float | None, list[dict[str, Any]]]:
+        """Rank every full-length run so far: the winner (None when all diverged) and the
+        round's table, whose rows for runs of earlier rounds carry this round's ranks."""
         ranked = rank_lower_within_noise(self.full, self.higher)
         winner = [] if _diverged(self.full[ranked[0]]) else ranked[:1]
-        self._mark(ranked, self.full, winner)
+        marks = self._mark(ranked, self.full, winner, trained)
         # Keep only the winner's weights: a model per full-length run would pile up.
         self.states = {lr: s for lr, s in self.states.items() if lr == ranked[0]}
-        return None if _diverged(self.full[ranked[0]]) else ranked[0]
+        best = None if _diverged(self.full[ranked[0]]) else ranked[0]
+        return best, self.rows(self.full, marks)
 
-    def rows(self, rates: Sequence[float]) -> list[dict[str, Any]]:
-        return [{"lr": lr, **self.records[lr][-1]} for lr in sorted(rates)]
+    def rows(
+        self, rates: Sequence[float], marks: dict[float, dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
+        marks = marks or {}
+        return [{"lr": lr, **self.records[lr][-1], **marks.get(lr, {})} for lr in sorted(rates)]
 
     def play(self, schedule: Sequence[Round], rates: list[float], on_round: OnRound | None) -> int:
         """The planned rounds, the screen then the final; the last round's number."""
@@ -495,13 +510,13 @@ class _Search:
             scores = {lr: self.train(number, lr, rnd) for lr in alive}
             if number == len(schedule):  # the final: the real length
                 self.full.update(scores)
-                self.best_lr = self.rank_full()
-                rows = self.rows(self.full)
+                self.best_lr, rows = self.rank_full(list(scores))
             else:  # the screen: its winner and the next lower rate go on to the final
                 val_losses = {lr: self.records[lr][-1].get("val_loss") for lr in alive}
                 ranked = survivors(scores, len(scores), self.higher, val_losses)
+                trained = list(scores)
                 alive = pick_finalists(alive, ranked[0], schedule[number].candidates)
-                self._mark(ranked, scores, alive)
+                self._mark(ranked, scores, alive, trained)
                 self.best_lr = None if _diverged(scores[ranked[0]]) else ranked[0]
                 rows = self.rows(scores)
             if on_round is not None:
@@ -518,9 +533,9 @@ class _Search:
             number += 1
             self.widened.append(new)
             self.full[new] = self.train(number, new, full_run)
-            self.best_lr = self.rank_full()
+            self.best_lr, rows = self.rank_full([new])
             if on_round is not None:
-                on_round(number, self.rows(self.full))
+                on_round(number, rows)
 
 
 def _cpu_state(model: Any) -> dict[str, Any]:

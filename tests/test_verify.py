@@ -841,3 +841,26 @@ def test_verify_prints_its_cost_rounded(tiny_yaml, tmp_path) -> None:
     console = Console(width=200, record=True)
     render_verify(console, result, out, plot=False)
     assert "cost: 6.905 epochs in all, 2.3 x one training" in console.export_text()
+
+
+def test_saved_ranks_are_the_printed_ones_and_charts_take_round_one_only(tiny_yaml):
+    import lrtool
+    from lrtool.plot import round_one
+
+    printed = {}
+
+    def on_round(number, rows, metric):
+        printed[number] = {row["lr"]: (row["rank"], row["kept"]) for row in rows}
+
+    # Rates far below what iris trains well at: the highest wins, at the edge, and widening
+    # climbs, ranking the full-length runs again each round.
+    exp = lrtool.load_experiment(tiny_yaml)
+    result = lrtool.run_verify(exp, lrs=[1e-3, 3e-3, 1e-2], on_round=on_round)
+    assert result.widened, "the test needs a widening round"
+    for candidate in result.candidates:
+        for record in candidate["rounds"]:
+            if record["rank"] is not None or record["kept"] is not None:
+                shown = printed[record["round"]][candidate["lr"]]
+                assert (record["rank"], record["kept"]) == shown, (candidate["lr"], record)
+    first = round_one(result.to_dict()["candidates"], "val_loss")
+    assert sorted(lr for lr, _ in first) == [1e-3, 3e-3, 1e-2]  # widened rates: no round 1
