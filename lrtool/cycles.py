@@ -108,12 +108,14 @@ def cycle_record(
     first_step: int = 1,
     refind_suggested_lr: float | None = None,
     lr_from: str = "lr_max",
+    epochs_trained: int | None = None,
 ) -> dict[str, Any]:
-    """One entry of train.json's `cycles`."""
+    """One entry of train.json's `cycles`: `epochs` are those it trained, the plan's unless
+    the run stopped within the cycle (`epochs_trained`)."""
     return {
         "cycle": plan.cycle,
         "frozen": plan.frozen,
-        "epochs": plan.epochs,
+        "epochs": plan.epochs if epochs_trained is None else epochs_trained,
         "lr_max": lr_max,
         "refind_suggested_lr": refind_suggested_lr,
         "lr_from": lr_from,  # lr_max (the run's rate), refind_rise, suggested_lr or previous
@@ -223,6 +225,7 @@ def train_cycles(
                     first_step=steps_done + 1,
                     refind_suggested_lr=found_head,
                     lr_from=lr_from,
+                    epochs_trained=_epochs_trained(result),
                 )
             )
             epochs_done += plan.epochs
@@ -237,6 +240,11 @@ def train_cycles(
     merged = merge(results, built, first_rates, stop_reason)
     merged.cycles = records
     return merged, finds
+
+
+def _epochs_trained(result: TrainResult) -> int | None:
+    """The whole epochs a stopped run trained (None: it completed, as planned)."""
+    return None if result.stop_reason == "completed" else len(result.epochs)
 
 
 def _one_cycle(

@@ -279,7 +279,10 @@ def run_train(
     else:
         result = _train(built, rates, target, checkpoint, train_progress)
         whole = Plan(1, exp.train.freeze_epochs + exp.train.epochs)
-        result.cycles = [cycle_record(whole, result.lr_max, result.final)]
+        trained = None if result.stop_reason == "completed" else len(result.epochs)
+        result.cycles = [
+            cycle_record(whole, result.lr_max, result.final, epochs_trained=trained)
+        ]
     if first_find is not None and result.cycles:
         result.cycles[0]["lr_from"] = "find"
     if len(result.cycles) > 1:

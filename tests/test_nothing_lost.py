@@ -835,3 +835,26 @@ def test_a_signal_while_a_result_is_saved_waits_for_its_last_file(
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [
         "config.yaml", "find.csv", "find.json"
     ]  # fmt: skip
+
+
+def test_a_cycle_cut_short_records_the_epochs_it_trained(tiny_yaml, tmp_path, monkeypatch):
+    import importlib
+
+    import lrtool
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "stopper_loss.py").write_text(STOPPER)
+    state = importlib.import_module("stopper_loss").STATE
+    overrides = {"loss.name": "stopper_loss:ce", "train.epochs": 4, "train.cycles": 2}
+    exp = lrtool.load_experiment(tiny_yaml, overrides)
+    state.update(calls=0, stop_at=13, nan_at=0)  # in the second epoch of cycle 1
+    run = lrtool.run_train(exp, 0.1, folder=tmp_path / "run")
+    assert run.train.stop_reason == "interrupted" and len(run.train.epochs) == 1
+    assert [c["epochs"] for c in run.train.cycles] == [1]
+    saved = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert [c["epochs"] for c in saved["cycles"]] == [1]
+    # One cycle, stopped the same way: the record says 1 epoch of the 4 planned.
+    state.update(calls=0, stop_at=13)
+    single = lrtool.load_experiment(tiny_yaml, {"loss.name": "stopper_loss:ce", "train.epochs": 4})
+    run = lrtool.run_train(single, 0.1, folder=tmp_path / "one")
+    assert run.train.stop_reason == "interrupted" and run.train.cycles[0]["epochs"] == 1
