@@ -11,6 +11,7 @@ without torch; every other import is at the top.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import sys
@@ -84,12 +85,31 @@ app = typer.Typer(
 # Every console prints user strings (paths, names, YAML values) as they are: emoji codes such
 # as ':three:' in 'comps:three:x' stay text. Markup stays on for lrtool's own colours, so a
 # user string that goes into markup is escaped (rich.markup.escape) or printed markup=False.
-err_console = Console(stderr=True, emoji=False)
+class _Console(Console):
+    """A reader that stops reading (`| head`) must not stop the run: rich would exit with 1
+    and the run's results would be lost; the rest of the output goes nowhere instead."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _to_devnull(self.file)
+
+
+def _to_devnull(stream: Any) -> None:
+    """Point `stream`'s file descriptor at /dev/null (the reader at its other end is gone)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (a test's buffer): nothing was broken there
+
+
+err_console = _Console(stderr=True, emoji=False)
 
 
 def new_console(**settings: Any) -> Console:
     """A console on stdout that prints emoji codes as text (see err_console)."""
-    return Console(emoji=False, **settings)
+    return _Console(emoji=False, **settings)
 
 
 # --- shared options -----------------------------------------------------------------------
@@ -340,7 +360,10 @@ def emit_json(data: dict[str, Any], folder: Path | None = None) -> None:
     if folder is not None:
         data = {**data, "folder": str(folder)}
     if distributed.is_main():
-        typer.echo(to_json(data), nl=False)
+        try:
+            typer.echo(to_json(data), nl=False)
+        except BrokenPipeError:
+            _to_devnull(sys.stdout)  # the reader left; the files are written all the same
 
 
 @contextmanager

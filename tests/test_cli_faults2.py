@@ -418,3 +418,18 @@ def test_plot_save_draws_dollar_signs_as_written(tiny_yaml, tmp_path):
     result = invoke("plot", named, "--save", tmp_path / "curve.png")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_reader_that_leaves_does_not_stop_the_run(tiny_yaml, tmp_path):
+    """`lrtool verify ... | head -n 2`: the rest of the output goes nowhere, the run goes on
+    and writes its files, exit 0 (rich's default exits 1 and the run was lost)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone
+    command = [sys.executable, "-m", "lrtool", "find", str(tiny_yaml), "--out", str(tmp_path / "f")]
+    proc = subprocess.run(command, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=180)
+    os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [
+        "config.yaml", "find.csv", "find.json"
+    ]  # fmt: skip
