@@ -82,6 +82,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 # Every console prints user strings (paths, names, YAML values) as they are: emoji codes such
 # as ':three:' in 'comps:three:x' stay text. Markup stays on for lrtool's own colours, so a
 # user string that goes into markup is escaped (rich.markup.escape) or printed markup=False.

@@ -280,9 +280,7 @@ def run_train(
         result = _train(built, rates, target, checkpoint, train_progress)
         whole = Plan(1, exp.train.freeze_epochs + exp.train.epochs)
         trained = None if result.stop_reason == "completed" else len(result.epochs)
-        result.cycles = [
-            cycle_record(whole, result.lr_max, result.final, epochs_trained=trained)
-        ]
+        result.cycles = [cycle_record(whole, result.lr_max, result.final, epochs_trained=trained)]
     if first_find is not None and result.cycles:
         result.cycles[0]["lr_from"] = "find"
     if len(result.cycles) > 1:
@@ -513,6 +511,23 @@ def given_rates(lrs: str | Sequence[float]) -> list[float]:
     return parse_lrs(text)
 
 
+def _same_model_and_data(exp: Experiment, found: dict[str, Any], path: str | Path) -> None:
+    """A range test of another model or other data says nothing about this experiment's
+    rate: refuse it (other settings, the batch size say, are the user's to judge)."""
+    config = found.get("config")
+    if not isinstance(config, dict):
+        return  # an older or hand-made find.json: nothing to compare
+    theirs = {key: (config.get(key) or {}).get("name") for key in ("model", "data")}
+    ours = {"model": exp.model.name, "data": exp.data.name}
+    if any(theirs[key] is not None and theirs[key] != ours[key] for key in ours):
+        raise ConfigError(
+            f"--from {path}: that range test ran model {theirs['model']!r} on data "
+            f"{theirs['data']!r}, and this experiment trains model {ours['model']!r} on data "
+            f"{ours['data']!r}: another model's or data's suggestion says nothing about this "
+            "one's rate. Give this experiment's find.json, or the candidates with --lrs."
+        )
+
+
 def verify_candidates(
     exp: Experiment,
     lrs: str | Sequence[float] | None,
@@ -533,6 +548,7 @@ def verify_candidates(
                 f"--from {from_find}: this is {what} ({kind}.json), not a range test; give "
                 "the find.json (or refind.json) of a finder run."
             )
+        _same_model_and_data(exp, data, from_find)
         suggested, history = data.get("suggested_lr"), data.get("history") or {}
         source = str(from_find)
     else:

@@ -864,3 +864,21 @@ def test_saved_ranks_are_the_printed_ones_and_charts_take_round_one_only(tiny_ya
                 assert (record["rank"], record["kept"]) == shown, (candidate["lr"], record)
     first = round_one(result.to_dict()["candidates"], "val_loss")
     assert sorted(lr for lr, _ in first) == [1e-3, 3e-3, 1e-2]  # widened rates: no round 1
+
+
+def test_verify_from_a_range_test_of_another_model_is_refused(tiny_yaml, tmp_path):
+    import json
+
+    import lrtool
+    from lrtool.errors import ConfigError
+
+    exp = lrtool.load_experiment(tiny_yaml)
+    lrtool.run_find(exp, folder=tmp_path / "f")
+    found = json.loads((tmp_path / "f" / "find.json").read_text())
+    found["config"]["model"]["name"] = "cnn"  # as another experiment's find.json would say
+    (tmp_path / "other.json").write_text(json.dumps(found))
+    with pytest.raises(ConfigError, match="that range test ran model 'cnn' on data"):
+        lrtool.run_verify(exp, from_find=tmp_path / "other.json")
+    # Its own find.json is taken (with --epochs 1 for speed).
+    short = lrtool.load_experiment(tiny_yaml, {"train.epochs": 1})
+    assert lrtool.run_verify(short, from_find=tmp_path / "f" / "find.json").best_lr is not None
