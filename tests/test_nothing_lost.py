@@ -738,16 +738,21 @@ def ce(output, target):
 """
 
 
-def test_a_resumed_run_that_hits_nan_keeps_no_model_pt_of_other_weights(
-    tiny_yaml, tmp_path, monkeypatch
-):
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    """STOPPER's STATE: its loss raises Ctrl-C at call `stop_at` and is NaN from `nan_at`."""
     import importlib
-
-    import lrtool
 
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "stopper_loss.py").write_text(STOPPER)
-    state = importlib.import_module("stopper_loss").STATE
+    module = importlib.import_module("stopper_loss")
+    module.STATE.update(calls=0, stop_at=0, nan_at=0)
+    return module.STATE
+
+
+def test_a_resumed_run_that_hits_nan_keeps_no_model_pt_of_other_weights(tiny_yaml, tmp_path, state):
+    import lrtool
+
     exp = lrtool.load_experiment(tiny_yaml, {"loss.name": "stopper_loss:ce", "train.epochs": 3})
     run = tmp_path / "run"
     # Ctrl-C in epoch 2: model.pt holds epoch 1's weights, as checkpoint.pt does.
@@ -762,17 +767,10 @@ def test_a_resumed_run_that_hits_nan_keeps_no_model_pt_of_other_weights(
     assert json.loads((run / "train.json").read_text())["stop_reason"] == "nan"
 
 
-def test_resuming_with_fewer_epochs_is_a_conflict_not_a_finished_run(
-    tiny_yaml, tmp_path, monkeypatch
-):
-    import importlib
-
+def test_resuming_with_fewer_epochs_is_a_conflict_not_a_finished_run(tiny_yaml, tmp_path, state):
     import lrtool
     from lrtool.errors import ConfigError
 
-    monkeypatch.syspath_prepend(str(tmp_path))
-    (tmp_path / "stopper_loss.py").write_text(STOPPER)
-    state = importlib.import_module("stopper_loss").STATE
     exp = lrtool.load_experiment(tiny_yaml, {"loss.name": "stopper_loss:ce", "train.epochs": 4})
     state.update(calls=0, stop_at=22, nan_at=0)  # in epoch 3: the checkpoint holds epoch 2
     first = lrtool.run_train(exp, 0.1, folder=tmp_path / "run")
@@ -784,14 +782,9 @@ def test_resuming_with_fewer_epochs_is_a_conflict_not_a_finished_run(
     assert "train.epochs: 4 → 2" in str(err.value) and "finished" not in str(err.value)
 
 
-def test_an_interrupted_run_folder_advises_resuming_it(tiny_yaml, tmp_path, monkeypatch):
-    import importlib
-
+def test_an_interrupted_run_folder_advises_resuming_it(tiny_yaml, tmp_path, state):
     import lrtool
 
-    monkeypatch.syspath_prepend(str(tmp_path))
-    (tmp_path / "stopper_loss.py").write_text(STOPPER)
-    state = importlib.import_module("stopper_loss").STATE
     exp = lrtool.load_experiment(tiny_yaml, {"loss.name": "stopper_loss:ce", "train.epochs": 3})
     state.update(calls=0, stop_at=14, nan_at=0)  # in epoch 2, after the first checkpoint
     assert lrtool.run_train(exp, 0.1, folder=tmp_path / "run").train.stop_reason == "interrupted"
@@ -837,14 +830,9 @@ def test_a_signal_while_a_result_is_saved_waits_for_its_last_file(
     ]  # fmt: skip
 
 
-def test_a_cycle_cut_short_records_the_epochs_it_trained(tiny_yaml, tmp_path, monkeypatch):
-    import importlib
-
+def test_a_cycle_cut_short_records_the_epochs_it_trained(tiny_yaml, tmp_path, state):
     import lrtool
 
-    monkeypatch.syspath_prepend(str(tmp_path))
-    (tmp_path / "stopper_loss.py").write_text(STOPPER)
-    state = importlib.import_module("stopper_loss").STATE
     overrides = {"loss.name": "stopper_loss:ce", "train.epochs": 4, "train.cycles": 2}
     exp = lrtool.load_experiment(tiny_yaml, overrides)
     state.update(calls=0, stop_at=13, nan_at=0)  # in the second epoch of cycle 1
