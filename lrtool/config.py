@@ -1038,7 +1038,11 @@ def _loss_outcome(name: str, args: dict[str, Any], search_dirs: tuple[Path, ...]
     return kwargs, _arg_problems("loss", found)
 
 
-def _model_outcome(name: str, args: dict[str, Any], search_dirs: tuple[Path, ...]) -> _Outcome:
+def _model_outcome(
+    name: str, args: dict[str, Any], search_dirs: tuple[Path, ...], classes_known: bool = False
+) -> _Outcome:
+    """`classes_known`: a classification on a source that names its classes (a CSV's text
+    labels, a torchvision dataset, data.classes): the build fills in num_classes."""
     from .errors import ComponentError
     from .models import model_factory
     from .registry import check_args
@@ -1047,7 +1051,7 @@ def _model_outcome(name: str, args: dict[str, Any], search_dirs: tuple[Path, ...
         factory = model_factory(name, search_dirs)
     except ComponentError as err:
         return None, [(("model", "name"), str(err))]
-    kwargs, found = check_args(factory, args)
+    kwargs, found = check_args(factory, args, filled_later={"num_classes"} if classes_known else ())
     return kwargs, _arg_problems("model", found)
 
 
@@ -1108,6 +1112,16 @@ def _metric_problems(metrics: list[Any], loss_name: str | None) -> list[Problem]
     return problems
 
 
+def _classes_known(raw: dict[str, Any], loss: Any, data: Any) -> bool:
+    """The build takes num_classes from the data (build.model_arguments) for these."""
+    from .registry import CLASSIFICATION_LOSSES
+
+    if not loss or loss[0] not in CLASSIFICATION_LOSSES or not data:
+        return False
+    named = isinstance(raw.get("data"), dict) and bool(raw["data"].get("classes"))
+    return named or data[0] == "csv" or data[0].startswith("torchvision.")
+
+
 def _component_problems(
     raw: dict[str, Any], search_dirs: tuple[Path, ...]
 ) -> tuple[dict[str, dict[str, Any]], list[Problem]]:
@@ -1128,7 +1142,9 @@ def _component_problems(
     outcomes = {
         "optimizer": _optimizer_outcome(*optimizer, search_dirs) if optimizer else None,
         "loss": _loss_outcome(*loss, search_dirs) if loss else None,
-        "model": _model_outcome(*model, search_dirs) if model else None,
+        "model": _model_outcome(*model, search_dirs, _classes_known(raw, loss, data))
+        if model
+        else None,
         "data": _data_outcome(*data, search_dirs) if data and is_import_path(data[0]) else None,
     }
     fixed: dict[str, dict[str, Any]] = {}

@@ -422,6 +422,18 @@ def _csv(args: dict[str, Any], *, classes: list[str] | None = None, **common: An
     features, labels, problems = _csv_cells(file, header, body, column)
     if problems:
         raise ComponentError(_csv_report(file, problems))
+    if common.get("index_targets") is False and _numeric_labels(labels) is None:
+        # A regression loss on text: numbering the values as classes ('100' < '99') would
+        # train on meaningless numbers.
+        text = [(n, v) for (n, _), v in zip(body, labels, strict=True) if _csv_number(v) is None]
+        shown = ", ".join(f"line {n}: {v!r}" for n, v in text[:5])
+        more = f" and {len(text) - 5} more" if len(text) > 5 else ""
+        raise ComponentError(
+            f"{file}: the loss is a regression loss, so target column {header[column]!r} must "
+            f"hold a number in every row, but {len(text)} do not ({shown}{more}). Fill in or "
+            "drop those rows (a missing-value marker such as NA is text), or, for text "
+            "labels, use a classification loss (cross_entropy)."
+        )
     y, classes = _csv_targets(file, header[column], labels, classes)
     if common.get("index_targets") and len(set(y)) == 1:
         # Every loss would drop to 0 at once: the finder's curve and the training say nothing.

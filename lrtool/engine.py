@@ -145,8 +145,11 @@ def evaluate(
     """
     metrics = metrics or {}
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    loss_sum = torch.zeros((), device=device)
-    sums = {name: torch.zeros((), device=device) for name in metrics}
+    # Sums in float64: a float32 sum of finite batch losses can overflow (a regression on
+    # targets near 1e18) and report inf for a finite mean. MPS has no float64.
+    wide = torch.float32 if device.type == "mps" else torch.float64
+    loss_sum = torch.zeros((), device=device, dtype=wide)
+    sums = {name: torch.zeros((), device=device, dtype=wide) for name in metrics}
     count = 0
     was_training = model.training
     model.eval()
@@ -157,13 +160,13 @@ def evaluate(
                 output = model(x)
                 loss = loss_fn(output, y)
             size = len(y)
-            loss_sum += loss.float() * size
+            loss_sum += loss.to(wide) * size
             count += size
             for name, fn in metrics.items():
-                sums[name] += fn(output.float(), y).float()
+                sums[name] += fn(output.float(), y).to(wide)
     finally:
         model.train(was_training)
-    total = torch.tensor(float(count), device=device)
+    total = torch.tensor(float(count), device=device, dtype=wide)
     if reduce is not None:
         loss_sum, total = reduce(loss_sum), reduce(total)
         sums = {name: reduce(value) for name, value in sums.items()}

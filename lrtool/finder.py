@@ -139,8 +139,9 @@ def cycle(data: Iterable[Any]) -> Iterator[Any]:
 def _group_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
     """Each group's rate relative to the last (the head); the sweep keeps these ratios."""
     rates = [g["lr"] for g in optimizer.param_groups]
-    head = rates[-1] or 1.0
-    return [r / head if head else 1.0 for r in rates]
+    head = rates[-1]
+    # An optimizer built with lr=0 (or none) holds no ratio: every group sweeps alike.
+    return [r / head for r in rates] if head else [1.0] * len(rates)
 
 
 # Long in its keyword arguments and their documentation; the body is setup, the step loop
@@ -363,6 +364,15 @@ def _warning(
         if extended_to is not None and end_lr is not None
         else ""
     )
+    if suggested is None and stop_reason == "nan" and lrs:
+        # The NaN step is not in the history: the curve alone would read as one that never
+        # blew up, and advise a higher end_lr.
+        return went_on + (
+            f"the loss became NaN or infinite just after rate {lrs[-1]:.3g}, before the curve "
+            "showed a clear fall or rise to read a rate from. Sweep again with more steps "
+            "(find.num_steps), from a lower find.start_lr, or in fp32 (find.precision: fp16 "
+            "overflows near 65,504), or clip gradients (find.clip_grad_norm)."
+        )
     if suggested is None:
         return went_on + (
             why_no_suggestion(lrs, losses)

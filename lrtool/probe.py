@@ -378,6 +378,24 @@ def _check_classes(built: Built, output: torch.Tensor, y: torch.Tensor) -> None:
             "torchvision.ImageFolder whose root holds a single folder (train/) has its root one "
             "level too high: point data.args.root at the folder that holds the class folders."
         )
+    _check_several_classes(built, ignore)
+
+
+def _check_several_classes(built: Built, ignore: int) -> None:
+    """Labels that are one class across the data (known only when it is held in memory):
+    the classifier learns to say that class, and its accuracy is 100 % from the start."""
+    parts = [_split_targets(b) for b in (built.train_data, built.val_data)]
+    if any(t is None or t.is_floating_point() or t.is_complex() for t in parts):
+        return
+    labels = torch.cat([t.reshape(-1) for t in parts])  # type: ignore[union-attr]
+    labels = labels[labels != ignore]
+    if labels.numel() and bool((labels == labels[0]).all()):
+        raise ComponentError(
+            f"every label in data {built.experiment.data.name!r} is {int(labels[0])}: a "
+            "classifier needs at least two classes to learn anything (its loss falls to 0 and "
+            "its accuracy is 100 % from the start). Check the data's arguments (n_class, a "
+            "filter, data.args.target)."
+        )
 
 
 def _check_metrics(built: Built, output: torch.Tensor, y: torch.Tensor) -> None:

@@ -142,6 +142,7 @@ def check_args(
     skip: int = 0,
     required: bool = True,
     hidden: Collection[str] = (),
+    filled_later: Collection[str] = (),
 ) -> tuple[dict[str, Any], list[tuple[str | None, str]]]:
     """Match keyword arguments against a factory's signature, as calling it would.
 
@@ -174,7 +175,11 @@ def check_args(
             continue
         fixed[key] = _as_number(value) if param is not None and _takes_number(param) else value
     if required:
-        missing = [n for n, p in named.items() if p.default is p.empty and n not in args]
+        missing = [
+            n
+            for n, p in named.items()
+            if p.default is p.empty and n not in args and n not in filled_later
+        ]
         if missing:
             names = ", ".join(repr(n) for n in missing)
             problems.append((None, f"missing required argument{'s' * (len(missing) > 1)} {names}"))

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .config import Experiment
 from .errors import ConfigError
 from .history import (
     FindResult,
@@ -225,6 +226,12 @@ def write_result(
     is written (then raises KeyboardInterrupt), so a folder never holds a train.json that
     says "completed" without its model.pt and config.yaml.
     """
+    if exp is not None and not isinstance(exp, Experiment):
+        # Checked before any file is written: a half-saved folder could not be saved again.
+        raise ConfigError(
+            f"save: exp must be the Experiment (load_experiment('exp.yaml')), got "
+            f"{type(exp).__name__} {exp!r:.60}."
+        )
     with deferred_interrupts():
         return _write_result(Path(folder), result, exp, model, stem)
 

@@ -238,7 +238,13 @@ def _running_median(values: np.ndarray, width: int) -> np.ndarray:
     return np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1), axis=1)
 
 
+# The Gaussian's width in points, at most: a sweep over a sliver of a decade has millions of
+# points per decade, and its kernel would need terabytes (the running median is capped too).
+MAX_GAUSSIAN_POINTS = 100.0
+
+
 def _gaussian(values: np.ndarray, sigma: float) -> np.ndarray:
+    sigma = min(sigma, MAX_GAUSSIAN_POINTS)
     if sigma <= 0:
         return values
     half = int(np.ceil(3 * sigma))
@@ -487,7 +493,12 @@ def still_falling(lr: ArrayLike, loss: ArrayLike, tail: float = 0.1) -> bool:
     if lr.size < MIN_POINTS or np.any(np.diff(lr) <= 0):
         return False
     lowest = int(np.argmin(centered_curve(np.log10(lr), loss)))
-    return lowest >= lr.size * (1 - tail) - 1
+    if lowest < lr.size * (1 - tail) - 1:
+        return False
+    # On a coarse sweep the last tenth spans decades: a raw loss that blew up after the
+    # smoothed minimum there is no longer falling.
+    after = loss[lowest:]
+    return not (np.all(loss > 0) and after.max() > BLOW_UP_FACTOR * loss[lowest])
 
 
 SUGGESTERS: dict[str, Suggester] = {

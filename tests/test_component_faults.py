@@ -332,3 +332,101 @@ def test_a_finished_run_folder_does_not_advise_resuming_it(exp_file, tmp_path):
     result = runner.invoke(app, ["find", str(exp_file), "--no-plot", "--out", str(done)])
     assert result.exit_code == 2 and "already holds another run's files" in result.output
     assert "--resume" not in result.output
+
+
+# --- the sixth pass, last round: data sources, numbers, the API below the workflows -------
+
+
+def test_a_regression_csv_target_with_text_is_refused_by_line(tmp_path, write_yaml):
+    (tmp_path / "r.csv").write_text("a,b,y\n1,2,3.5\n3,4,NA\n5,6,2.0\n7,8,1.0\n1,1,0.5\n")
+    path = write_yaml(
+        f"""\
+        device: cpu
+        model: {{name: mlp, args: {{in_features: 2, hidden: [4], num_classes: 1}}}}
+        data: {{name: csv, args: {{path: "{tmp_path / "r.csv"}"}}, batch_size: 2}}
+        loss: {{name: mse}}
+        metrics: []
+        """
+    )
+    result = runner.invoke(app, ["check", str(path)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "line 3: 'NA'" in text and "regression loss" in text
+
+
+def test_num_classes_comes_from_csv_text_labels(tmp_path, write_yaml):
+    (tmp_path / "c.csv").write_text("a,b,y\n1,2,cat\n3,4,dog\n5,6,cat\n7,8,dog\n1,1,cat\n2,2,dog\n")
+    path = write_yaml(
+        f"""\
+        device: cpu
+        model: {{name: mlp, args: {{in_features: 2, hidden: [4]}}}}
+        data: {{name: csv, args: {{path: "{tmp_path / "c.csv"}"}}, batch_size: 2}}
+        """
+    )
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "num_classes: 2, from the data's classes" in result.output
+
+
+def test_data_of_a_single_class_is_refused(exp_file):
+    result = runner.invoke(
+        app, ["check", str(exp_file), "--set", "data.name=sklearn.digits", "--set",
+              "data.args={n_class: 1}", "--set", "model.name=mlp", "--set",
+              "model.args={in_features: 64, hidden: [8], num_classes: 3}"],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "every label in data" in result.output, result.output
+
+
+def test_validation_sums_do_not_overflow_float32():
+    import torch
+
+    from lrtool.engine import evaluate
+
+    model = torch.nn.Linear(1, 1)
+    with torch.no_grad():
+        model.weight.fill_(0.0), model.bias.fill_(0.0)
+    batches = [(torch.zeros(4, 1), torch.full((4, 1), 1e18)) for _ in range(200)]  # 8e38 in all
+    got = evaluate(model, batches, torch.nn.functional.mse_loss)
+    assert got["val_loss"] == pytest.approx(1e36, rel=1e-5)  # a float32 sum said inf
+
+
+def test_find_lr_with_an_optimizer_built_at_rate_zero_sweeps_the_rates_it_records():
+    import torch
+
+    from lrtool.finder import find_lr
+
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    batches = [(x[i : i + 8], y[i : i + 8]) for i in range(0, 64, 8)]
+    seen = []
+    original = optimizer.step
+
+    def step(*args, **kwargs):
+        seen.append(optimizer.param_groups[0]["lr"])
+        return original(*args, **kwargs)
+
+    optimizer.step = step
+    result = find_lr(model, batches, optimizer, torch.nn.functional.cross_entropy, num_steps=10)
+    assert seen[: len(result.lr)] == pytest.approx(result.lr) and min(seen) > 0
+
+
+def test_save_checks_its_experiment_before_writing_anything(exp_file, tmp_path):
+    from lrtool import results
+    from lrtool.workflows import run_find
+
+    found = run_find(load_experiment(exp_file))
+    with pytest.raises(ConfigError, match="exp must be the Experiment"):
+        results.save(tmp_path / "f", found, str(exp_file))
+    assert not any((tmp_path / "f").iterdir())
+    results.save(tmp_path / "f", found, load_experiment(exp_file))  # and it can save there
+
+
+def test_a_sweep_stopped_by_nan_says_so_instead_of_advising_a_higher_end_lr():
+    import numpy as np
+
+    from lrtool.finder import _warning
+
+    lrs = list(np.logspace(-7, -0.36, 50))
+    said = _warning("robust_minimum", None, "nan", lrs, [2.3] * 50, 10.0, None)
+    assert "NaN or infinite just after rate 0.437" in said and "end_lr" not in said

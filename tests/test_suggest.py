@@ -467,3 +467,22 @@ def test_a_sweep_too_short_to_read_asks_for_more_steps_not_a_lower_start():
     reason = why_no_suggestion(lr, loss)
     assert reason is not None and "too few" in reason and "find.num_steps" in reason
     assert "start_lr" not in reason
+
+
+def test_a_sweep_over_a_sliver_of_a_decade_is_read_without_a_huge_kernel():
+    # A million points per decade made the Gaussian kernel ask for terabytes.
+    lr = np.linspace(1e-3, 1e-3 * (1 + 1e-9), 100)
+    loss = np.linspace(2.0, 1.0, 100)
+    assert robust_minimum(lr, loss) is None or robust_minimum(lr, loss) > 0
+    assert centered_curve(np.log10(lr), loss).shape == (100,)
+
+
+def test_a_coarse_sweep_that_blew_up_in_its_last_tenth_is_not_still_falling():
+    from lrtool.suggest import still_falling
+
+    lr = np.logspace(-30, 1, 100)  # three steps a decade: the last tenth spans decades
+    loss = np.full(100, 2.3)
+    loss[-6:] = [1.2, 0.9, 0.69, 0.88, 2.98, 67.98]
+    assert not still_falling(lr, loss)
+    loss[-6:] = [1.2, 0.9, 0.8, 0.7, 0.6, 0.5]  # falling to the end: still falling
+    assert still_falling(lr, loss)
