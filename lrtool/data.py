@@ -386,11 +386,32 @@ def _sklearn(name: str, args: dict[str, Any], **common: Any) -> Splits:
     if factory is None or loader not in available:
         raise unknown_name("sklearn dataset", loader, available, extra=" (as sklearn.<name>)")
     extra = {} if loader.startswith("make_") else {"return_X_y": True}
+    if extra and "return_X_y" in args:
+        raise ComponentError(
+            f"data.args.return_X_y: lrtool sets it for {name!r} (it takes the (inputs, "
+            "targets) pair the loader then returns); remove it."
+        )
+    # YAML has no tuples: a list given where the generator's default is a tuple (shape).
+    params = inspect.signature(factory).parameters
+    args = {
+        k: tuple(v)
+        if isinstance(v, list) and k in params and isinstance(params[k].default, tuple)
+        else v
+        for k, v in args.items()
+    }
     result = call_with_args(factory, {**extra, **args}, what=f"dataset {name!r}", given=args)
-    x, y = result[0], result[1]
+    x, y = _inputs_and_targets(name, result)
     if common["index_targets"] and getattr(y, "dtype", None) is not None and y.dtype.kind == "f":
         # sklearn gives class labels as integers; floats are measurements (diabetes,
         # linnerud), which read as whole numbers would pass for hundreds of classes.
+        values = sorted(set(y.reshape(-1).tolist())) if y.size <= 10**6 else []
+        if values and len(values) <= 20 and all(float(v).is_integer() for v in values):
+            raise ComponentError(
+                f"data {name!r} gives its labels as the real numbers {values}, but the loss "
+                "expects class indices 0..N-1 (labels -1/1 would have to become 0/1), which "
+                "this source does not give: use a dataset that does (a CSV, your own "
+                "package.module:function), or a regression loss."
+            )
         shape = "" if y.ndim == 1 else f", {y.shape[1]} columns per sample"
         raise ComponentError(
             f"data {name!r} gives continuous targets (real numbers from {y.min():g} to "
@@ -399,6 +420,31 @@ def _sklearn(name: str, args: dict[str, Any], **common: Any) -> Splits:
             "[mae], and one model output per target column."
         )
     return _tabular(x, y, note=f"{name}", **common)
+
+
+def _inputs_and_targets(name: str, result: Any) -> tuple[Any, Any]:
+    """The (samples, targets) an sklearn source returns first, or why it returns none."""
+    import numpy as np
+
+    pair = list(result[:2]) if isinstance(result, (tuple, list)) and len(result) >= 2 else None
+    if pair is not None and any(hasattr(v, "toarray") for v in pair):
+        raise ComponentError(
+            f"data {name!r} returns sparse arrays; lrtool needs dense ones (e.g. "
+            "return_indicator: dense)."
+        )
+    if pair is not None:
+        try:
+            x, y = (np.asarray(v) for v in pair)
+        except (TypeError, ValueError):
+            x = y = None
+        if x is not None and x.ndim >= 1 and y.ndim >= 1 and len(x) == len(y) and len(x) > 1:
+            return x, y
+    raise ComponentError(
+        f"data {name!r} does not return (samples, targets) of one length: lrtool takes a "
+        "loader or generator whose first two results are the inputs and their targets "
+        "(load_iris, make_classification, make_regression, ...); this one returns "
+        f"{type(result).__name__}."
+    )
 
 
 # What a csv source takes (standardize and reshape are shared with the sklearn sources).

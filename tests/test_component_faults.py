@@ -430,3 +430,26 @@ def test_a_sweep_stopped_by_nan_says_so_instead_of_advising_a_higher_end_lr():
     lrs = list(np.logspace(-7, -0.36, 50))
     said = _warning("robust_minimum", None, "nan", lrs, [2.3] * 50, 10.0, None)
     assert "NaN or infinite just after rate 0.437" in said and "end_lr" not in said
+
+
+@pytest.mark.parametrize(
+    "name, args, message",
+    [
+        ("sklearn.make_low_rank_matrix", "{n_samples: 50, n_features: 4}", "does not return"),
+        ("sklearn.iris", "{return_X_y: false}", "lrtool sets it"),
+        (
+            "sklearn.make_multilabel_classification",
+            "{return_indicator: sparse}",
+            "returns sparse arrays",
+        ),
+        ("sklearn.make_hastie_10_2", "{n_samples: 100}", "labels as the real numbers [-1.0, 1.0]"),
+    ],
+)
+def test_sklearn_sources_that_give_no_inputs_and_class_indices_say_why(
+    exp_file, name, args, message
+):
+    result = runner.invoke(
+        app, ["check", str(exp_file), "--set", f"data.name={name}", "--set", f"data.args={args}"]
+    )
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and message in text and "please report" not in text, text
