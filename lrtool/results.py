@@ -274,7 +274,8 @@ def read(path: str | Path) -> Result:
     ]
     if missing:
         raise ConfigError(_not_whole(path, kind, [f"{name} is missing" for name in missing]))
-    values = {f.name: data[f.name] for f in fields if f.name in data}
+    # Weights live in model.pt, never in JSON: a "model_state" key in the file is not read.
+    values = {f.name: data[f.name] for f in fields if f.name in data and f.name != "model_state"}
     if cls is VerifyResult:
         known = [f.name for f in dataclasses.fields(Round)]
         values["schedule"] = [Round(**{k: r[k] for k in known}) for r in data.get("schedule") or []]

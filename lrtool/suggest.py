@@ -3,8 +3,9 @@
 Every function here is pure: it takes the swept learning rates ``lr`` (increasing, usually
 exponentially spaced) and a loss recorded at each (fastai's rules: the smoothed loss; lrtool's:
 the raw loss), and returns a learning rate, or ``None`` when the curve does not support a
-sensible suggestion. Nothing raises on a bad curve; ``why_no_suggestion`` says in words what
-is wrong with it.
+sensible suggestion. Nothing raises on a bad curve (given lr and loss of one length: two
+lengths are a caller's mistake, a ValueError); ``why_no_suggestion`` says in words what is
+wrong with it.
 
 The four fastai rules (``valley``, ``steep``, ``minimum``, ``slide``) follow
 ``fastai.callback.schedule``. ``robust_minimum``, lrtool's default, and the judgement of
@@ -41,6 +42,9 @@ class _Curve:
 
 def _prepare(lr: ArrayLike, loss: ArrayLike) -> _Curve | str:
     """Return the curve every rule works on, or a sentence saying why there is none."""
+    not_positive = _not_positive(lr)
+    if not_positive:
+        return not_positive
     # 1) Cut at the first non-finite point. Doing this *before* the end trim below means the
     #    trim drops the blow-up that led to the NaN.
     lr, loss, recorded = _finite_prefix(lr, loss)
@@ -90,6 +94,19 @@ def _finite_prefix(lr: ArrayLike, loss: ArrayLike) -> tuple[np.ndarray, np.ndarr
     usable = np.isfinite(lr) & np.isfinite(loss) & (lr > 0)
     finite = lr.size if usable.all() else int(np.argmin(usable))
     return lr[:finite], loss[:finite], lr.size
+
+
+def _not_positive(lr: ArrayLike) -> str | None:
+    """Rates at or below 0 have no place on the log axis every rule reads."""
+    rates = np.asarray(lr, dtype=float).reshape(-1)
+    bad = np.flatnonzero(np.isfinite(rates) & (rates <= 0))
+    if bad.size:
+        i = int(bad[0])
+        return (
+            f"the learning rates must be above 0 (the rules read them on a log axis), but "
+            f"point {i + 1} has rate {rates[i]:g}."
+        )
+    return None
 
 
 def _not_increasing(lr: np.ndarray) -> str | None:
@@ -348,6 +365,9 @@ def step_noise(values: np.ndarray) -> float:
 
 def view_curve(lr: ArrayLike, loss: ArrayLike) -> CurveView | str:
     """The robust view of a raw range-test curve, or a sentence saying why there is none."""
+    not_positive = _not_positive(lr)
+    if not_positive:
+        return not_positive
     lr, loss, recorded = _finite_prefix(lr, loss)
     if lr.size < MIN_POINTS:
         extra = f", only the first {lr.size} finite" if lr.size < recorded else ""

@@ -486,3 +486,10 @@ def test_a_coarse_sweep_that_blew_up_in_its_last_tenth_is_not_still_falling():
     assert not still_falling(lr, loss)
     loss[-6:] = [1.2, 0.9, 0.8, 0.7, 0.6, 0.5]  # falling to the end: still falling
     assert still_falling(lr, loss)
+
+
+def test_a_rate_of_zero_is_named_not_called_non_finite():
+    lr, loss = np.linspace(0, 1, 100), np.linspace(2, 1, 100)
+    reason = why_no_suggestion(lr, loss)
+    assert reason is not None and "must be above 0" in reason and "finite" not in reason
+    assert all(rule(lr, loss) is None for rule in SUGGESTERS.values())

@@ -218,3 +218,14 @@ def test_smoke_train_takes_one_rate_per_group(tiny_yaml):
     exp = lrtool.load_experiment(tiny_yaml, ["train.lr_max=[0.01, 0.1]"])
     run = lrtool.run_smoke("train", exp, batches=2)
     assert run.result.lr_max == [0.01, 0.1]
+
+
+def test_read_never_takes_weights_from_json(tiny_yaml, tmp_path):
+    from lrtool import results
+
+    lrtool.run_verify(lrtool.load_experiment(tiny_yaml, {"train.epochs": 1}), lrs=[0.01, 0.1],
+                      folder=tmp_path / "v")  # fmt: skip
+    data = json.loads((tmp_path / "v" / "verify.json").read_text())
+    data["model_state"] = {"not": "weights"}
+    (tmp_path / "edited.json").write_text(json.dumps(data))
+    assert results.read(tmp_path / "edited.json").model_state is None
