@@ -451,6 +451,10 @@ def _inputs_and_targets(name: str, result: Any) -> tuple[Any, Any]:
 CSV_ARGS = ("path", "target", "delimiter", "standardize", "reshape")
 
 
+# The largest float32: a feature beyond it becomes inf when training casts it.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _csv_number(cell: str) -> float | None:
     try:
         return float(cell)
@@ -529,7 +533,8 @@ def _csv_table(args: dict[str, Any]) -> tuple[Path, list[str], list[tuple[int, l
         ) from None
     if len(rows) < 3:
         raise ComponentError(f"{file}: needs a header row and at least two data rows.")
-    header, body = rows[0][1], rows[1:]
+    # "a, b, y" (a space after each comma) names its columns a, b and y.
+    header, body = [name.strip() for name in rows[0][1]], rows[1:]
     delimiter = args.get("delimiter", ",")
     if len(header) < 2:
         raise ComponentError(_one_column(file, header[0], delimiter))
@@ -616,6 +621,8 @@ def _csv_cells(
                     problems.setdefault((header[i], "text"), []).append((line_no, cell))
                 elif not math.isfinite(number):
                     problems.setdefault((header[i], "nonfinite"), []).append((line_no, cell))
+                elif abs(number) > FLOAT32_MAX:
+                    problems.setdefault((header[i], "too large"), []).append((line_no, cell))
                 values.append(0.0 if number is None else number)
         features.append(values)
         labels.append(row[column].strip())
@@ -661,11 +668,22 @@ def _csv_report(file: Path, problems: dict[tuple[str, str], list[tuple[int, str]
     for (column, kind), cells in problems.items():
         lines = _rows([line for line, _ in cells])
         where = f"line {lines}" if len(cells) == 1 else f"lines {lines}"
-        if kind == "empty":
+        if kind == "empty" and not column.strip():
+            bullets.append(
+                f"  • a column with no name, empty on {where}: a delimiter at the end of each "
+                "line (a trailing comma) makes one; remove it"
+            )
+        elif kind == "empty":
             fix = (
                 "fill it in or drop the row" if len(cells) == 1 else "fill them in or drop the rows"
             )
             bullets.append(f"  • column {column!r}: empty on {where}; {fix}")
+        elif kind == "too large":
+            shown = ", ".join(sorted({cell.strip() for _, cell in cells})[:3])
+            bullets.append(
+                f"  • column {column!r}: {shown} on {where}; beyond float32's range (about "
+                "3.4e38), where training computes: scale the column down"
+            )
         elif kind == "nonfinite":
             shown = ", ".join(sorted({cell.strip() for _, cell in cells}))
             bullets.append(
@@ -674,9 +692,14 @@ def _csv_report(file: Path, problems: dict[tuple[str, str], list[tuple[int, str]
             )
         else:
             cell = cells[0][1]
+            hint = "one-hot encode categories first"
+            if re.fullmatch(r"\s*[-+]?\d+,\d+\s*", cell):
+                hint = "a decimal comma? write numbers with a point (1.5)"
+            elif cell.strip().upper() in ("NA", "N/A", "NAN", "NULL", "NONE", "?", "-"):
+                hint = "a missing-value marker: fill the values in or drop the rows"
             bullets.append(
                 f"  • column {column!r}: {cell!r} is not a number ({where}); features must be "
-                "numeric: one-hot encode categories first"
+                f"numeric: {hint}"
             )
     count = len(bullets)
     noun = "problem" if count == 1 else "problems"

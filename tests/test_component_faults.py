@@ -453,3 +453,40 @@ def test_sklearn_sources_that_give_no_inputs_and_class_indices_say_why(
     )
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and message in text and "please report" not in text, text
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a,b,y,\n1,2,0,\n3,4,1,\n5,6,0,\n7,8,1,\n", "a delimiter at the end of each line"),
+        ("a;b;y\n1;2,5;0\n3;4,5;1\n5;6,5;0\n7;8,5;1\n", "a decimal comma?"),
+        ("a,b,y\n1,NA,0\n3,4,1\n5,6,0\n7,8,1\n", "a missing-value marker"),
+        ("a,b,y\n1,2e39,0\n3,4,1\n5,6,0\n7,8,1\n", "beyond float32's range"),
+    ],
+)
+def test_csv_export_quirks_are_named(tmp_path, write_yaml, text, message):
+    (tmp_path / "q.csv").write_text(text)
+    delimiter = ";" if ";" in text else ","
+    path = write_yaml(
+        f"""\
+        device: cpu
+        model: {{name: mlp, args: {{in_features: 2, hidden: [4], num_classes: 2}}}}
+        data: {{name: csv, args: {{path: "{tmp_path / "q.csv"}", delimiter: "{delimiter}"}},
+                batch_size: 2}}
+        """
+    )
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+
+
+def test_csv_header_names_lose_the_spaces_after_commas(tmp_path, write_yaml):
+    (tmp_path / "s.csv").write_text("a, b, y\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n1,1,0\n2,2,1\n")
+    path = write_yaml(
+        f"""\
+        device: cpu
+        model: {{name: mlp, args: {{in_features: 2, hidden: [4], num_classes: 2}}}}
+        data: {{name: csv, args: {{path: "{tmp_path / "s.csv"}", target: y}}, batch_size: 2}}
+        """
+    )
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 0, result.output
