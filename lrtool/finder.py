@@ -136,6 +136,43 @@ def cycle(data: Iterable[Any]) -> Iterator[Any]:
             data.set_epoch(epoch)
 
 
+def _check_settings(
+    *,
+    smoothing: float,
+    diverge_factor: float,
+    extend_decades: float,
+    val_batches: int,
+    grad_accum: int,
+    precision: str,
+    clip_grad_norm: float | None,
+) -> None:
+    """What the schema refuses in a file, refused for a caller of find_lr too, in its keys."""
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    problems = []
+    if not number(smoothing) or not 0 <= smoothing < 1:
+        problems.append(f"find.smoothing must be at least 0 and below 1 (got {smoothing!r})")
+    if not number(diverge_factor) or not diverge_factor > 1:
+        problems.append(f"find.diverge_factor must be above 1 (got {diverge_factor!r})")
+    if not number(extend_decades) or not 0 <= extend_decades < math.inf:
+        problems.append(f"find.extend_decades must be 0 or more (got {extend_decades!r})")
+    if not whole(val_batches) or val_batches < 1:
+        problems.append(f"find.val_batches must be a whole number >= 1 (got {val_batches!r})")
+    if not whole(grad_accum) or grad_accum < 1:
+        problems.append(f"find.grad_accum must be a whole number >= 1 (got {grad_accum!r})")
+    if precision not in ("fp32", "bf16", "fp16"):
+        problems.append(f"find.precision must be fp32, bf16 or fp16 (got {precision!r})")
+    if clip_grad_norm is not None and (not number(clip_grad_norm) or not clip_grad_norm > 0):
+        problems.append(f"find.clip_grad_norm must be above 0 or None (got {clip_grad_norm!r})")
+    if problems:
+        raise ConfigError("; ".join(problems) + ".")
+
+
 def _group_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
     """Each group's rate relative to the last (the head); the sweep keeps these ratios."""
     rates = [g["lr"] for g in optimizer.param_groups]
@@ -190,6 +227,15 @@ def find_lr(
         )
     if val_loss and val_data is None:
         raise ConfigError("find.val_loss: true needs validation data.")
+    _check_settings(
+        smoothing=smoothing,
+        diverge_factor=diverge_factor,
+        extend_decades=extend_decades,
+        val_batches=val_batches,
+        grad_accum=grad_accum,
+        precision=precision,
+        clip_grad_norm=clip_grad_norm,
+    )
     rates = sweep_rates(start_lr, end_lr, num_steps, mode)
     loop: StepLoop[float] = StepLoop(
         model,
@@ -208,6 +254,11 @@ def find_lr(
         if val_loss
         else []
     )
+    if val_loss and not fixed_val:
+        raise ConfigError(
+            "find.val_loss: true, but the validation data yields no batches: the loss "
+            "recorded would be 0 at every step. Give validation data, or val_loss: false."
+        )
 
     saved = Snapshot(model, optimizer, snapshot)
     rngs = rng_state()

@@ -445,3 +445,27 @@ def test_a_loss_below_zero_sweeps_on_and_gets_a_suggestion():
     result = find_lr(model, tiny(), opt, shifted, start_lr=1e-4, end_lr=10, num_steps=60)
     assert result.steps > 30, result.stop_reason
     assert result.suggested_lr is not None
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"smoothing": 1.0}, "find.smoothing"),
+        ({"grad_accum": 0}, "find.grad_accum"),
+        ({"precision": "fp64"}, "find.precision"),
+        ({"diverge_factor": 0.5}, "find.diverge_factor"),
+        ({"clip_grad_norm": -1.0}, "find.clip_grad_norm"),
+        ({"val_loss": True, "val_data": [], "val_batches": 2}, "yields no batches"),
+    ],
+)
+def test_find_lr_refuses_what_the_schema_refuses(kwargs, message):
+    import torch
+
+    from lrtool.errors import ConfigError
+    from lrtool.finder import find_lr
+
+    model = torch.nn.Linear(4, 3)
+    batches = [(torch.randn(8, 4), torch.randint(0, 3, (8,))) for _ in range(4)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ConfigError, match=message):
+        find_lr(model, batches, optimizer, torch.nn.functional.cross_entropy, num_steps=5, **kwargs)
