@@ -18,9 +18,26 @@ from typing import Any, Generic, TypeVar
 import torch
 from torch import nn
 
+from .errors import ConfigError
 from .runtime import autocast, forward_backward, grad_scaler, optimizer_step, read_floats, to_device
 
 Info = TypeVar("Info")
+
+
+def check_reiterable(data: Any, what: str, *, counted: bool = False) -> None:
+    """Data read more than once (the sweep cycles through it, each epoch goes over it again)
+    cannot be a one-shot iterator: its second pass would be empty, and a run would stop or
+    report None without a word. `counted`: the length is needed too (epochs, schedules)."""
+    if data is None:
+        return
+    one_shot = isinstance(data, Iterator)
+    if one_shot or (counted and not hasattr(data, "__len__")):
+        kind = "a one-shot iterator (a generator?)" if one_shot else "without a length"
+        raise ConfigError(
+            f"{what} is {kind} ({type(data).__name__}): it is read more than once, "
+            "each pass from the start. Give a list of batches, a DataLoader or lrtool's "
+            "Batches."
+        )
 
 
 def loop_device(model: nn.Module, device: torch.device | str | None) -> torch.device:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .engine import StepLoop
+from .engine import StepLoop, check_reiterable
 from .errors import ConfigError
 from .history import FindResult
 from .runtime import autocast, rng_state, set_rng_state, to_device
@@ -227,6 +227,8 @@ def find_lr(
         )
     if val_loss and val_data is None:
         raise ConfigError("find.val_loss: true needs validation data.")
+    check_reiterable(train_data, "train_data")
+    check_reiterable(val_data if val_loss else None, "val_data")
     _check_settings(
         smoothing=smoothing,
         diverge_factor=diverge_factor,

@@ -32,7 +32,7 @@ from .checkpoint import (  # noqa: F401  (CHECKPOINT_NAME: re-exported, its old 
     save_checkpoint,
 )
 from .config import LR_MAX_FORMS, RateSlice, lr_max_value
-from .engine import StepLoop, evaluate, loop_device
+from .engine import StepLoop, check_reiterable, evaluate, loop_device
 from .errors import ConfigError, RunFailed
 from .freezing import (  # noqa: F401  (NORM_TYPES: re-exported, its old home)
     NORM_TYPES,
@@ -326,6 +326,8 @@ class OneCycleTrainer:
     ) -> None:
         # fit_one_cycle's arguments, checked, then kept as the attributes the methods share.
         self.started = time.perf_counter()
+        check_reiterable(train_data, "train_data", counted=True)
+        check_reiterable(val_data, "val_data")
         self.device = loop_device(model, device)
         n_groups = len(optimizer.param_groups)
         self.rates = parse_lr_max(lr_max, n_groups)

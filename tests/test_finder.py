@@ -469,3 +469,25 @@ def test_find_lr_refuses_what_the_schema_refuses(kwargs, message):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ConfigError, match=message):
         find_lr(model, batches, optimizer, torch.nn.functional.cross_entropy, num_steps=5, **kwargs)
+
+
+def test_one_shot_iterators_are_refused_by_find_lr_and_fit_one_cycle():
+    import torch
+
+    from lrtool.errors import ConfigError
+    from lrtool.finder import find_lr
+    from lrtool.train import fit_one_cycle
+
+    model = torch.nn.Linear(4, 3)
+    batches = [(torch.randn(8, 4), torch.randint(0, 3, (8,))) for _ in range(4)]
+    loss = torch.nn.functional.cross_entropy
+
+    def once():
+        yield from batches
+
+    with pytest.raises(ConfigError, match="one-shot iterator"):
+        find_lr(model, once(), torch.optim.SGD(model.parameters(), lr=0.1), loss, num_steps=5)
+    with pytest.raises(ConfigError, match="train_data is a one-shot iterator"):
+        fit_one_cycle(model, once(), None, torch.optim.SGD(model.parameters()), loss, 0.1)
+    with pytest.raises(ConfigError, match="val_data is a one-shot iterator"):
+        fit_one_cycle(model, batches, once(), torch.optim.SGD(model.parameters()), loss, 0.1)
