@@ -493,3 +493,21 @@ def test_a_rate_of_zero_is_named_not_called_non_finite():
     reason = why_no_suggestion(lr, loss)
     assert reason is not None and "must be above 0" in reason and "finite" not in reason
     assert all(rule(lr, loss) is None for rule in SUGGESTERS.values())
+
+
+def test_the_long_sweep_valley_dp_gives_the_same_runs_as_fastais():
+    from lrtool import suggest
+
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 50, 700, 2500):
+        loss = np.round(rng.normal(size=n).cumsum(), 1)  # ties included
+        fast = suggest._decreasing_run_lengths(loss) if n > suggest.VALLEY_DP_POINTS else None
+        old_limit = suggest.VALLEY_DP_POINTS
+        try:
+            suggest.VALLEY_DP_POINTS = 0
+            tree = suggest._decreasing_run_lengths(loss)
+            suggest.VALLEY_DP_POINTS = 10**9
+            dp = suggest._decreasing_run_lengths(loss)
+        finally:
+            suggest.VALLEY_DP_POINTS = old_limit
+        assert (tree == dp).all() and (fast is None or (fast == dp).all())
