@@ -493,9 +493,12 @@ def _csv(args: dict[str, Any], *, classes: list[str] | None = None, **common: An
             "filter that kept one class?) and data.args.target; for a numeric target use a "
             "regression loss (mse, l1, smooth_l1)."
         )
-    return _tabular(
-        torch.tensor(features), torch.tensor(y), note=f"csv {file.name}", classes=classes, **common
-    )
+    note = f"csv {file.name}"
+    if all(_csv_number(name) is not None for name in header):
+        # No header row: its first sample became the column names. (pandas writes numbers
+        # as names for unnamed columns, so this is said, not refused.)
+        note += " (its first row, all numbers, was read as the column names: is it data?)"
+    return _tabular(torch.tensor(features), torch.tensor(y), note=note, classes=classes, **common)
 
 
 def _csv_table(args: dict[str, Any]) -> tuple[Path, list[str], list[tuple[int, list[str]]], int]:

@@ -490,3 +490,17 @@ def test_csv_header_names_lose_the_spaces_after_commas(tmp_path, write_yaml):
     )
     result = runner.invoke(app, ["check", str(path)])
     assert result.exit_code == 0, result.output
+
+
+def test_a_csv_whose_first_row_is_numbers_says_it_was_read_as_names(tmp_path, write_yaml):
+    (tmp_path / "h.csv").write_text("1,2,0\n3,4,1\n5,6,0\n7,8,1\n1,1,1\n")
+    path = write_yaml(
+        f"""\
+        device: cpu
+        model: {{name: mlp, args: {{in_features: 2, hidden: [4], num_classes: 2}}}}
+        data: {{name: csv, args: {{path: "{tmp_path / "h.csv"}"}}, batch_size: 2}}
+        """
+    )
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "was read as the column names" in " ".join(result.output.split())
