@@ -202,9 +202,26 @@ def save(
 ) -> Path:
     """Write the result's files into `folder`, a new folder or one holding no other run's
     files (results are never overwritten or mixed: `--out`'s checks); returns it. The
-    arguments are `write_result`'s."""
+    arguments are `write_result`'s. config.yaml is the experiment the result ran (its
+    `config`: a run_train(exp, lr_max=...) ran at that rate, not at `exp`'s), `exp` only
+    where the result holds none or it no longer validates."""
+    if isinstance(exp, Experiment):
+        exp = _as_run(result, exp)
     fresh_folder(folder, "save: folder")
     return write_result(folder, result, exp, model, stem=stem)
+
+
+def _as_run(result: Result, exp: Experiment) -> Experiment:
+    from .config import validate
+    from .errors import LrtoolError
+
+    config = getattr(result, "config", None)
+    if not isinstance(config, dict):
+        return exp
+    try:
+        return validate(config, f"the result's config ({exp.name})", folder=exp._folder)
+    except LrtoolError:
+        return exp
 
 
 def write_result(

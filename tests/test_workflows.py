@@ -229,3 +229,18 @@ def test_read_never_takes_weights_from_json(tiny_yaml, tmp_path):
     data["model_state"] = {"not": "weights"}
     (tmp_path / "edited.json").write_text(json.dumps(data))
     assert results.read(tmp_path / "edited.json").model_state is None
+
+
+def test_save_writes_the_config_the_result_ran(tiny_yaml, tmp_path):
+    import yaml
+
+    from lrtool import results
+
+    exp = lrtool.load_experiment(tiny_yaml, {"train.epochs": 1})
+    trained = lrtool.run_train(exp, lr_max=0.05, folder=tmp_path / "t")
+    results.save(tmp_path / "copy", trained.train, exp)  # exp says lr_max: null
+    saved = yaml.safe_load((tmp_path / "copy" / "config.yaml").read_text())
+    assert saved["train"]["lr_max"] == 0.05
+    assert (tmp_path / "copy" / "config.yaml").read_text() == (
+        tmp_path / "t" / "config.yaml"
+    ).read_text()
