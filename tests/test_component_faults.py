@@ -337,32 +337,31 @@ def test_a_finished_run_folder_does_not_advise_resuming_it(exp_file, tmp_path):
 # --- the sixth pass, last round: data sources, numbers, the API below the workflows -------
 
 
-def test_a_regression_csv_target_with_text_is_refused_by_line(tmp_path, write_yaml):
-    (tmp_path / "r.csv").write_text("a,b,y\n1,2,3.5\n3,4,NA\n5,6,2.0\n7,8,1.0\n1,1,0.5\n")
+def _check_csv(tmp_path, write_yaml, text, *, model_args, data_args="", extra=""):
+    """`lrtool check` on a CSV of `text` with a small MLP; the CliRunner result."""
+    (tmp_path / "d.csv").write_text(text)
     path = write_yaml(
         f"""\
         device: cpu
-        model: {{name: mlp, args: {{in_features: 2, hidden: [4], num_classes: 1}}}}
-        data: {{name: csv, args: {{path: "{tmp_path / "r.csv"}"}}, batch_size: 2}}
-        loss: {{name: mse}}
-        metrics: []
+        model: {{name: mlp, args: {{in_features: 2, hidden: [4]{model_args}}}}}
+        data: {{name: csv, args: {{path: "{tmp_path / "d.csv"}"{data_args}}}, batch_size: 2}}
+        {extra}
         """
     )
-    result = runner.invoke(app, ["check", str(path)])
+    return runner.invoke(app, ["check", str(path)])
+
+
+def test_a_regression_csv_target_with_text_is_refused_by_line(tmp_path, write_yaml):
+    text = "a,b,y\n1,2,3.5\n3,4,NA\n5,6,2.0\n7,8,1.0\n1,1,0.5\n"
+    extra = "loss: {name: mse}\n        metrics: []"
+    result = _check_csv(tmp_path, write_yaml, text, model_args=", num_classes: 1", extra=extra)
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and "line 3: 'NA'" in text and "regression loss" in text
 
 
 def test_num_classes_comes_from_csv_text_labels(tmp_path, write_yaml):
-    (tmp_path / "c.csv").write_text("a,b,y\n1,2,cat\n3,4,dog\n5,6,cat\n7,8,dog\n1,1,cat\n2,2,dog\n")
-    path = write_yaml(
-        f"""\
-        device: cpu
-        model: {{name: mlp, args: {{in_features: 2, hidden: [4]}}}}
-        data: {{name: csv, args: {{path: "{tmp_path / "c.csv"}"}}, batch_size: 2}}
-        """
-    )
-    result = runner.invoke(app, ["check", str(path)])
+    text = "a,b,y\n1,2,cat\n3,4,dog\n5,6,cat\n7,8,dog\n1,1,cat\n2,2,dog\n"
+    result = _check_csv(tmp_path, write_yaml, text, model_args="")
     assert result.exit_code == 0, result.output
     assert "num_classes: 2, from the data's classes" in result.output
 
@@ -465,42 +464,27 @@ def test_sklearn_sources_that_give_no_inputs_and_class_indices_say_why(
     ],
 )
 def test_csv_export_quirks_are_named(tmp_path, write_yaml, text, message):
-    (tmp_path / "q.csv").write_text(text)
     delimiter = ";" if ";" in text else ","
-    path = write_yaml(
-        f"""\
-        device: cpu
-        model: {{name: mlp, args: {{in_features: 2, hidden: [4], num_classes: 2}}}}
-        data: {{name: csv, args: {{path: "{tmp_path / "q.csv"}", delimiter: "{delimiter}"}},
-                batch_size: 2}}
-        """
+    result = _check_csv(
+        tmp_path,
+        write_yaml,
+        text,
+        model_args=", num_classes: 2",
+        data_args=f', delimiter: "{delimiter}"',
     )
-    result = runner.invoke(app, ["check", str(path)])
     assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
 
 
 def test_csv_header_names_lose_the_spaces_after_commas(tmp_path, write_yaml):
-    (tmp_path / "s.csv").write_text("a, b, y\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n1,1,0\n2,2,1\n")
-    path = write_yaml(
-        f"""\
-        device: cpu
-        model: {{name: mlp, args: {{in_features: 2, hidden: [4], num_classes: 2}}}}
-        data: {{name: csv, args: {{path: "{tmp_path / "s.csv"}", target: y}}, batch_size: 2}}
-        """
+    text = "a, b, y\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n1,1,0\n2,2,1\n"
+    result = _check_csv(
+        tmp_path, write_yaml, text, model_args=", num_classes: 2", data_args=", target: y"
     )
-    result = runner.invoke(app, ["check", str(path)])
     assert result.exit_code == 0, result.output
 
 
 def test_a_csv_whose_first_row_is_numbers_says_it_was_read_as_names(tmp_path, write_yaml):
-    (tmp_path / "h.csv").write_text("1,2,0\n3,4,1\n5,6,0\n7,8,1\n1,1,1\n")
-    path = write_yaml(
-        f"""\
-        device: cpu
-        model: {{name: mlp, args: {{in_features: 2, hidden: [4], num_classes: 2}}}}
-        data: {{name: csv, args: {{path: "{tmp_path / "h.csv"}"}}, batch_size: 2}}
-        """
-    )
-    result = runner.invoke(app, ["check", str(path)])
+    text = "1,2,0\n3,4,1\n5,6,0\n7,8,1\n1,1,1\n"
+    result = _check_csv(tmp_path, write_yaml, text, model_args=", num_classes: 2")
     assert result.exit_code == 0, result.output
     assert "was read as the column names" in " ".join(result.output.split())
