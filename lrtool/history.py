@@ -134,6 +134,31 @@ def deferred_interrupts() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def first_interrupt_only() -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) stops the block once; a second one while the stopped run gathers
+    and saves what finished is ignored, so it cannot cut that short and lose it all (a quick
+    double Ctrl-C once removed a whole `find --seeds` folder). Outside the main thread the
+    block runs as is."""
+    seen: list[int] = []
+
+    def once(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        if len(seen) == 1:
+            raise KeyboardInterrupt
+
+    try:
+        previous = {sig: signal.signal(sig, once) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     """The one atomic writer: `write(handle)` fills a temp file in the same folder, which is
     then renamed over `path`. Readers never see half a file; Ctrl-C or a full disk leaves the

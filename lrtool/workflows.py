@@ -29,7 +29,13 @@ from .config import Experiment, resolved, validate
 from .config import load_experiment as _load_experiment
 from .cycles import Plan, cycle_record, train_cycles
 from .errors import ConfigError, NoSuggestion, RunFailed
-from .history import FindResult, fresh_folder, history_kind, writable_folder
+from .history import (
+    FindResult,
+    first_interrupt_only,
+    fresh_folder,
+    history_kind,
+    writable_folder,
+)
 from .probe import check_training, checked_build, first_step
 from .results import TrainResult, read_json, write_result
 from .run import check_seeds, parse_seeds
@@ -152,15 +158,16 @@ def run_find(
         else check_seeds(seeds)
     )
     _fresh_target(folder)
-    # Called through the module: run.run_find is the seed loop and its consensus.
-    result = run.run_find(
-        exp,
-        seed_list,
-        progress=(lambda label: _sweep(progress, exp.find.num_steps, label)),
-    )
-    target = _main_folder(folder)
-    if target is not None:
-        write_result(target, result, exp)
+    with first_interrupt_only():
+        # Called through the module: run.run_find is the seed loop and its consensus.
+        result = run.run_find(
+            exp,
+            seed_list,
+            progress=(lambda label: _sweep(progress, exp.find.num_steps, label)),
+        )
+        target = _main_folder(folder)
+        if target is not None:
+            write_result(target, result, exp)
     return result
 
 

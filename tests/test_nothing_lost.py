@@ -846,3 +846,36 @@ def test_a_cycle_cut_short_records_the_epochs_it_trained(tiny_yaml, tmp_path, st
     single = lrtool.load_experiment(tiny_yaml, {"loss.name": "stopper_loss:ce", "train.epochs": 4})
     run = lrtool.run_train(single, 0.1, folder=tmp_path / "one")
     assert run.train.stop_reason == "interrupted" and run.train.cycles[0]["epochs"] == 1
+
+
+def test_a_second_ctrl_c_while_a_stopped_find_gathers_its_seeds_loses_nothing(
+    tiny_yaml, tmp_path, monkeypatch
+):
+    import signal
+
+    import lrtool
+    from lrtool import run
+
+    sweeps, combine = [], run.combine_seeds
+    find_built = run.find_built
+
+    def sweep(built, on_step=None):
+        sweeps.append(1)
+        if len(sweeps) == 2:  # the first Ctrl-C, as the second seed starts
+            os.kill(os.getpid(), signal.SIGINT)
+        return find_built(built, on_step)
+
+    def gather(*args, **kwargs):  # the second, while the finished seed is gathered
+        os.kill(os.getpid(), signal.SIGINT)
+        return combine(*args, **kwargs)
+
+    monkeypatch.setattr(run, "find_built", sweep)
+    monkeypatch.setattr(run, "combine_seeds", gather)
+    try:
+        result = lrtool.run_find(lrtool.load_experiment(tiny_yaml), "2", folder=tmp_path / "f")
+    except KeyboardInterrupt:
+        pytest.fail("the second Ctrl-C escaped, and the finished seed was not saved")
+    assert result.stop_reason == "interrupted" and result.seeds_finished == 1
+    saved = json.loads((tmp_path / "f" / "find.json").read_text())
+    assert saved["seeds_finished"] == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
