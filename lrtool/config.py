@@ -825,7 +825,7 @@ def apply_overrides(
             )
         key = key.strip()
         label = f"--set {key}" if source == "--set" else f"{source}[{key!r}]"
-        set_key(raw, key, parse_yaml(value, source=label))
+        set_key(raw, key, parse_yaml(value, source=label), origin=source)
         if origins is not None:
             origins[tuple(key.split("."))] = label
     return raw
