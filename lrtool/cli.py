@@ -291,11 +291,18 @@ def out_dir(out: Path | None, output_dir: str, name: str, command: str) -> Path:
 
 
 def _quiet_rank() -> bool:
-    """A torchrun process other than rank 0 (a broken launch environment: not quiet)."""
+    """A torchrun process other than rank 0, before the processes joined up: then bad input
+    (the file, a flag, --out) is the same on every process and rank 0 says it. After that an
+    error may be this rank's own (its shard of the data): it speaks. A broken launch
+    environment: not quiet."""
     try:
-        return _launched_rank() != 0
+        if _launched_rank() == 0:
+            return False
     except LrtoolError:
         return False
+    dist = sys.modules.get("torch.distributed")  # never imported: no group was joined
+    joined = dist is not None and dist.is_available() and dist.is_initialized()
+    return not joined
 
 
 def _launched_rank() -> int:
