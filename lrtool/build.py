@@ -13,7 +13,7 @@ from torch import nn
 from . import distributed
 from .config import Experiment
 from .data import Batches, Splits, load_splits, use_memory
-from .errors import ComponentError, ConfigError
+from .errors import ComponentError, ConfigError, LrtoolError
 from .freezing import nothing_to_freeze
 from .models import (
     build_model,
@@ -24,7 +24,14 @@ from .models import (
     takes_num_classes,
     too_few_outputs,
 )
-from .registry import CLASSIFICATION_LOSSES, LOSSES, build_loss, metric, optimizer_class
+from .registry import (
+    BINARY_LOSSES,
+    CLASSIFICATION_LOSSES,
+    LOSSES,
+    build_loss,
+    metric,
+    optimizer_class,
+)
 from .runtime import resolve_device, seed_everything
 
 
@@ -126,6 +133,8 @@ def _build_data(
         val_fraction=exp.data.val_fraction,
         seed=exp.seed,
         index_targets=_index_targets(exp.loss.name),
+        measured_targets=exp.loss.name in LOSSES
+        and exp.loss.name not in CLASSIFICATION_LOSSES | BINARY_LOSSES,
         classes=exp.data.classes,
         search_dirs=exp.search_dirs,
     )
@@ -238,7 +247,31 @@ def model_arguments(exp: Experiment) -> tuple[dict[str, Any], list[str]]:
     ):
         args["num_classes"] = len(classes)
         return args, [f"num_classes: {len(classes)}, from the data's classes"]
+    if "num_classes" not in args and _needs_num_classes(exp):
+        # The load check let it through for a source that may name its classes; this one
+        # did not (numeric CSV labels, FakeData): say it in the experiment's keys.
+        raise ConfigError(
+            f"model.args.num_classes is missing, and data {exp.data.name!r} does not name its "
+            "classes (its labels are numbers), so lrtool cannot take the count from it: set "
+            "model.args.num_classes to the number of classes."
+        )
     return args, []
+
+
+def _needs_num_classes(exp: Experiment) -> bool:
+    """The model's builder requires num_classes (no default)."""
+    import inspect
+
+    from .models import model_factory
+
+    if exp.model.name.startswith("torchvision."):
+        return False  # torchvision's builders default to 1000 classes
+    try:
+        params = inspect.signature(model_factory(exp.model.name, exp.search_dirs)).parameters
+    except (TypeError, ValueError, LrtoolError):
+        return False
+    param = params.get("num_classes")
+    return param is not None and param.default is inspect.Parameter.empty
 
 
 def _check_finite(name: str, split_name: str, x: torch.Tensor, y: torch.Tensor) -> None:

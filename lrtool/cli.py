@@ -140,7 +140,7 @@ def _written_path(value: str | None) -> Path | None:
             "expected a path, got an empty value (an unset shell variable?); write . for the "
             "current folder."
         )
-    return Path(value).expanduser()
+    return Path(os.path.expanduser(value))  # an unknown ~user stays as written
 
 
 OutOpt = Annotated[

@@ -386,10 +386,10 @@ def _sklearn(name: str, args: dict[str, Any], **common: Any) -> Splits:
     if factory is None or loader not in available:
         raise unknown_name("sklearn dataset", loader, available, extra=" (as sklearn.<name>)")
     extra = {} if loader.startswith("make_") else {"return_X_y": True}
-    if extra and "return_X_y" in args:
+    if extra and args.get("return_X_y", True) is not True:
         raise ComponentError(
-            f"data.args.return_X_y: lrtool sets it for {name!r} (it takes the (inputs, "
-            "targets) pair the loader then returns); remove it."
+            f"data.args.return_X_y: lrtool sets it to true for {name!r} (it takes the "
+            "(inputs, targets) pair the loader then returns); remove it."
         )
     # YAML has no tuples: a list given where the generator's default is a tuple (shape).
     params = inspect.signature(factory).parameters
@@ -462,7 +462,13 @@ def _csv_number(cell: str) -> float | None:
         return None
 
 
-def _csv(args: dict[str, Any], *, classes: list[str] | None = None, **common: Any) -> Splits:
+def _csv(
+    args: dict[str, Any],
+    *,
+    classes: list[str] | None = None,
+    measured: bool = False,
+    **common: Any,
+) -> Splits:
     """A CSV file: a header row, then one sample per row; every cell problem reported at once.
 
     Features must be numbers. The target (default: the last column) is a number, or text:
@@ -472,7 +478,7 @@ def _csv(args: dict[str, Any], *, classes: list[str] | None = None, **common: An
     features, labels, problems = _csv_cells(file, header, body, column)
     if problems:
         raise ComponentError(_csv_report(file, problems))
-    if common.get("index_targets") is False and _numeric_labels(labels) is None:
+    if measured and _numeric_labels(labels) is None:
         # A regression loss on text: numbering the values as classes ('100' < '99') would
         # train on meaningless numbers.
         text = [(n, v) for (n, _), v in zip(body, labels, strict=True) if _csv_number(v) is None]
@@ -542,6 +548,8 @@ def _csv_table(args: dict[str, Any]) -> tuple[Path, list[str], list[tuple[int, l
     if len(header) < 2:
         raise ComponentError(_one_column(file, header[0], delimiter))
     target = args.get("target", header[-1])
+    if isinstance(target, str):
+        target = target.strip()  # the header's names are stripped too
     if isinstance(target, int) and not isinstance(target, bool):
         if not -len(header) <= target < len(header):
             raise ConfigError(
@@ -1030,8 +1038,12 @@ def load_splits(
     index_targets: bool | None,
     classes: list[str] | None = None,
     search_dirs: Sequence[Path] = (),
+    measured_targets: bool = False,
 ) -> Splits:
     """Build the training and validation datasets of a data spec.
+
+    `measured_targets`: the loss is a regression loss, so a CSV target must be numbers (text
+    there is refused, not numbered as classes).
 
     `classes` (data.classes) names the classes in label order; for a CSV with text labels it
     also fixes which label gets which index. The returned Splits carry the class names when
@@ -1048,7 +1060,7 @@ def load_splits(
             index_targets=index_targets,
         )
         if name == "csv":
-            return _csv(args, classes=classes, **common)
+            return _csv(args, classes=classes, measured=measured_targets, **common)
         splits = _sklearn(name, args, **common)
     elif name.startswith("torchvision."):
         splits = _torchvision(name, args, val_fraction=val_fraction, seed=seed)

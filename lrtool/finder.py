@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import pickle
 import tempfile
 import time
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .engine import StepLoop, check_reiterable
+from .engine import StepLoop
 from .errors import ConfigError
 from .history import FindResult
 from .runtime import autocast, rng_state, set_rng_state, to_device
@@ -124,13 +125,22 @@ def _to_cpu(obj: Any) -> Any:
 def cycle(data: Iterable[Any]) -> Iterator[Any]:
     """Batches forever: a dataset with fewer batches than the sweep is replayed, reshuffled."""
     epoch = getattr(data, "epoch", 0)
+    passes = 0
     while True:
         empty = True
         for batch in data:
             empty = False
             yield batch
+        if empty and passes:
+            # An endless stream never gets here; a one-shot iterator does, once it ran out.
+            raise ConfigError(
+                "the training data ran out and yields nothing on a second pass (a one-shot "
+                "iterator, such as a generator?): give a list of batches, a DataLoader or "
+                "lrtool's Batches, or fewer find.num_steps."
+            )
         if empty:
             raise ConfigError("the training data yields no batches.")
+        passes += 1
         epoch += 1
         if hasattr(data, "set_epoch"):
             data.set_epoch(epoch)
@@ -149,10 +159,10 @@ def _check_settings(
     """What the schema refuses in a file, refused for a caller of find_lr too, in its keys."""
 
     def number(value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
-    def whole(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
+    def whole(value: Any) -> bool:  # numpy's integers too
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
     problems = []
     if not number(smoothing) or not 0 <= smoothing < 1:
@@ -227,8 +237,6 @@ def find_lr(
         )
     if val_loss and val_data is None:
         raise ConfigError("find.val_loss: true needs validation data.")
-    check_reiterable(train_data, "train_data")
-    check_reiterable(val_data if val_loss else None, "val_data")
     _check_settings(
         smoothing=smoothing,
         diverge_factor=diverge_factor,

@@ -120,7 +120,12 @@ def deferred_interrupts() -> Iterator[None]:
         caught.append(signum)
 
     try:
-        previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # A signal the process was told to ignore (a background job's SIGINT) stays ignored.
+        previous = {
+            sig: signal.signal(sig, hold)
+            for sig in (signal.SIGINT, signal.SIGTERM)
+            if signal.getsignal(sig) is not signal.SIG_IGN
+        }
     except ValueError:  # not the main thread
         yield
         return
@@ -148,7 +153,12 @@ def first_interrupt_only() -> Iterator[None]:
             raise KeyboardInterrupt
 
     try:
-        previous = {sig: signal.signal(sig, once) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # A signal the process was told to ignore (a background job's SIGINT) stays ignored.
+        previous = {
+            sig: signal.signal(sig, once)
+            for sig in (signal.SIGINT, signal.SIGTERM)
+            if signal.getsignal(sig) is not signal.SIG_IGN
+        }
     except ValueError:  # not the main thread
         yield
         return

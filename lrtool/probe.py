@@ -203,10 +203,12 @@ _DTYPE_WORDS = ("dtype", "scalar type", "Input type", "should be the same")
 
 
 def _dtype_mismatch(built: Built, x: torch.Tensor, err: Exception) -> str | None:
-    """Float64 (or integer) inputs to a float32 model: numpy's default float is float64, so
+    """Float64 inputs to a float32 model: numpy's default float is float64, so
     a dataset returning numpy arrays trips here; the data is to blame, not the model code."""
     weight = next((p for p in built.model.parameters() if p.is_floating_point()), None)
-    if weight is None or x.dtype == weight.dtype:
+    # Integer inputs are token ids for an embedding by design: a failure with those is the
+    # model code's own, shown with its frames.
+    if weight is None or not x.is_floating_point() or x.dtype == weight.dtype:
         return None
     if not any(word in str(err) for word in _DTYPE_WORDS):
         return None

@@ -284,13 +284,11 @@ def _running_median(values: np.ndarray, width: int) -> np.ndarray:
     return np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1), axis=1)
 
 
-# The Gaussian's width in points, at most: a sweep over a sliver of a decade has millions of
-# points per decade, and its kernel would need terabytes (the running median is capped too).
-MAX_GAUSSIAN_POINTS = 100.0
-
-
 def _gaussian(values: np.ndarray, sigma: float) -> np.ndarray:
-    sigma = min(sigma, MAX_GAUSSIAN_POINTS)
+    # At most the curve's own length: a sweep over a sliver of a decade has millions of
+    # points per decade, and its kernel would need terabytes; wider than the curve, the
+    # edge-padded smoothing is a flat average all the same.
+    sigma = min(sigma, float(values.size))
     if sigma <= 0:
         return values
     half = int(np.ceil(3 * sigma))

@@ -27,7 +27,7 @@ from . import distributed, run, schedule
 from .build import Built, build
 from .config import Experiment, resolved, validate
 from .config import load_experiment as _load_experiment
-from .cycles import Plan, cycle_record, train_cycles
+from .cycles import Plan, cycle_record, plan_cycles, train_cycles
 from .errors import ConfigError, NoSuggestion, RunFailed
 from .history import (
     FindResult,
@@ -327,7 +327,14 @@ def short_schedule(built: Built) -> str | None:
     """A warning when each one-cycle is too short to reach train.lr_max, else None."""
     exp = built.experiment
     per_epoch = schedule.steps_per_epoch(len(built.train_data), exp.train.grad_accum)
-    steps = per_epoch * max(1, exp.train.epochs // exp.train.cycles)
+    train = exp.train
+    # Each one-cycle: a cycle of plan_cycles, or, in a single cycle, the frozen phase and the
+    # rest (fit_one_cycle schedules them apart).
+    if train.cycles > 1:
+        lengths = [p.epochs for p in plan_cycles(train.epochs, train.cycles, train.freeze_epochs)]
+    else:
+        lengths = [e for e in (train.freeze_epochs, train.epochs) if e]
+    steps = per_epoch * min(lengths)
     if steps >= MIN_CYCLE_STEPS:
         return None
     return (

@@ -488,3 +488,71 @@ def test_a_csv_whose_first_row_is_numbers_says_it_was_read_as_names(tmp_path, wr
     result = _check_csv(tmp_path, write_yaml, text, model_args=", num_classes: 2")
     assert result.exit_code == 0, result.output
     assert "was read as the column names" in " ".join(result.output.split())
+
+
+# --- regressions a review of this pass found, pinned ----------------------------------------
+
+
+def test_text_labels_under_a_binary_loss_still_become_0_and_1(tmp_path, write_yaml):
+    text = "a,b,y\n" + "".join(f"{i},{i % 3},{'yes' if i % 2 else 'no'}\n" for i in range(12))
+    extra = "loss: {name: bce_with_logits}\n        metrics: []"
+    result = _check_csv(tmp_path, write_yaml, text, model_args=", num_classes: 1", extra=extra)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_target_written_with_the_headers_spaces_still_matches(tmp_path, write_yaml):
+    text = "a, b, y\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n1,1,0\n2,2,1\n"
+    result = _check_csv(
+        tmp_path, write_yaml, text, model_args=", num_classes: 2", data_args=', target: " y"'
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_numeric_csv_labels_without_num_classes_are_named_in_the_experiments_keys(
+    tmp_path, write_yaml
+):
+    result = _check_csv(tmp_path, write_yaml, "a,b,y\n1,2,0\n3,4,1\n5,6,2\n7,8,1\n", model_args="")
+    assert result.exit_code == 2
+    assert "model.args.num_classes is missing" in " ".join(result.output.split())
+
+
+def test_return_x_y_true_is_accepted_and_false_refused(exp_file):
+    common = ["--set", "data.name=sklearn.iris", "--set", "model.name=mlp"]
+    common += ["--set", "model.args={in_features: 4, hidden: [8], num_classes: 3}"]
+    ok = runner.invoke(
+        app, ["check", str(exp_file), *common, "--set", "data.args={return_X_y: true}"]
+    )
+    assert ok.exit_code == 0, ok.output
+    bad = runner.invoke(
+        app, ["check", str(exp_file), *common, "--set", "data.args={return_X_y: false}"]
+    )
+    assert bad.exit_code == 2 and "lrtool sets it to true" in bad.output
+
+
+def test_integer_inputs_that_fail_in_the_users_model_keep_its_frames(exp_file, tmp_path):
+    (tmp_path / "tok.py").write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "from torch.utils.data import TensorDataset\n"
+        "def tokens():\n"
+        "    return TensorDataset(torch.randint(0, 9, (40, 4)), torch.randint(0, 3, (40,)))\n"
+        "class Buggy(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(4, 3)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x)  # forgot the embedding: ids go straight into a Linear\n"
+    )
+    result = runner.invoke(
+        app,
+        ["check", str(exp_file), "--set", "data.name=tok:tokens", "--set", "model.name=tok:Buggy"],
+    )
+    assert "your code raised" in result.output and "Return torch.float32" not in result.output
+
+
+def test_a_frozen_cycle_counts_as_its_own_schedule_for_the_short_warning(exp_file):
+    said = []
+    overrides = {"train.epochs": 4, "train.freeze_epochs": 4, "train.cycles": 2}
+    overrides["data.batch_size"] = 64  # 1 step an epoch: each cycle has 4, enough
+    run_train(load_experiment(exp_file, overrides), lr_max=0.1, say=said.append)
+    assert not any("optimizer step" in line for line in said), said

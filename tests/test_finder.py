@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -491,3 +492,41 @@ def test_one_shot_iterators_are_refused_by_find_lr_and_fit_one_cycle():
         fit_one_cycle(model, once(), None, torch.optim.SGD(model.parameters()), loss, 0.1)
     with pytest.raises(ConfigError, match="val_data is a one-shot iterator"):
         fit_one_cycle(model, batches, once(), torch.optim.SGD(model.parameters()), loss, 0.1)
+
+
+def test_find_lr_takes_endless_streams_and_numpy_settings():
+    import itertools
+
+    import numpy as np
+    import torch
+
+    from lrtool.finder import find_lr
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    batches = [(torch.randn(8, 4), torch.randint(0, 3, (8,))) for _ in range(4)]
+    result = find_lr(
+        model,
+        itertools.cycle(batches),  # never runs out: one pass is all the sweep needs
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        torch.nn.functional.cross_entropy,
+        num_steps=10,
+        smoothing=np.float32(0.9),
+        grad_accum=np.int64(1),
+    )
+    assert len(result.lr) > 0
+
+
+def test_signals_the_process_ignores_stay_ignored_while_results_are_saved():
+    import signal
+
+    from lrtool.history import deferred_interrupts, first_interrupt_only
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for block in (deferred_interrupts, first_interrupt_only):
+            with block():
+                assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+                os.kill(os.getpid(), signal.SIGINT)  # a background job's Ctrl-C: ignored
+    finally:
+        signal.signal(signal.SIGINT, before)
