@@ -109,20 +109,13 @@ def publish(tmp: str | Path, path: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def deferred_interrupts() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block ends, then raise KeyboardInterrupt: for the
-    few writes that belong together (a result's files). Each file is atomic on its own; this
-    makes the set so. Outside the main thread signals cannot be caught: the block runs as is.
-    """
-    caught: list[int] = []
-
-    def hold(signum: int, frame: Any) -> None:
-        caught.append(signum)
-
+def _interrupts_handled_by(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """`handler` for Ctrl-C and SIGTERM within the block, the previous handlers after it. A
+    signal the process was told to ignore (a background job's SIGINT) stays ignored; outside
+    the main thread signals cannot be caught, and the block runs as is."""
     try:
-        # A signal the process was told to ignore (a background job's SIGINT) stays ignored.
         previous = {
-            sig: signal.signal(sig, hold)
+            sig: signal.signal(sig, handler)
             for sig in (signal.SIGINT, signal.SIGTERM)
             if signal.getsignal(sig) is not signal.SIG_IGN
         }
@@ -132,9 +125,19 @@ def deferred_interrupts() -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, handler in previous.items():
+        for sig, before in previous.items():
             # None: a handler installed outside Python; the default is the nearest we can do.
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+            signal.signal(sig, signal.SIG_DFL if before is None else before)
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then raise KeyboardInterrupt: for the
+    few writes that belong together (a result's files). Each file is atomic on its own; this
+    makes the set so."""
+    caught: list[int] = []
+    with _interrupts_handled_by(lambda signum, frame: caught.append(signum)):
+        yield
     if caught:
         raise KeyboardInterrupt
 
@@ -143,8 +146,7 @@ def deferred_interrupts() -> Iterator[None]:
 def first_interrupt_only() -> Iterator[None]:
     """Ctrl-C (or SIGTERM) stops the block once; a second one while the stopped run gathers
     and saves what finished is ignored, so it cannot cut that short and lose it all (a quick
-    double Ctrl-C once removed a whole `find --seeds` folder). Outside the main thread the
-    block runs as is."""
+    double Ctrl-C once removed a whole `find --seeds` folder)."""
     seen: list[int] = []
 
     def once(signum: int, frame: Any) -> None:
@@ -152,21 +154,8 @@ def first_interrupt_only() -> Iterator[None]:
         if len(seen) == 1:
             raise KeyboardInterrupt
 
-    try:
-        # A signal the process was told to ignore (a background job's SIGINT) stays ignored.
-        previous = {
-            sig: signal.signal(sig, once)
-            for sig in (signal.SIGINT, signal.SIGTERM)
-            if signal.getsignal(sig) is not signal.SIG_IGN
-        }
-    except ValueError:  # not the main thread
+    with _interrupts_handled_by(once):
         yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
