@@ -13,7 +13,7 @@ from torch import nn
 from . import distributed
 from .config import Experiment
 from .data import Batches, Splits, load_splits, use_memory
-from .errors import ComponentError, ConfigError, LrtoolError
+from .errors import ComponentError, ConfigError
 from .freezing import nothing_to_freeze
 from .models import (
     build_model,
@@ -21,6 +21,7 @@ from .models import (
     nothing_to_train,
     output_count,
     parameter_groups,
+    requires_num_classes,
     takes_num_classes,
     too_few_outputs,
 )
@@ -247,7 +248,7 @@ def model_arguments(exp: Experiment) -> tuple[dict[str, Any], list[str]]:
     ):
         args["num_classes"] = len(classes)
         return args, [f"num_classes: {len(classes)}, from the data's classes"]
-    if "num_classes" not in args and _needs_num_classes(exp):
+    if "num_classes" not in args and requires_num_classes(exp.model.name, exp.search_dirs):
         # The load check let it through for a source that may name its classes; this one
         # did not (numeric CSV labels, FakeData): say it in the experiment's keys.
         raise ConfigError(
@@ -256,22 +257,6 @@ def model_arguments(exp: Experiment) -> tuple[dict[str, Any], list[str]]:
             "model.args.num_classes to the number of classes."
         )
     return args, []
-
-
-def _needs_num_classes(exp: Experiment) -> bool:
-    """The model's builder requires num_classes (no default)."""
-    import inspect
-
-    from .models import model_factory
-
-    if exp.model.name.startswith("torchvision."):
-        return False  # torchvision's builders default to 1000 classes
-    try:
-        params = inspect.signature(model_factory(exp.model.name, exp.search_dirs)).parameters
-    except (TypeError, ValueError, LrtoolError):
-        return False
-    param = params.get("num_classes")
-    return param is not None and param.default is inspect.Parameter.empty
 
 
 def _check_finite(name: str, split_name: str, x: torch.Tensor, y: torch.Tensor) -> None:

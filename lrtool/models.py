@@ -169,15 +169,26 @@ def build_model(
     return model
 
 
-def takes_num_classes(name: str, search_dirs: Sequence[Path] = ()) -> bool:
-    """Whether the model's builder accepts `num_classes` (torchvision's all do, via kwargs)."""
-    if name.startswith("torchvision."):
-        return True
+def _num_classes_parameter(name: str, search_dirs: Sequence[Path]) -> inspect.Parameter | None:
+    """The builder's `num_classes` parameter; None without one (or an unreadable builder)."""
     try:
         params = inspect.signature(model_factory(name, search_dirs)).parameters
     except (TypeError, ValueError, LrtoolError):
+        return None
+    return params.get("num_classes")
+
+
+def takes_num_classes(name: str, search_dirs: Sequence[Path] = ()) -> bool:
+    """Whether the model's builder accepts `num_classes` (torchvision's all do, via kwargs)."""
+    return name.startswith("torchvision.") or _num_classes_parameter(name, search_dirs) is not None
+
+
+def requires_num_classes(name: str, search_dirs: Sequence[Path] = ()) -> bool:
+    """Whether the builder must be given `num_classes` (torchvision's default to 1000)."""
+    if name.startswith("torchvision."):
         return False
-    return "num_classes" in params
+    param = _num_classes_parameter(name, search_dirs)
+    return param is not None and param.default is inspect.Parameter.empty
 
 
 # --- pretrained weights -------------------------------------------------------------------

@@ -416,8 +416,8 @@ def _check_first_loss(built: Built, loss: torch.Tensor) -> None:
     if not math.isfinite(value):
         raise LossCannotTrain(
             f"the loss of the first batch is {value} (not finite) before any training step: "
-            "the data holds "
-            "NaN or infinite values, or the model or the loss produces them. Check the source "
+            "the data holds NaN or infinite values, or the model or the loss produces them. "
+            "Check the source "
             f"of data {built.experiment.data.name!r}, the model's output and loss "
             f"{built.experiment.loss.name!r}."
         )
