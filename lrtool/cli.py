@@ -256,7 +256,7 @@ def fail(err: LrtoolError, smoke: str | None, as_json: bool) -> NoReturn:
 
     Under torchrun, bad input (exit 2) is the same on every process: rank 0 alone says so.
     """
-    if err.exit_code == EXIT_BAD_INPUT and _quiet_rank():
+    if err.exit_code == EXIT_BAD_INPUT and _quiet_rank() and _stopped_while_rank0_speaks():
         raise typer.Exit(err.exit_code) from None
     report.error(err_console, str(err))
     if err.details:
@@ -303,6 +303,22 @@ def _quiet_rank() -> bool:
     dist = sys.modules.get("torch.distributed")  # never imported: no group was joined
     joined = dist is not None and dist.is_available() and dist.is_initialized()
     return not joined
+
+
+# How long another rank waits, after bad input, for torchrun to stop it. Had it left first,
+# torchrun would stop rank 0 at once, often before rank 0 had printed the error (CI saw no
+# message at all); waiting lets rank 0 leave first, and torchrun then stops this one.
+RANK0_GRACE_S = 10.0
+
+
+def _stopped_while_rank0_speaks() -> bool:
+    """Wait for rank 0 to report the error and torchrun to stop this process (True). False if
+    nothing stopped it: rank 0 found no such fault, so this rank says it itself."""
+    try:
+        time.sleep(RANK0_GRACE_S)
+    except KeyboardInterrupt:  # torchrun's SIGTERM (interrupt_on_sigterm), or Ctrl-C
+        return True
+    return False
 
 
 def _launched_rank() -> int:

@@ -165,3 +165,54 @@ def test_torchrun_refuses_a_used_out_on_every_rank_at_once_and_says_so_once(writ
     said = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(said) == 1 and "already holds another run's files" in said[0]
     assert (out / "find.json").read_text() == "{}"
+
+
+def _rank1_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "RANK": "1",
+        "LOCAL_RANK": "1",
+        "WORLD_SIZE": "2",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
+def test_another_rank_with_bad_input_waits_for_torchrun_to_stop_it_and_stays_quiet(tmp_path):
+    """Leaving first would let torchrun stop rank 0 before it said what was wrong: rank 1 waits,
+    and the SIGTERM that ends it prints nothing (no second message, no traceback)."""
+    import signal
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {name: mlp}\nmodle: 3\n")  # refused before the ranks join
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrtool", "find", str(bad), "--no-plot"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_rank1_env(),
+    )
+    time.sleep(4)  # imports done, the error found, waiting
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert "error" not in err.lower() and "Traceback" not in err, err
+
+
+def test_another_rank_says_the_error_itself_when_nothing_stops_it(tmp_path, monkeypatch):
+    """Rank 0 found no such fault (it would have been stopped otherwise): rank 1 speaks."""
+    from typer.testing import CliRunner
+
+    from lrtool import cli
+
+    monkeypatch.setattr(cli, "RANK0_GRACE_S", 0.05)
+    for key, value in _rank1_env().items():
+        monkeypatch.setenv(key, value)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {name: mlp}\nmodle: 3\n")
+    result = CliRunner().invoke(cli.app, ["find", str(bad), "--no-plot"])
+    assert result.exit_code == 2
+    assert "modle (line 2): unknown key" in result.output
