@@ -69,6 +69,15 @@ def class_mismatch(
     outputs = output_shape[1]
     if max_target < outputs:
         return None
+    if len(output_shape) >= 3 and outputs == 1:
+        # (N, 1, C): a stray dimension, not a one-class model; resizing the last layer would
+        # not help.
+        return (
+            f"the model's outputs have shape {output_shape}, and loss {loss_name!r} reads the "
+            "classes along dimension 1, which has size 1: the outputs carry an extra dimension "
+            "(an unsqueeze, or a sequence of length 1). Return outputs of shape (batch, "
+            "classes), e.g. `out.squeeze(1)` in the model's forward."
+        )
     key = output_key(model_name, model_args)
     return too_few_outputs(outputs, max_target + 1, key, default=key not in model_args)
 

@@ -247,6 +247,27 @@ def test_a_head_the_model_froze_is_refused_for_frozen_epochs_but_not_for_find(
     assert found.exit_code == 0, found.output
 
 
+def test_outputs_with_a_stray_dimension_are_named_as_such_not_as_too_few_classes(
+    exp_file, tmp_path
+):
+    """(N, 1, C) under cross_entropy reads one class along dim 1: the fix is a squeeze, not a
+    wider last layer (the message used to ask for C classes from a model that had them)."""
+    (tmp_path / "stray_dim.py").write_text(
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(4, 3)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x).unsqueeze(1)\n"
+    )
+    result = runner.invoke(app, ["check", str(exp_file), "--set", "model.name=stray_dim:Net"])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "reads the classes along dimension 1, which has size 1" in text, text
+    assert "out.squeeze(1)" in text and "last layer" not in text
+
+
 def test_a_one_step_schedule_is_warned_about(exp_file):
     said = []
     run = run_train(

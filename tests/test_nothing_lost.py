@@ -36,11 +36,19 @@ def one_line(text: str) -> str:
 
 
 def replace_build(monkeypatch, stand_in) -> None:
-    """Put `stand_in` wherever lrtool's modules hold `build` (each imports it by name)."""
-    import lrtool.build
-    import lrtool.run  # noqa: F401  (loaded with what it imports, so among the modules below)
-    import lrtool.verify  # noqa: F401
+    """Put `stand_in` wherever lrtool's modules hold `build` (each imports it by name).
 
+    Every lrtool module is imported first: one imported for the first time while the stand-in
+    is in place would keep it for good (later tests then saw the stand-in).
+    """
+    import importlib
+    import pkgutil
+
+    import lrtool.build
+
+    for info in pkgutil.walk_packages(lrtool.__path__, "lrtool."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
     real = lrtool.build.build
     for name, module in list(sys.modules.items()):
         if name.startswith("lrtool.") and getattr(module, "build", None) is real:
