@@ -10,7 +10,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -108,9 +107,7 @@ def test_out_on_a_file_or_under_one_exits_2_before_any_work(tiny_yaml, tmp_path,
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder\n")
     for out, why in ((a_file, "is a file"), (a_file / "sub", "a part of the path is a file")):
-        started = time.perf_counter()
         result = invoke(command[0], tiny_yaml, *command[1:], "--out", out, "--no-plot")
-        assert time.perf_counter() - started < 5
         assert result.exit_code == 2, result.output
         text = one_line(result.output)
         assert f"cannot write files to {out}" in text and why in text
