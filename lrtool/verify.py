@@ -405,9 +405,16 @@ class _Search:
     """The state of one verify: every run's record, the budget spent, the full-length pool."""
 
     def __init__(
-        self, exp: Experiment, metric: str, higher: bool, on_run: OnRun | None, full_epochs: int
+        self,
+        exp: Experiment,
+        metric: str,
+        higher: bool,
+        on_run: OnRun | None,
+        full_epochs: int,
+        max_batches: int | None = None,
     ) -> None:
         self.exp = exp
+        self.max_batches = max_batches
         self.metric = metric
         self.higher = higher
         self.on_run = on_run
@@ -423,17 +430,23 @@ class _Search:
         self.states: dict[float, dict[str, Any]] = {}
 
     def first_build(self) -> Any:
-        self.built = checked_build(self.exp)  # model and data fit, or a clear error
+        self.built = self._cut(checked_build(self.exp))  # model and data fit, or a clear error
         self.batches_per_epoch = len(self.built.train_data)
         return self.built
+
+    def _cut(self, built: Any) -> Any:
+        if self.max_batches is not None:
+            built.train_data.limit(self.max_batches)
+            built.val_data.limit(self.max_batches)
+        return built
 
     def train(self, number: int, lr: float, rnd: Round) -> float | None:
         """One fresh run; records it and returns its score (None: diverged)."""
         if self.on_run is not None:
             self.on_run(number, lr, _tidy(rnd.run_epochs))
-        built, self.built = self.built or build(self.exp), None
+        built, self.built = self.built or self._cut(build(self.exp)), None
         if rnd.batches is not None:
-            built.train_data.limit(rnd.batches)
+            built.train_data.limit(min(rnd.batches, self.max_batches or rnd.batches))
         result = train_built(built, lr, epochs=rnd.epochs, freeze_epochs=0)
         self.budget += rnd.run_epochs * self._share_trained(result, built, rnd)
         if result.stop_reason == "interrupted":
@@ -571,6 +584,7 @@ def verify_rates(
     max_widenings: int = MAX_WIDENINGS,
     on_round: OnRound | None = None,
     on_run: OnRun | None = None,
+    max_batches: int | None = None,
 ) -> VerifyResult:
     """The rate whose one-cycle run at the real length validates best (see the module doc).
 
@@ -589,12 +603,14 @@ def verify_rates(
     last completed round (None when round 1 did not complete). Nothing is raised.
 
     A single rate is returned as best_lr without training: there is nothing to compare.
+    `max_batches` cuts every run's training and validation data to that many batches (a
+    smoke run's few batches; every run is a fresh build, so the cut is made on each).
     """
     started = time.perf_counter()
     rates = _checked_rates(rates, max_widenings)
     full_epochs = exp.train.epochs if max_epochs is None else max_epochs
     metric, higher = ranking_metric(exp)
-    search = _Search(exp, metric, higher, on_run, full_epochs)
+    search = _Search(exp, metric, higher, on_run, full_epochs, max_batches)
     built = search.first_build()
     schedule = verify_schedule(
         len(rates), full_epochs, search.batches_per_epoch, screen_fraction, finalists

@@ -604,7 +604,9 @@ class SmokeRun:
         if folder is not None:
             fresh_folder(folder, "folder (--out)")  # never into another run's files
         target = temp_out(Path(folder) if folder is not None else None)
-        return write_result(target, self.result, self.experiment, self.built.model)
+        # The experiment that ran (CPU, batches of 8, a short sweep): config.yaml must say
+        # what find.json/train.json say, not what the file asked for.
+        return write_result(target, self.result, self.built.experiment, self.built.model)
 
 
 def run_smoke(
@@ -699,7 +701,14 @@ def _smoke_verify(built: Built, lrs: Sequence[float] | None) -> tuple[str, list[
                 centre, centre_lr = "sweep_middle", run.sweep_middle(exp)
         rates = candidate_rates(centre_lr, (1 / 3, 1.0))
     # One round of 1 epoch at two rates: a smoke run checks it runs, not which rate wins.
-    result = verify_rates(exp, rates, max_epochs=1, max_widenings=0, suggested_lr=suggested)
+    result = verify_rates(
+        exp,
+        rates,
+        max_epochs=1,
+        max_widenings=0,
+        suggested_lr=suggested,
+        max_batches=built.train_data.max_batches,  # the smoke run's cut, on every fresh build
+    )
     result.centre, result.centre_lr = centre, centre_lr
     result.config = resolved(exp)
     losses = [r.get("val_loss") for c in result.candidates for r in c["rounds"]]

@@ -151,6 +151,24 @@ def test_smoke_verify_records_where_its_candidates_came_from(exp_file, tmp_path)
     assert (given.centre, given.centre_lr, given.suggested_lr) == ("lrs", None, None)
 
 
+@pytest.mark.parametrize("command", ["find", "train"])
+def test_a_saved_smoke_run_writes_the_experiment_it_ran_as_config_yaml(exp_file, tmp_path, command):
+    """config.yaml beside find.json/train.json must say what ran (CPU, batches of 8), not what
+    the file asked for: re-running it should reproduce the saved result's settings."""
+    import yaml
+
+    exp = load_experiment(exp_file, ["data.batch_size=64", "find.num_steps=50"])
+    smoke = run_smoke(command, exp, lr_max=0.1 if command == "train" else None)
+    folder = smoke.save(tmp_path / command)
+    saved = json.loads((folder / f"{command}.json").read_text())["config"]
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    for section, key in (("data", "batch_size"), ("find", "num_steps"), (None, "device")):
+        ran = saved[section][key] if section else saved[key]
+        written = config[section][key] if section else config[key]
+        assert ran == written, (section, key, ran, written)
+    assert saved["data"]["batch_size"] == 8  # the smoke run's batches, not the file's 64
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -577,3 +595,41 @@ def test_a_frozen_cycle_counts_as_its_own_schedule_for_the_short_warning(exp_fil
     overrides["data.batch_size"] = 64  # 1 step an epoch: each cycle has 4, enough
     run_train(load_experiment(exp_file, overrides), lr_max=0.1, say=said.append)
     assert not any("optimizer step" in line for line in said), said
+
+
+def test_smoke_verify_trains_its_candidates_on_the_smoke_batches_only(
+    tmp_path, monkeypatch, write_yaml
+):
+    """Each verify run is a fresh build: the smoke cut has to be made on every one, or a
+    smoke run trains its candidates over the whole data (it timed out on 40,000 samples)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "counted.py").write_text(
+        "import torch\n"
+        "from torch.utils.data import Dataset\n"
+        "READS = [0]\n"
+        "class Big(Dataset):\n"
+        "    def __init__(self):\n"
+        "        g = torch.Generator().manual_seed(0)\n"
+        "        self.x = torch.randn(4000, 4, generator=g)\n"
+        "        self.y = (self.x[:, 0] > 0).long()\n"
+        "    def __len__(self):\n"
+        "        return len(self.x)\n"
+        "    def __getitem__(self, i):\n"
+        "        READS[0] += 1\n"
+        "        return self.x[i], self.y[i]\n"
+    )
+    exp = load_experiment(
+        write_yaml(
+            "device: cpu\n"
+            "model: {name: mlp, args: {in_features: 4, hidden: [8], num_classes: 2}}\n"
+            'data: {name: "counted:Big", batch_size: 16}\n'
+            "find: {num_steps: 20}\n"
+            "train: {epochs: 1}\n"
+        )
+    )
+    import counted
+
+    smoke = run_smoke("verify", exp, lrs=[0.01, 0.1])
+    assert smoke.line.startswith("lrtool smoke: ok (verify, 2 candidates")
+    assert len(smoke.result.candidates) == 2
+    assert counted.READS[0] < 1000  # one pass over the training split alone reads 3,200
