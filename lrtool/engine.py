@@ -144,6 +144,22 @@ class StepLoop(Generic[Info]):
 
 
 @torch.no_grad()
+def samples_in(targets: Any) -> int:
+    """How many samples a batch's targets hold: the first tensor's leading dimension, found in
+    a tuple/list/dict of targets (a (value, weight) pair); 1 for an unbatched sample (a
+    0-d target, from a DataLoader with batch_size=None)."""
+    if isinstance(targets, torch.Tensor):
+        return int(targets.shape[0]) if targets.ndim else 1
+    if isinstance(targets, dict):
+        targets = list(targets.values())
+    if isinstance(targets, (list, tuple)):
+        for part in targets:
+            if isinstance(part, (torch.Tensor, list, tuple, dict)):
+                return samples_in(part)
+        return len(targets)  # a list of numbers, one per sample
+    return 1
+
+
 def evaluate(
     model: nn.Module,
     data: Iterable[Any],
@@ -176,9 +192,15 @@ def evaluate(
             with autocast(precision, device):
                 output = model(x)
                 loss = loss_fn(output, y)
-            size = len(y)
+            size = samples_in(y)
             loss_sum += loss.to(wide) * size
             count += size
+            if metrics and not isinstance(output, torch.Tensor):
+                raise ConfigError(
+                    f"metrics ({', '.join(metrics)}) take the model's output as one tensor, "
+                    f"but the model returned a {type(output).__name__}: leave the metrics out, "
+                    "or return the logits as a tensor."
+                )
             for name, fn in metrics.items():
                 sums[name] += fn(output.float(), y).to(wide)
     finally:

@@ -57,7 +57,9 @@ def sweep_rates(start_lr: float, end_lr: float, num_steps: int, mode: str = "exp
 
 
 class Snapshot:
-    """A copy of the model's and the optimizer's state, restored bit for bit.
+    """A copy of the model's and the optimizer's state, restored bit for bit: the state dicts,
+    the buffers a state dict leaves out (non-persistent ones), the gradients the parameters
+    held, and each submodule's train/eval mode (a BatchNorm the user froze in eval stays so).
 
     Small states are cloned to host memory (never doubling accelerator memory); large ones are
     written to a temporary file.
@@ -65,7 +67,14 @@ class Snapshot:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, where: str = "auto"):
         self.model, self.optimizer = model, optimizer
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+        self.modes = [module.training for module in model.modules()]
+        kept = model.state_dict()
+        state = {
+            "model": kept,
+            "optimizer": optimizer.state_dict(),
+            "buffers": {n: b for n, b in model.named_buffers() if n not in kept},
+            "grads": {n: p.grad for n, p in model.named_parameters() if p.grad is not None},
+        }
         size = sum(
             t.numel() * t.element_size() for t in _tensors(state) if isinstance(t, torch.Tensor)
         )
@@ -95,6 +104,15 @@ class Snapshot:
             state = self.state
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        buffers = dict(self.model.named_buffers())
+        with torch.no_grad():
+            for name, value in state["buffers"].items():
+                buffers[name].copy_(value)
+        for name, param in self.model.named_parameters():
+            grad = state["grads"].get(name)
+            param.grad = None if grad is None else grad.to(param.device, copy=True)
+        for module, training in zip(self.model.modules(), self.modes, strict=True):
+            module.training = training
 
     def close(self) -> None:
         if self.path is not None:
@@ -272,8 +290,9 @@ def find_lr(
 
     saved = Snapshot(model, optimizer, snapshot)
     rngs = rng_state()
-    data_epoch = getattr(train_data, "epoch", None)  # the data order is state too
-    was_training = model.training
+    # The data order is state too: put back where a set_epoch data source was (a DataLoader's
+    # sampler or lrtool's Batches); an `epoch` of the user's own without set_epoch is theirs.
+    data_epoch = getattr(train_data, "epoch", None) if hasattr(train_data, "set_epoch") else None
     curve = _Curve(smoothing, diverge_factor, on_step)
     stop_reason = "completed"
     started = time.perf_counter()
@@ -309,13 +328,11 @@ def find_lr(
         stop_reason = "interrupted"
         curve.take(loop.pending.read_after_interrupt())
     finally:
-        saved.restore()
+        saved.restore()  # weights, buffers, gradients and every submodule's mode
         saved.close()
         set_rng_state(rngs)
         if data_epoch is not None:
             train_data.set_epoch(data_epoch)
-        model.train(was_training)
-        optimizer.zero_grad(set_to_none=True)
 
     lrs, losses, smoothed = curve.lrs, curve.losses, curve.smoothed
     if lrs and lrs[-1] > float(rates[-1]) * (1 + 1e-9):  # went on past end_lr (even if cut)

@@ -1,126 +1,136 @@
-"""The notebook API's faults of the fourth adversarial pass: what a wrong argument raises (an
-LrtoolError with a clear message, never a raw error from deep inside), and `folder=` given the
-same protections as `--out`."""
+"""The Python API (find_lr, fit_one_cycle, evaluate) with the user's own objects."""
 
 from __future__ import annotations
 
-import json
-import math
-
 import pytest
+import torch
+from torch import nn
 
-from lrtool.errors import ConfigError, RunFailed
-from lrtool.results import save
-from lrtool.workflows import (
-    load_experiment,
-    run_check,
-    run_find,
-    run_smoke,
-    run_train,
-    run_verify,
-)
+from lrtool import fit_one_cycle
+from lrtool.engine import evaluate, samples_in
+from lrtool.errors import ConfigError
 
 
-@pytest.fixture
-def exp(tiny_yaml):
-    return load_experiment(tiny_yaml)
+def test_samples_in_counts_the_samples_of_every_target_shape():
+    assert samples_in(torch.zeros(7)) == 7
+    assert samples_in(torch.zeros(7, 3)) == 7
+    assert samples_in(torch.tensor(2)) == 1  # one unbatched sample
+    assert samples_in((torch.zeros(5, 1), torch.zeros(5))) == 5  # (value, weight): not 2
+    assert samples_in({"y": torch.zeros(6), "w": torch.zeros(6)}) == 6  # not 2
+    assert samples_in([0, 1, 1]) == 3
+    assert samples_in(3) == 1
 
 
-@pytest.mark.parametrize(
-    "seeds, message",
-    [
-        ([-1, 2], "from 0 to"),
-        ([2**40], "from 0 to"),
-        ([1, 1], "twice"),
-        (["1", "2"], "whole number"),
-        ([], "non-empty list"),
-        (3.0, "non-empty list"),
-    ],
-)
-def test_run_find_checks_a_list_of_seeds_as_the_flag_does(exp, tmp_path, seeds, message):
-    with pytest.raises(ConfigError, match=message):
-        run_find(exp, seeds, folder=tmp_path / "f")
-    assert not (tmp_path / "f").exists()
+def test_validation_loss_is_the_mean_over_samples_whatever_the_targets_hold():
+    """Batches of 32, 32, 32 and 4 with (value, weight) targets: each batch weighs its 32 or 4
+    samples, not the 2 parts of its target (the mean was 1.36 for a true 1.50)."""
+    torch.manual_seed(0)
+    x, y, w = torch.randn(100, 8), torch.randn(100, 1), torch.rand(100)
+    batches = [(x[i : i + 32], (y[i : i + 32], w[i : i + 32])) for i in range(0, 100, 32)]
+    model = nn.Linear(8, 1)
+
+    def loss(out, target):
+        return ((out - target[0]) ** 2).mean()
+
+    got = evaluate(model, batches, loss)["val_loss"]
+    with torch.no_grad():
+        true = ((model(x) - y) ** 2).mean().item()
+    assert got == pytest.approx(true, rel=1e-6)
 
 
-def test_folder_gets_the_protections_of_out(exp, tiny_yaml, tmp_path):
-    taken = tmp_path / "t"
-    run_train(exp, 0.1, folder=taken)
-    before = {p.name: p.read_bytes() for p in taken.iterdir()}
-    for call in (
-        lambda: run_find(exp, folder=taken),
-        lambda: run_train(exp, 0.1, folder=taken),
-        lambda: run_verify(exp, lrs=[0.01, 0.1], folder=taken),
-        lambda: run_smoke("find", exp).save(taken),
-    ):
-        with pytest.raises(ConfigError, match="already holds another run's files"):
-            call()
-    assert {p.name: p.read_bytes() for p in taken.iterdir()} == before
-    a_file = tmp_path / "afile"
-    a_file.write_text("mine")
-    with pytest.raises(ConfigError, match="cannot write files to"):
-        run_train(exp, 0.1, folder=a_file)
-    assert a_file.read_text() == "mine"
+def test_unbatched_validation_samples_are_averaged_one_each():
+    torch.manual_seed(0)
+    x, labels = torch.randn(20, 4), torch.randint(0, 2, (20,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, labels), batch_size=None)
+    model = nn.Linear(4, 2)
+    got = evaluate(model, loader, nn.functional.cross_entropy)["val_loss"]
+    with torch.no_grad():
+        true = nn.functional.cross_entropy(model(x), labels).item()
+    assert got == pytest.approx(true, rel=1e-5)
 
 
-@pytest.mark.parametrize("lr_max", ["fast", -1, math.nan, {"a": 1}])
-def test_a_bad_rate_in_python_is_a_config_error_naming_the_key(exp, lr_max):
-    with pytest.raises(ConfigError, match="lr_max"):
-        run_train(exp, lr_max)
+def test_metrics_on_a_model_that_returns_a_dict_are_refused_in_words():
+    class DictNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return {"logits": self.fc(x)}
+
+    def loss(out, y):
+        return nn.functional.cross_entropy(out["logits"], y)
+
+    def accuracy(out, y):
+        return (out.argmax(1) == y).sum()
+
+    data = [(torch.randn(8, 4), torch.randint(0, 2, (8,)))]
+    model = DictNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.raises(ConfigError, match=r"metrics \(accuracy\) take the model's output as one"):
+        fit_one_cycle(model, data, data, opt, loss, 0.01, epochs=1, metrics={"accuracy": accuracy})
+    # Without metrics the same model trains and validates.
+    done = fit_one_cycle(model, data, data, opt, loss, 0.01, epochs=1)
+    assert done.final["val_loss"] is not None
 
 
-def test_wrong_argument_types_are_config_errors(exp, tiny_yaml, tmp_path):
-    for call, message in (
-        (lambda: run_find(str(tiny_yaml)), "takes an Experiment.*load_experiment"),
-        (lambda: run_check(None), "takes an Experiment"),
-        (lambda: run_verify(exp, lrs=0.1), "at least two rates"),
-        (lambda: run_verify(exp, lrs=["a", 0.1]), "'a' in"),
-        (lambda: run_verify(exp, lrs="0.1,,0.2"), "empty item"),
-        (lambda: run_smoke("find", exp, batches=0), "1 or more"),
-        (lambda: run_smoke("find", exp, batches=-1), "1 or more"),
-        (lambda: load_experiment(None), "takes the file's path"),
-        (lambda: load_experiment(tiny_yaml, [("train.epochs", 3)]), "--set strings"),
-        (lambda: load_experiment(tiny_yaml, {3: 3}), "dotted names"),
-        (lambda: save(tmp_path, {}), "expected a FindResult"),
-    ):
-        with pytest.raises(ConfigError, match=message):
-            call()
+def test_find_lr_puts_back_modes_gradients_and_unsaved_buffers():
+    """README: the model is left exactly as it was. A BatchNorm the user froze in eval mode
+    came back in train mode, held gradients were erased, a non-persistent buffer kept counting."""
+    from lrtool import find_lr
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 8)
+            self.bn = nn.BatchNorm1d(8)
+            self.head = nn.Linear(8, 2)
+            self.register_buffer("seen", torch.zeros(()), persistent=False)
+
+        def forward(self, x):
+            self.seen += len(x)
+            return self.head(self.bn(self.fc(x)))
+
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    data = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)]
+    model = Net()
+    model.train()
+    model.bn.eval()
+    nn.functional.cross_entropy(model(x), y).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    seen = model.seen.clone()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    find_lr(model, data, opt, nn.functional.cross_entropy, num_steps=12)
+
+    assert model.training and not model.bn.training
+    assert all(torch.equal(p.grad, grads[n]) for n, p in model.named_parameters())
+    assert torch.equal(model.seen, seen)
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
 
 
-def test_one_set_string_is_one_override(tiny_yaml):
-    assert load_experiment(tiny_yaml, "train.epochs=3").train.epochs == 3
+def test_find_lr_leaves_an_epoch_counter_of_the_users_own_alone():
+    """A re-iterable source with an `epoch` attribute but no set_epoch: the sweep finished and
+    then failed putting the epoch back (AttributeError, the result lost)."""
+    from lrtool import find_lr
 
+    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
 
-def test_a_nan_run_without_a_folder_does_not_name_one(exp):
-    run = run_train(exp, 1e6)
-    with pytest.raises(RunFailed) as info:
-        run.raise_for_stop()
-    assert "None" not in str(info.value) and "history up to then" not in str(info.value)
-    assert json.dumps(run.train.to_dict(), allow_nan=False)
+    class Counted:
+        def __init__(self):
+            self.epoch = 0
 
+        def __iter__(self):
+            self.epoch += 1
+            for i in range(0, 64, 16):
+                yield x[i : i + 16], y[i : i + 16]
 
-def test_redrawing_a_seeds_find_at_its_own_smoothing_changes_nothing(exp, tmp_path):
-    from lrtool.saved import resuggested
-
-    run_find(exp, 2, folder=tmp_path / "f")
-    data = json.loads((tmp_path / "f" / "find.json").read_text())
-    same = resuggested(data, {"smoothing": data["config"]["find"]["smoothing"]}, "find.json")
-    assert same["suggested_lr"] == pytest.approx(data["suggested_lr"])
-    assert same["suggestions"] == pytest.approx(data["suggestions"])
-    assert same["history"]["smoothed_loss"] == pytest.approx(data["history"]["smoothed_loss"])
-    valley = resuggested(data, {"suggest": "valley"}, "find.json")
-    assert valley["suggested_lr"] == valley["consensus_lr"] == data["suggestions"]["valley"]
-    assert [s["suggested_lr"] for s in valley["seeds"]] == [
-        s["suggestions"]["valley"] for s in data["seeds"]
-    ]
-
-
-def test_a_seeds_find_keeps_what_its_seeds_warned_of(tiny_yaml):
-    # 20 steps up to 0.3: every seed's loss is still falling at end_lr, and says so.
-    settings = {"find.num_steps": 20, "find.end_lr": 0.3, "find.extend_decades": 0}
-    exp = load_experiment(tiny_yaml, settings)
-    one = run_find(exp)
-    assert one.suggested_lr is not None and "still falling" in (one.warning or "")
-    both = run_find(exp, [0, 1])
-    assert both.suggested_lr is not None
-    assert "2 of 2 seeds warned" in both.warning and "still falling" in both.warning
+    data = Counted()
+    model = nn.Linear(4, 2)
+    found = find_lr(
+        model, data, torch.optim.SGD(model.parameters(), lr=0.1), nn.functional.cross_entropy,
+        num_steps=20,
+    )  # fmt: skip
+    assert found.steps > 4 and data.epoch > 1
