@@ -527,19 +527,35 @@ def given_rates(lrs: str | Sequence[float]) -> list[float]:
 
 def _same_model_and_data(exp: Experiment, found: dict[str, Any], path: str | Path) -> None:
     """A range test of another model or other data says nothing about this experiment's
-    rate: refuse it (other settings, the batch size say, are the user's to judge)."""
+    rate: refuse it. Model and data are their names, arguments (a CSV's path, a folder's root,
+    the layer sizes) and pretrained weights; other settings, the batch size say, are the
+    user's to judge."""
     config = found.get("config")
     if not isinstance(config, dict):
         return  # an older or hand-made find.json: nothing to compare
-    theirs = {key: (config.get(key) or {}).get("name") for key in ("model", "data")}
-    ours = {"model": exp.model.name, "data": exp.data.name}
-    if any(theirs[key] is not None and theirs[key] != ours[key] for key in ours):
+    ours = resolved(exp)
+    differ = []
+    for section, keys in (("model", ("name", "args", "weights")), ("data", ("name", "args"))):
+        theirs = config.get(section)
+        if not isinstance(theirs, dict):
+            continue
+        for key in keys:
+            if key in theirs and theirs[key] != ours[section].get(key):
+                differ.append(
+                    f"{section}.{key} {_short(theirs[key])} there, {_short(ours[section].get(key))}"
+                    " here"
+                )
+    if differ:
         raise ConfigError(
-            f"--from {path}: that range test ran model {theirs['model']!r} on data "
-            f"{theirs['data']!r}, and this experiment trains model {ours['model']!r} on data "
-            f"{ours['data']!r}: another model's or data's suggestion says nothing about this "
-            "one's rate. Give this experiment's find.json, or the candidates with --lrs."
+            f"--from {path}: that range test ran another model or other data ("
+            f"{'; '.join(differ)}): its suggestion says nothing about this experiment's rate. "
+            "Give this experiment's find.json, or the candidates with --lrs."
         )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def verify_candidates(

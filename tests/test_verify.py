@@ -875,10 +875,23 @@ def test_verify_from_a_range_test_of_another_model_is_refused(tiny_yaml, tmp_pat
     exp = lrtool.load_experiment(tiny_yaml)
     lrtool.run_find(exp, folder=tmp_path / "f")
     found = json.loads((tmp_path / "f" / "find.json").read_text())
-    found["config"]["model"]["name"] = "cnn"  # as another experiment's find.json would say
-    (tmp_path / "other.json").write_text(json.dumps(found))
-    with pytest.raises(ConfigError, match="that range test ran model 'cnn' on data"):
-        lrtool.run_verify(exp, from_find=tmp_path / "other.json")
+    # As another experiment's find.json would say: another model, another of the same name
+    # (only its arguments differ), other data of the same source.
+    edits = {
+        "model.name 'cnn' there": lambda c: c["model"].update(name="cnn"),
+        "model.args": lambda c: c["model"]["args"].update(hidden=[999]),
+        "data.args": lambda c: c["data"].setdefault("args", {}).update(n_samples=12345),
+    }
+    for said, edit in edits.items():
+        other = json.loads(json.dumps(found))
+        edit(other["config"])
+        (tmp_path / "other.json").write_text(json.dumps(other))
+        with pytest.raises(ConfigError, match="that range test ran another model or other data"):
+            try:
+                lrtool.run_verify(exp, from_find=tmp_path / "other.json")
+            except ConfigError as err:
+                assert said in str(err), str(err)
+                raise
     # Its own find.json is taken (with --epochs 1 for speed).
     short = lrtool.load_experiment(tiny_yaml, {"train.epochs": 1})
     assert lrtool.run_verify(short, from_find=tmp_path / "f" / "find.json").best_lr is not None
