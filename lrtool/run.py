@@ -178,6 +178,13 @@ def median_curve(results: list[FindResult]) -> dict[str, list[float]]:
     }
 
 
+def _curve_end(finished: list[FindResult]) -> str:
+    """The median curve stops where the shortest sweep did: that sweep's stop reason (a
+    diverged one before a completed one of the same length)."""
+    shortest = min(finished, key=lambda r: (len(r.history["lr"]), r.stop_reason == "completed"))
+    return shortest.stop_reason
+
+
 def combine_seeds(
     finished: list[FindResult],
     exp: Experiment,
@@ -237,7 +244,7 @@ def combine_seeds(
         suggestion_method=first.suggestion_method,
         suggestions=suggestions,
         history=curve,
-        stop_reason="interrupted" if interrupted else first.stop_reason,
+        stop_reason="interrupted" if interrupted else _curve_end(finished or [first]),
         steps=len(curve["lr"]),
         seed=exp.seed,
         device=first.device,

@@ -244,3 +244,25 @@ def test_save_writes_the_config_the_result_ran(tiny_yaml, tmp_path):
     assert (tmp_path / "copy" / "config.yaml").read_text() == (
         tmp_path / "t" / "config.yaml"
     ).read_text()
+
+
+def test_a_seeds_curve_says_why_it_stops_where_it_stops(tiny_yaml):
+    """The median curve ends with the shortest sweep: its stop reason, not seed 0's (a find
+    said "completed after 38 steps" where seed 0 completed 40 and seed 1 diverged at 38)."""
+    from lrtool.history import FindResult
+    from lrtool.run import combine_seeds
+
+    def sweep(seed, steps, reason):
+        lrs = [1e-4 * 1.3**i for i in range(steps)]
+        losses = [1.0 - 0.01 * i for i in range(steps)]
+        history = {"lr": lrs, "loss": losses, "smoothed_loss": losses}
+        return FindResult(0.01, "robust_minimum", {"robust_minimum": 0.01}, history, reason,
+                          steps, seed, "cpu", 0.1)  # fmt: skip
+
+    exp = lrtool.load_experiment(tiny_yaml)
+    combined = combine_seeds([sweep(0, 40, "completed"), sweep(1, 38, "diverged")], exp)
+    assert (combined.stop_reason, combined.steps) == ("diverged", 38)
+    level = combine_seeds([sweep(0, 40, "completed"), sweep(1, 40, "diverged")], exp)
+    assert level.stop_reason == "diverged"
+    done = combine_seeds([sweep(0, 40, "completed"), sweep(1, 40, "completed")], exp)
+    assert done.stop_reason == "completed"
