@@ -182,6 +182,10 @@ def build(exp: Experiment, *, device: torch.device | None = None) -> Built:
         loss_fn = loss_fn.to(device)  # its buffers (class weights) where the outputs are
 
     classes_given = exp.data.classes is not None  # else the source's names fill it in
+    # A source that draws from the global generators (make_classification without
+    # random_state, a callable's torch.randn) gives the same data for the same seed: every
+    # verify candidate, --seeds sweep, resume and torchrun rank sees one dataset.
+    seed_everything(exp.seed)
     splits, train_data, val_data, data_note = _build_data(exp, device, rank, world_size)
     model_args, model_notes = model_arguments(exp)
     if _index_targets(exp.loss.name):
