@@ -203,3 +203,51 @@ def test_a_timeout_swallowed_inside_the_run_still_fails_the_smoke_run():
                 pass  # as Python does with an exception raised in __del__
     with deadline(5):  # in time: nothing raised
         pass
+
+
+@pytest.mark.parametrize("dataset", ["MNIST", "CIFAR10"])
+def test_a_present_but_broken_torchvision_dataset_fails_the_smoke_run(
+    write_yaml, tmp_path, dataset
+):
+    """FakeData stands in for files that are absent, never for files that are there and
+    broken: a truncated MNIST file or a damaged CIFAR batch passed CI as "absent"."""
+    import struct
+
+    import numpy as np
+
+    root = tmp_path / "data"
+    if dataset == "MNIST":
+        raw = root / "MNIST" / "raw"
+        raw.mkdir(parents=True)
+        for prefix, n in (("train", 24), ("t10k", 8)):
+            images = struct.pack(">IIII", 2051, n, 28, 28) + bytes(n * 28 * 28)
+            (raw / f"{prefix}-images-idx3-ubyte").write_bytes(images)
+            labels = struct.pack(">II", 2049, n) + (np.arange(n) % 10).astype(np.uint8).tobytes()
+            (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(labels)
+        whole = (raw / "train-images-idx3-ubyte").read_bytes()
+        (raw / "train-images-idx3-ubyte").write_bytes(whole[:5000])  # truncated
+        channels = 1
+    else:
+        (root / "cifar-10-batches-py").mkdir(parents=True)
+        (root / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"damaged")
+        channels = 3
+
+    def experiment(where):
+        return write_yaml(
+            f"""
+            device: cpu
+            model: {{name: cnn, args: {{in_channels: {channels}, num_classes: 10, width: 4}}}}
+            data: {{name: torchvision.{dataset}, args: {{root: "{where}", download: false}},
+                    batch_size: 8}}
+            """
+        )
+
+    result = smoke("find", str(experiment(root)))
+    assert result.exit_code != 0, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("lrtool smoke: FAILED") and "stood in" not in last, last
+    # The same root with nothing of this dataset in it is absent: FakeData stands in.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    absent = smoke("find", str(experiment(empty)))
+    assert absent.exit_code == 0 and f"{dataset} absent: FakeData" in absent.output
