@@ -884,13 +884,21 @@ def _torchvision(name: str, args: dict[str, Any], *, val_fraction: float, seed: 
             "download: true for datasets that can download."
         )
     params = inspect.signature(cls).parameters
+    chosen = "train" if "train" in params else "split" if cls_name in ("SVHN", "STL10") else None
+    if chosen is not None and chosen in passed:
+        # lrtool takes both splits (train, and the test split for validation); a user's
+        # `train: false` was silently overridden and trained on the training split.
+        raise ConfigError(
+            f"data.args.{chosen}: lrtool trains on the training split of dataset {name!r} and "
+            f"validates on its test split, so it sets {chosen} itself; remove data.args.{chosen}."
+        )
 
     def make(augment: bool, **extra: Any) -> Dataset:
         kwargs = {**passed, **extra}
         if "transform" in params:
             kwargs["transform"] = _image_transforms(own, augment)
         try:
-            dataset = call_with_args(cls, kwargs, what=f"dataset {name!r}")
+            dataset = call_with_args(cls, kwargs, what=f"dataset {name!r}", given=passed)
         except (RuntimeError, FileNotFoundError, OSError) as err:
             first = " ".join(str(err).split())
             if "download" not in params:

@@ -337,6 +337,11 @@ def _check_classes(built: Built, output: torch.Tensor, y: torch.Tensor) -> None:
             f"{y.dtype} of shape {tuple(y.shape)}: return the labels as integers (torch.long) "
             "from the dataset, or use a regression loss (mse) for numeric targets."
         )
+    if not y.is_floating_point() and y.dtype not in (torch.long, torch.uint8):
+        raise ComponentError(
+            f"loss {exp.loss.name!r} takes class indices as torch.long (int64), but the targets "
+            f"are {y.dtype}: return the labels as `y.long()` from the dataset."
+        )
     ignore = exp.loss.args.get("ignore_index", -100)
     if not y.is_floating_point():
         low, _ = target_range(built, y, ignore)

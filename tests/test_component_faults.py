@@ -667,3 +667,27 @@ def test_a_source_drawing_from_the_global_generators_gives_the_same_data_for_a_s
     )
     a, b = (build(load_experiment(write_yaml(sk))) for _ in range(2))
     assert torch.equal(next(iter(a.train_data))[0], next(iter(b.train_data))[0])
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int16", "bool"])
+def test_class_labels_of_another_integer_type_are_named_with_their_fix(
+    tmp_path, monkeypatch, write_yaml, dtype
+):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "narrow.py").write_text(
+        "import torch\n"
+        "from torch.utils.data import TensorDataset\n"
+        "def labels(dtype):\n"
+        "    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))\n"
+        "    return TensorDataset(x, y.to(getattr(torch, dtype)))\n"
+    )
+    path = write_yaml(
+        "device: cpu\n"
+        "model: {name: mlp, args: {in_features: 4, hidden: [4], num_classes: 2}}\n"
+        f"data: {{name: 'narrow:labels', args: {{dtype: {dtype}}}, batch_size: 8}}\n"
+    )
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert f"takes class indices as torch.long (int64), but the targets are torch.{dtype}" in text
+    assert "y.long()" in text

@@ -195,6 +195,29 @@ def test_torchvision_mnist_reads_local_idx_files(tmp_path):
     assert x.shape == (24, 1, 28, 28) and 0 <= float(x.min()) and float(x.max()) <= 1
 
 
+def test_torchvision_split_arguments_lrtool_sets_itself_are_refused(tmp_path):
+    """`train: false` was silently overridden: the run trained on the training split."""
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+    args = {"root": str(tmp_path), "train": False}
+    with pytest.raises(ConfigError, match="data.args.train: lrtool trains on the training split"):
+        build(
+            exp(
+                data={"name": "torchvision.MNIST", "args": args, "batch_size": 8},
+                model={"name": "cnn", "args": {"in_channels": 1, "num_classes": 10}},
+            )
+        )
+
+
+def test_an_argument_image_folder_does_not_take_is_shown_without_lrtools_own(tmp_path):
+    """The message listed the transform lrtool adds (a multi-line Compose repr)."""
+    (tmp_path / "a").mkdir()
+    args = {"root": str(tmp_path), "val_root": str(tmp_path)}
+    with pytest.raises(ComponentError) as caught:
+        build(exp(data={"name": "torchvision.ImageFolder", "args": args, "batch_size": 8}))
+    text = str(caught.value)
+    assert "val_root" in text and "Compose" not in text and "\n" not in text
+
+
 def test_torchvision_imagefolder_of_generated_pngs(tmp_path):
     from PIL import Image
 
