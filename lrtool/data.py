@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import csv
 import difflib
+import gzip
 import inspect
 import io
 import math
 import re
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -439,6 +441,11 @@ def _inputs_and_targets(name: str, result: Any) -> tuple[Any, Any]:
             x = y = None
         if x is not None and x.ndim >= 1 and y.ndim >= 1 and len(x) == len(y) and len(x) > 1:
             return x, y
+        if x is not None and x.ndim >= 1 and y.ndim >= 1 and len(x) == len(y):
+            raise ComponentError(
+                f"data {name!r} returns {len(x)} sample(s): lrtool needs at least 2, one to "
+                "train on and one to validate (raise n_samples)."
+            )
     raise ComponentError(
         f"data {name!r} does not return (samples, targets) of one length: lrtool takes a "
         "loader or generator whose first two results are the inputs and their targets "
@@ -543,13 +550,16 @@ def _csv_table(args: dict[str, Any]) -> tuple[Path, list[str], list[tuple[int, l
     if len(rows) < 3:
         raise ComponentError(f"{file}: needs a header row and at least two data rows.")
     # "a, b, y" (a space after each comma) names its columns a, b and y.
-    header, body = [name.strip() for name in rows[0][1]], rows[1:]
+    # NFC: a name typed in the YAML and the same name written by a tool that decomposes
+    # accents (macOS: "e" + U+0301) must match.
+    header = [unicodedata.normalize("NFC", name.strip()) for name in rows[0][1]]
+    body = rows[1:]
     delimiter = args.get("delimiter", ",")
     if len(header) < 2:
         raise ComponentError(_one_column(file, header[0], delimiter))
     target = args.get("target", header[-1])
     if isinstance(target, str):
-        target = target.strip()  # the header's names are stripped too
+        target = unicodedata.normalize("NFC", target.strip())  # as the header's names are
     if isinstance(target, int) and not isinstance(target, bool):
         if not -len(header) <= target < len(header):
             raise ConfigError(
@@ -576,6 +586,14 @@ def _utf8_text(file: Path) -> str:
     """The file's text, or a ComponentError naming the line of the first byte that is not
     UTF-8 (a file saved as Latin-1 or Windows-1252 by a spreadsheet)."""
     raw = file.read_bytes()
+    if raw[:2] == b"\x1f\x8b":  # gzip's magic: a data.csv.gz
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise ComponentError(
+                f"{file} is gzip-compressed but cannot be decompressed ({err}): the file is "
+                "cut short or damaged."
+            ) from None
     try:
         return raw.decode("utf-8-sig")  # a byte-order mark is not part of the header
     except UnicodeDecodeError as err:
@@ -901,7 +919,12 @@ def _torchvision(name: str, args: dict[str, Any], *, val_fraction: float, seed: 
             dataset = call_with_args(cls, kwargs, what=f"dataset {name!r}", given=passed)
         except (RuntimeError, FileNotFoundError, OSError) as err:
             first = " ".join(str(err).split())
-            if "download" not in params:
+            if "download" not in params and "find any class folder" in first:
+                hint = (
+                    f" Each class is a folder under {root} holding that class's images: put "
+                    "the images into one sub-folder per class (e.g. root/cat/1.png)."
+                )
+            elif "download" not in params:
                 # A folder dataset (ImageFolder) cannot download: its files are the user's.
                 hint = (
                     f" Each class is a folder under {root} holding images (.png, .jpg, ...): "
@@ -914,7 +937,9 @@ def _torchvision(name: str, args: dict[str, Any], *, val_fraction: float, seed: 
                 )
             else:
                 hint = " Set download: true to fetch it, or point root at the files."
-            raise ComponentError(f"dataset {name!r} could not be loaded: {first}.{hint}") from None
+            raise ComponentError(
+                f"dataset {name!r} could not be loaded: {first.rstrip('.')}.{hint}"
+            ) from None
         if own.get("normalize") is not None and len(dataset):
             _check_normalize(dataset, own["normalize"])
         return dataset
@@ -995,7 +1020,7 @@ def _check_map_style(name: str, dataset: Any) -> None:
             f"dataset {name!r} returned a {type(dataset).__name__}, a dataset without a "
             "length (an IterableDataset, read as a stream): lrtool splits, shuffles and counts "
             "the samples, so it needs a map-style Dataset, with __len__ and __getitem__ "
-            "(e.g. a TensorDataset, or a list of (input, target) pairs)."
+            "(e.g. a TensorDataset of the inputs and targets)."
         )
 
 

@@ -93,6 +93,43 @@ def test_csv_text_labels_become_classes(tmp_path):
     assert sorted(set(built.train_data.tensors[1].tolist())) == [0, 1, 2]
 
 
+def test_csv_gzipped_and_decomposed_unicode_header_are_read(tmp_path):
+    """A data.csv.gz was called "not UTF-8"; a header written in NFD (macOS tools) did not
+    match the same name typed in the YAML."""
+    import gzip
+    import unicodedata
+
+    name = unicodedata.normalize("NFD", "espèce")
+    rows = [f"a,b,{name}"] + [f"{i},{i % 3},{'xyz'[i % 3]}" for i in range(30)]
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
+    args = {"path": str(tmp_path / "t.csv.gz"), "target": unicodedata.normalize("NFC", name)}
+    built = build(
+        exp(
+            data={"name": "csv", "args": args},
+            model={"name": "mlp", "args": {"in_features": 2, "num_classes": 3}},
+        )
+    )
+    assert built.train_data.num_samples + built.val_data.num_samples == 30
+    (tmp_path / "cut.csv.gz").write_bytes(gzip.compress(b"a,b\n1,2\n3,4\n" * 50)[:30])
+    with pytest.raises(ComponentError, match="gzip-compressed but cannot be decompressed"):
+        build(exp(data={"name": "csv", "args": {"path": str(tmp_path / "cut.csv.gz")}}))
+
+
+def test_a_generator_asked_for_one_sample_says_so():
+    args = {"n_samples": 1, "random_state": 0}
+    with pytest.raises(ComponentError, match="returns 1 sample"):
+        build(exp(data={"name": "sklearn.make_classification", "args": args}))
+
+
+def test_an_image_folder_without_class_folders_is_told_to_make_them(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "one.png")
+    with pytest.raises(ComponentError, match="one sub-folder per class") as caught:
+        build(exp(data={"name": "torchvision.ImageFolder", "args": {"root": str(tmp_path)}}))
+    assert ".." not in str(caught.value)
+
+
 def test_csv_regression_uses_last_column_by_default(tmp_path):
     rows = ["x1,x2,y"] + [f"{i},{2 * i},{0.5 * i}" for i in range(20)]
     (tmp_path / "r.csv").write_text("\n".join(rows) + "\n")
