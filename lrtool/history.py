@@ -216,6 +216,11 @@ def writable_folder(path: str | Path, what: str = "--out") -> Path:
     the whole run and lost its result. Raises ConfigError naming the folder and the reason.
     """
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise ConfigError(
+            f"{what}: cannot write files to {path}: it is a symbolic link to "
+            f"{os.readlink(path)}, which does not exist. Create that folder, or give another."
+        )
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=path, prefix=".lrtool-probe-")

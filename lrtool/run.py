@@ -403,6 +403,11 @@ def resume_paths(path: str | Path) -> tuple[Path, Path]:
                 "that folder."
             )
         return path.parent, path
+    if not path.exists():
+        raise ConfigError(
+            f"--resume: {path} does not exist. Give the interrupted run's folder (the one "
+            f"holding its {CHECKPOINT_NAME}) or that {CHECKPOINT_NAME} itself."
+        )
     return path, path / CHECKPOINT_NAME
 
 
@@ -430,7 +435,9 @@ def _without_rates(config: Any) -> Any:
 def check_resume_folder(folder: Path, saved_config: dict[str, Any] | None) -> None:
     """Refuse to resume into a folder that is not the interrupted run's: one holding files
     lrtool did not write, or a config.yaml other than the run's (the resume replaces it)."""
-    foreign = sorted(p.name for p in folder.iterdir() if not _lrtool_file(p.name))
+    # Folders inside are left alone by the resumed run (another run's --out, say): only
+    # files could be replaced.
+    foreign = sorted(p.name for p in folder.iterdir() if not (_lrtool_file(p.name) or p.is_dir()))
     if foreign:
         raise ConfigError(
             f"--resume: {folder} holds files an lrtool run did not write "

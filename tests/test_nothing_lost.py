@@ -520,6 +520,21 @@ def test_resume_into_a_folder_with_the_users_files_is_refused(tiny_yaml, tmp_pat
     assert _snapshot(project) == before
 
 
+def test_resume_beside_another_runs_folder_inside_resumes_and_leaves_it(
+    tiny_yaml, tmp_path, cut_run
+):
+    """`--out run/sub` inside an interrupted run's folder made the run unresumable ("holds
+    files an lrtool run did not write (sub)"): a folder inside is nothing a resume replaces."""
+    folder, _ = cut_run
+    inner = folder / "sub"
+    found = invoke("find", tiny_yaml, "--out", inner, "--no-plot")
+    assert found.exit_code == 0, found.output
+    before = _snapshot(inner)
+    result = invoke("train", tiny_yaml, "--resume", folder, "--no-plot")
+    assert result.exit_code == 0, result.output
+    assert _snapshot(inner) == before
+
+
 def test_resume_beside_a_config_yaml_that_is_not_the_runs_is_refused(tiny_yaml, tmp_path, cut_run):
     project = _project(tmp_path, cut_run, "checkpoint.pt", config_yaml="name: something else\n")
     before = _snapshot(project)
@@ -884,3 +899,24 @@ def test_a_second_ctrl_c_while_a_stopped_find_gathers_its_seeds_loses_nothing(
     saved = json.loads((tmp_path / "f" / "find.json").read_text())
     assert saved["seeds_finished"] == 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_resume_of_a_folder_that_does_not_exist_says_so(tiny_yaml, tmp_path):
+    """It spoke of a lock file that could not be created."""
+    result = invoke("train", tiny_yaml, "--resume", tmp_path / "no-such-run", "--no-plot")
+    assert result.exit_code == 2, result.output
+    text = one_line(result.output)
+    assert "no-such-run does not exist" in text and "lock" not in text
+    assert not (tmp_path / "no-such-run").exists()
+
+
+def test_out_on_a_dangling_symbolic_link_is_named_as_one(tiny_yaml, tmp_path):
+    """It was called "a file, not a folder", which sends the user looking for a file."""
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "gone")
+    result = invoke("find", tiny_yaml, "--out", link, "--no-plot")
+    assert result.exit_code == 2, result.output
+    assert "is a symbolic link to" in one_line(result.output) and "does not exist" in one_line(
+        result.output
+    )
+    assert link.is_symlink() and not (tmp_path / "gone").exists()
