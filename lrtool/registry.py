@@ -41,6 +41,7 @@ def import_object(path: str, *, what: str, search_dirs: Sequence[Path] = ()) -> 
     for folder in reversed(folders):  # inserted last = searched first: the current folder
         if folder not in sys.path:
             sys.path.insert(0, folder)
+    _forget_other_copy(module_name, folders)
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
@@ -72,6 +73,35 @@ def import_object(path: str, *, what: str, search_dirs: Sequence[Path] = ()) -> 
     if not callable(obj):
         raise ComponentError(f"{what} {path!r} is not callable (got {type(obj).__name__}).")
     return obj
+
+
+def _forget_other_copy(module_name: str, folders: list[str]) -> None:
+    """Two experiments in two folders, each with its own components.py: Python caches the
+    first one imported under the name, and the second experiment silently built the first's
+    model. When the module this experiment's folders hold is not the one cached, the cached
+    one (and its submodules) is dropped and this folder searched first."""
+    parts = module_name.split(".")
+    top = parts[0]
+    here = next(
+        (
+            Path(folder)
+            for folder in folders
+            if Path(folder, *parts).with_suffix(".py").is_file()
+            or Path(folder, *parts, "__init__.py").is_file()
+        ),
+        None,
+    )
+    cached = sys.modules.get(top)
+    if here is None or cached is None:
+        return
+    where = getattr(cached, "__file__", None) or next(iter(getattr(cached, "__path__", [])), None)
+    if where is not None and Path(where).resolve().is_relative_to(here):
+        return
+    for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+        del sys.modules[name]
+    sys.path.remove(str(here))
+    sys.path.insert(0, str(here))
+    importlib.invalidate_caches()
 
 
 def unknown_name(what: str, name: str, available: list[str], extra: str = "") -> ComponentError:

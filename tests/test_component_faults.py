@@ -5,6 +5,7 @@ count, never an internal error."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -691,3 +692,29 @@ def test_class_labels_of_another_integer_type_are_named_with_their_fix(
     text = " ".join(result.output.split())
     assert f"takes class indices as torch.long (int64), but the targets are torch.{dtype}" in text
     assert "y.long()" in text
+
+
+def test_two_experiments_with_their_own_components_py_each_build_their_own(tmp_path, monkeypatch):
+    """Python caches a module by name: the second folder's components.py silently built the
+    first folder's model."""
+    from lrtool.build import build
+
+    monkeypatch.chdir(tmp_path)
+    for folder, width in (("a", 5), ("b", 7)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "components.py").write_text(
+            "from torch import nn\n"
+            f"def net():\n    return nn.Sequential(nn.Linear(4, {width}), nn.ReLU(), "
+            f"nn.Linear({width}, 3))\n"
+        )
+        (tmp_path / folder / "exp.yaml").write_text(
+            "device: cpu\nmodel: {name: 'components:net'}\n"
+            "data: {name: sklearn.iris, batch_size: 16}\n"
+        )
+    monkeypatch.delitem(sys.modules, "components", raising=False)
+    widths = []
+    for folder in ("a", "b", "a"):
+        built = build(load_experiment(tmp_path / folder / "exp.yaml"))
+        widths.append(built.model[0].out_features)
+    assert widths == [5, 7, 5]
+    sys.modules.pop("components", None)
