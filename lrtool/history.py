@@ -389,6 +389,10 @@ def claimed(folder: str | Path | None, what: str = "--out") -> Iterator[Path | N
         return
     folder = Path(folder)
     lock = folder / LOCK_NAME
+    with contextlib.suppress(OSError, ValueError):
+        if int(lock.read_text(encoding="utf-8").strip()) == os.getpid():
+            yield folder  # already ours: the CLI holds the folder its workflow writes into
+            return
     try:
         for _ in range(3):
             if _create_lock(lock):

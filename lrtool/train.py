@@ -285,6 +285,25 @@ def fit_one_cycle(
     ).run()
 
 
+def _check_checkpoint_folder(checkpoint: str | Path | None, resume: str | Path | None) -> None:
+    """A new run must not replace another run's checkpoint (only a resume continues one)."""
+    if checkpoint is None:
+        return
+    existing = Path(checkpoint) / CHECKPOINT_NAME
+    if not existing.exists():
+        return
+    if resume is not None:
+        given = Path(resume)
+        given = given / CHECKPOINT_NAME if given.is_dir() else given
+        if given.resolve() == existing.resolve():
+            return
+    raise ConfigError(
+        f"checkpoint: {checkpoint} already holds another run's {CHECKPOINT_NAME}, which this "
+        f"run would replace. Give an empty folder, or resume={str(existing)!r} to continue "
+        "that run."
+    )
+
+
 class OneCycleTrainer:
     """One run of `fit_one_cycle`: its settings and progress as attributes, a method per part.
 
@@ -328,6 +347,7 @@ class OneCycleTrainer:
         self.started = time.perf_counter()
         check_reiterable(train_data, "train_data", counted=True)
         check_reiterable(val_data, "val_data")
+        _check_checkpoint_folder(checkpoint, resume)
         self.device = loop_device(model, device)
         n_groups = len(optimizer.param_groups)
         self.rates = parse_lr_max(lr_max, n_groups)

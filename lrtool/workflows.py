@@ -16,6 +16,8 @@ bars); nothing here prints or draws. Imports point down: cli -> workflows -> run
 
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -31,6 +33,7 @@ from .cycles import Plan, cycle_record, plan_cycles, train_cycles
 from .errors import ConfigError, NoSuggestion, RunFailed
 from .history import (
     FindResult,
+    claimed,
     first_interrupt_only,
     fresh_folder,
     history_kind,
@@ -116,6 +119,30 @@ def _experiment(exp: Any, caller: str) -> Experiment:
     return exp
 
 
+def _holds_its_folder(workflow: Callable[..., Any]) -> Callable[..., Any]:
+    """Run `workflow` holding its folder's lock, as the CLI does for --out: another run (a
+    second notebook, `lrtool find --out` in a terminal) given the same folder meanwhile is
+    refused instead of replacing this one's files. The folder is checked first (`--out`'s
+    checks); a resume holds the interrupted run's folder."""
+    signature = inspect.signature(workflow)
+
+    @functools.wraps(workflow)
+    def holding(*args: Any, **kwargs: Any) -> Any:
+        given = signature.bind(*args, **kwargs).arguments
+        folder, resume = given.get("folder"), given.get("resume")
+        if resume is not None:
+            folder = run.resume_paths(resume)[0]
+        elif folder is not None:
+            _fresh_target(folder)
+        target = _main_folder(folder)
+        if target is not None and not target.is_dir():
+            return workflow(*args, **kwargs)  # a resume from nowhere: it says so itself
+        with claimed(target, "folder (--out)"):
+            return workflow(*args, **kwargs)
+
+    return holding
+
+
 def _fresh_target(folder: str | Path | None) -> None:
     """The checks `--out` gets, for a folder given in Python: writable, and holding no other
     run's files (results are never overwritten), before any work. The CLI's own folder,
@@ -136,6 +163,7 @@ def run_check(exp: Experiment) -> tuple[Built, float]:
 # --- find ---------------------------------------------------------------------------------
 
 
+@_holds_its_folder
 def run_find(
     exp: Experiment,
     seeds: str | int | Sequence[int] | None = None,
@@ -231,6 +259,7 @@ def resume_folder(path: str | Path) -> Path:
     return run.resume_paths(path)[0]
 
 
+@_holds_its_folder
 def run_train(
     exp: Experiment,
     lr_max: LrMax = None,
@@ -461,6 +490,7 @@ def _train(
 OnCandidates = Callable[[list[float], str, str, float | None], None]
 
 
+@_holds_its_folder
 def run_verify(
     exp: Experiment,
     *,

@@ -134,3 +134,27 @@ def test_find_lr_leaves_an_epoch_counter_of_the_users_own_alone():
         num_steps=20,
     )  # fmt: skip
     assert found.steps > 4 and data.epoch > 1
+
+
+def test_fit_one_cycle_does_not_replace_another_runs_checkpoint(tmp_path):
+    """checkpoint=DIR replaced the checkpoint.pt of the run already there; resume=it goes on."""
+    torch.manual_seed(0)
+    data = [(torch.randn(8, 4), torch.randint(0, 2, (8,))) for _ in range(3)]
+
+    def fresh():
+        model = nn.Linear(4, 2)
+        return model, torch.optim.SGD(model.parameters(), lr=0.1)
+
+    model, opt = fresh()
+    fit_one_cycle(model, data, None, opt, nn.functional.cross_entropy, 0.1, epochs=2,
+                  checkpoint=tmp_path)  # fmt: skip
+    saved = (tmp_path / "checkpoint.pt").read_bytes()
+    other, other_opt = fresh()
+    with pytest.raises(ConfigError, match="already holds another run's checkpoint.pt"):
+        fit_one_cycle(other, data, None, other_opt, nn.functional.cross_entropy, 0.1, epochs=2,
+                      checkpoint=tmp_path)  # fmt: skip
+    assert (tmp_path / "checkpoint.pt").read_bytes() == saved
+    again, again_opt = fresh()
+    resumed = fit_one_cycle(again, data, None, again_opt, nn.functional.cross_entropy, 0.1,
+                            epochs=2, checkpoint=tmp_path, resume=tmp_path)  # fmt: skip
+    assert resumed.stop_reason == "completed"

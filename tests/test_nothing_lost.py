@@ -765,6 +765,8 @@ def state(tmp_path, monkeypatch):
 
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "stopper_loss.py").write_text(STOPPER)
+    # This test's own file, as lrtool imports it (not another test's, cached by name).
+    monkeypatch.delitem(sys.modules, "stopper_loss", raising=False)
     module = importlib.import_module("stopper_loss")
     module.STATE.update(calls=0, stop_at=0, nan_at=0)
     return module.STATE

@@ -266,3 +266,42 @@ def test_a_seeds_curve_says_why_it_stops_where_it_stops(tiny_yaml):
     assert level.stop_reason == "diverged"
     done = combine_seeds([sweep(0, 40, "completed"), sweep(1, 40, "completed")], exp)
     assert done.stop_reason == "completed"
+
+
+@pytest.mark.parametrize("workflow", ["find", "train", "verify"])
+def test_a_workflow_holds_its_folder_while_it_runs_as_the_cli_does(tiny_yaml, tmp_path, workflow):
+    """A notebook's run_find(folder=...) held no lock: `lrtool find --out` on the same folder
+    meanwhile was accepted and one of the two results was lost."""
+    import os
+    import subprocess
+    import sys
+    from contextlib import nullcontext
+
+    from lrtool.history import LOCK_NAME
+
+    folder = tmp_path / "shared"
+    seen = []
+
+    def progress(*args, **kwargs):
+        if not seen:
+            seen.append((folder / LOCK_NAME).read_text())
+            other = subprocess.run(
+                [sys.executable, "-m", "lrtool", "find", str(tiny_yaml), "--out", str(folder),
+                 "--no-plot"],
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            seen.append((other.returncode, other.stderr))
+        return nullcontext()
+
+    exp = lrtool.load_experiment(tiny_yaml, overrides={"train.epochs": 1})
+    if workflow == "find":
+        lrtool.run_find(exp, folder=folder, progress=progress)
+    elif workflow == "train":
+        lrtool.run_train(exp, 0.1, folder=folder, train_progress=progress)
+    else:
+        lrtool.run_verify(exp, lrs=[0.01, 0.1], folder=folder, on_run=progress)
+    assert seen, "the progress callback never ran"
+    assert seen[0] == str(os.getpid())
+    code, said = seen[1]
+    assert code == 2 and "is writing into" in " ".join(said.split()), said
+    assert not (folder / LOCK_NAME).exists()  # released at the end
