@@ -1211,18 +1211,22 @@ def render_verify(console: Console, result: Any, folder: Path, *, plot: bool) ->
         f"{result.cost_vs_one_training:.3g} x one training of {result.full_epochs} epochs"
     )
     if result.model_lr is not None and folder is not None:
-        console.print(_verify_model_line(result))
+        console.print(_verify_model_line(result, folder))
     console.print(f"files: {folder}", markup=False, highlight=False)
 
 
-def _verify_model_line(result: Any) -> str:
-    """What model.pt is: the winner's full-length run, which is a training at best_lr."""
+def _verify_model_line(result: Any, folder: Path) -> str:
+    """What model.pt is: the winner's full-length run, which is a training at best_lr of the
+    experiment that ran (config.yaml beside it: --epochs and --set included)."""
     train = (result.config or {}).get("train") or {}
     line = f"model.pt: the final round's run at best_lr, {result.full_epochs} epochs"
     if train.get("freeze_epochs") or (train.get("cycles") or 1) > 1:
         return line + " (one cycle over every layer: without the file's freeze_epochs/cycles)"
     # The exact rate (repr): a rounded one would train a slightly different model.
-    return line + f", is the model `lrtool train --lr-max {result.model_lr!r}` trains"
+    command = (
+        f"lrtool train {shlex.quote(str(folder / 'config.yaml'))} --lr-max {result.model_lr!r}"
+    )
+    return line + f", is the model `{command}` trains"
 
 
 @app.command()

@@ -2,7 +2,7 @@
 
     FindResult    find.json / refind.json / refind-<k>.json, and their .csv (and config.yaml)
     TrainResult   train.json, train.csv, epochs.csv, model.pt (and config.yaml)
-    VerifyResult  verify.json, model.pt (the winner's full-length run)
+    VerifyResult  verify.json, model.pt (the winner's full-length run), config.yaml
 
 Each is a dataclass whose `to_dict()` is its JSON. `save(folder, result, exp)` writes a
 result's files, all through the one atomic writer (`write_atomic`); `read(path)` gives the
@@ -235,7 +235,7 @@ def write_result(
     """Write the result's files into `folder` (a refind is saved as refind.*); returns it.
     The workflows write into the run folder they hold, a find and its re-finds side by side.
 
-    `exp` (the Experiment) adds config.yaml to a find or train; `model` adds model.pt to a
+    `exp` (the Experiment) adds config.yaml (to a verify too); `model` adds model.pt to a
     train; a verify writes model.pt when it kept the winner's weights. `stem` names a find's
     files (default its kind: find or refind; the re-finds between cycles are refind-2, ...).
 
@@ -269,6 +269,12 @@ def _write_result(folder: Path, result: Result, exp: Any, model: Any, stem: str 
         )
     if result.model_state is not None:
         write_torch_atomic(folder / "model.pt", result.model_state)
+    if exp is not None:
+        # What `lrtool train config.yaml --lr-max <model_lr>` needs to train model.pt again
+        # (verify --epochs and --set included).
+        from .config import dump_yaml
+
+        write_text_atomic(folder / "config.yaml", dump_yaml(exp))
     write_json(folder / "verify.json", result.to_dict())
     return folder
 

@@ -531,7 +531,7 @@ def run_verify(
     result.centre, result.centre_lr = centre, centre_lr
     result.config = resolved(exp)
     if target is not None:
-        write_result(target, result)
+        write_result(target, result, exp)
     return result
 
 
@@ -665,8 +665,9 @@ def run_smoke(
     timeout: float = 120.0,
 ) -> SmokeRun:
     """`lrtool COMMAND --smoke`: CPU, fp32, a few batches and steps; SmokeFailed (one line)
-    when the experiment is broken. `command` is "find", "train" or "verify"; "train" trains
-    at `lr_max` (as `run_train` takes it), else at the experiment's `train.lr_max`."""
+    when the experiment is broken; `timeout` seconds at most (0: no limit). `command` is
+    "find", "train" or "verify"; "train" trains at `lr_max` (as `run_train` takes it), else at
+    the experiment's `train.lr_max`."""
     bodies = {
         "find": _smoke_find,
         "train": _smoke_train,
@@ -689,11 +690,11 @@ def run_smoke(
     if (
         not isinstance(timeout, numbers.Real)
         or isinstance(timeout, bool)
-        or not timeout > 0  # NaN too
+        or not timeout >= 0  # NaN too
     ):
         raise ConfigError(
-            f"run_smoke: timeout (--smoke-timeout) must be a number of seconds above 0, got "
-            f"{timeout!r}."
+            f"run_smoke: timeout (--smoke-timeout) must be a number of seconds, 0 or more (0: "
+            f"no limit), got {timeout!r}."
         )
     if lrs is not None:
         lrs = given_rates(lrs)  # refused before any work, as `verify --lrs` is

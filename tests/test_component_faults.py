@@ -178,12 +178,18 @@ def test_a_saved_smoke_run_writes_the_experiment_it_ran_as_config_yaml(exp_file,
         ({"lrs": 0.1}, "at least two rates"),
         ({"timeout": "5"}, "number of seconds"),
         ({"timeout": float("nan")}, "number of seconds"),
-        ({"timeout": 0}, "number of seconds"),
+        ({"timeout": -1}, "number of seconds, 0 or more"),
     ],
 )
 def test_run_smoke_checks_its_arguments_as_the_flags_are(exp_file, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         run_smoke("verify", load_experiment(exp_file), **kwargs)
+
+
+def test_a_smoke_timeout_of_0_means_no_limit_as_the_help_says(exp_file):
+    result = runner.invoke(app, ["find", str(exp_file), "--smoke", "--smoke-timeout", "0"])
+    assert result.exit_code == 0, result.output
+    assert "lrtool smoke: ok (find" in result.output
 
 
 def test_api_messages_name_the_python_argument_not_a_flag(exp_file):

@@ -226,8 +226,9 @@ def test_verify_files_keys(runs):
     folder = runs["root"] / "verify"
     result = runs["verify"]
     assert result.exit_code == 0, result.output
-    # model.pt: the winner's full-length run (added after the golden files were first pinned).
-    assert sorted(p.name for p in folder.iterdir()) == ["model.pt", "verify.json"]
+    # model.pt: the winner's full-length run, and config.yaml, the experiment that ran (both
+    # added after the golden files were first pinned).
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "model.pt", "verify.json"]
     saved = json.loads((folder / "verify.json").read_text())
     assert shape(saved) == VERIFY_KEYS
     assert printed_json(result, folder) == saved

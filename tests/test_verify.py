@@ -687,6 +687,25 @@ def test_verify_model_is_the_training_at_the_best_rate(tiny_yaml, tmp_path) -> N
     assert data["model_lr"] == data["best_lr"] and "model_state" not in data
 
 
+def test_the_printed_train_command_reproduces_verifys_model_with_its_overrides(
+    tiny_yaml, tmp_path
+) -> None:
+    """With --epochs (or --set) the printed `lrtool train --lr-max X` trained the file's
+    settings, another model: the command now names the config.yaml verify wrote."""
+    out = tmp_path / "v"
+    verified = invoke("verify", tiny_yaml, "--lrs", "1e-2,1e-1", "--epochs", "1", "--set",
+                      "data.batch_size=8", "--out", out, "--no-plot")  # fmt: skip
+    assert verified.exit_code == 0, verified.output
+    said = " ".join(verified.output.split())
+    command = said.split("is the model `")[1].split("`")[0]
+    assert command.startswith(f"lrtool train {out / 'config.yaml'} --lr-max ")
+    args = command.split()[2:]
+    trained = invoke("train", *args, "--out", tmp_path / "t", "--no-plot")
+    assert trained.exit_code == 0, trained.output
+    kept, again = (torch.load(f / "model.pt") for f in (out, tmp_path / "t"))
+    assert all(torch.equal(kept[k], again[k]) for k in kept)
+
+
 def test_cli_verify_epochs_sets_the_real_run(tiny_yaml, tmp_path) -> None:
     out = tmp_path / "v"
     result = invoke(
