@@ -67,10 +67,11 @@ from .results import read_json
 from .saved import redraw_settings, resuggested
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok; 1 the run failed (NaN loss, failed smoke check, your model/data/loss "
-    "code raised while running); 2 bad input (config, flags, files, a model that does not fit "
-    "its data, a component that fails to build); 3 --strict and no suggestion could be made; "
-    "130 interrupted (Ctrl-C or SIGTERM; what finished is written first)."
+    "Exit codes: 0 ok; 1 the run failed (NaN loss, every full-length verify run diverged, "
+    "failed smoke check, your model/data/loss code raised while running); 2 bad input "
+    "(config, flags, files, a model that does not fit its data, a component that fails to "
+    "build); 3 no rate could be suggested where one is needed (--strict, --lr-max auto, "
+    "verify); 130 interrupted (Ctrl-C or SIGTERM; what finished is written first)."
 )
 
 app = typer.Typer(
@@ -121,6 +122,16 @@ SetOpt = Annotated[
     typer.Option(
         "--set",
         help="Override a key: --set train.epochs=3 (dotted key, YAML value; repeatable).",
+        show_default=False,
+    ),
+]
+# plot and compare redraw a saved result: only the reading of its curve can change.
+RereadOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Read the saved curve again with another rule or smoothing: --set "
+        "find.suggest=valley, --set find.smoothing=0.9 (repeatable).",
         show_default=False,
     ),
 ]
@@ -955,7 +966,7 @@ def plot_cmd(
         ),
     ] = None,
     plot: DrawOpt = True,
-    set_: SetOpt = None,
+    set_: RereadOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Redraw a saved result in the terminal (or as a PNG); --no-plot prints its table.
@@ -1245,7 +1256,7 @@ def compare(
         ),
     ] = None,
     plot: DrawOpt = True,
-    set_: SetOpt = None,
+    set_: RereadOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Overlay several saved curves in one chart and tabulate their suggestions."""

@@ -314,9 +314,7 @@ def run_train(
             result.final = dict.fromkeys(result.final)
     else:
         result = _train(built, rates, target, checkpoint, train_progress)
-        whole = Plan(1, exp.train.freeze_epochs + exp.train.epochs)
-        trained = None if result.stop_reason == "completed" else len(result.epochs)
-        result.cycles = [cycle_record(whole, result.lr_max, result.final, epochs_trained=trained)]
+        _record_one_cycle(result, exp)
     if first_find is not None and result.cycles:
         result.cycles[0]["lr_from"] = "find"
     if len(result.cycles) > 1:
@@ -455,6 +453,13 @@ def _cycle_line(record: dict[str, Any]) -> str:
         f"cycle {record['cycle']}: {record['epochs']} epoch(s){frozen} at {shown} "
         f"({record['lr_from']})"
     )
+
+
+def _record_one_cycle(result: TrainResult, exp: Experiment) -> None:
+    """A plain run is one cycle over every epoch: train.json's `cycles` holds its record."""
+    whole = Plan(1, exp.train.freeze_epochs + exp.train.epochs)
+    trained = None if result.stop_reason == "completed" else len(result.epochs)
+    result.cycles = [cycle_record(whole, result.lr_max, result.final, epochs_trained=trained)]
 
 
 def steps_per_epoch(built: Built) -> int:
@@ -722,6 +727,7 @@ def _smoke_train(built: Built) -> tuple[str, list[float], Any]:
         result, _ = train_cycles(built, lr_max)
     else:
         result = run.train_built(built, lr_max)
+        _record_one_cycle(result, exp)  # train.json as a real run writes it
     if result.stop_reason == "nan":
         raise SmokeFailed(
             f"the training loss became NaN/inf at step {result.nan_step} (lr {result.nan_lr:.2e})."

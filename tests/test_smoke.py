@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -251,3 +253,25 @@ def test_a_present_but_broken_torchvision_dataset_fails_the_smoke_run(
     empty.mkdir()
     absent = smoke("find", str(experiment(empty)))
     assert absent.exit_code == 0 and f"{dataset} absent: FakeData" in absent.output
+
+
+def test_a_smoke_train_records_its_cycle_as_a_real_run_does(tiny_yaml, tmp_path):
+    """README: train.json's cycles holds one record for a plain run; a smoke train wrote []."""
+    out = tmp_path / "s"
+    result = smoke("train", str(tiny_yaml), "--lr-max", "0.1", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    cycles = json.loads((out / "train.json").read_text())["cycles"]
+    assert len(cycles) == 1 and cycles[0]["cycle"] == 1 and cycles[0]["lr_max"] == 0.1
+
+
+def test_help_texts_give_examples_that_work_and_every_exit_3():
+    from typer.testing import CliRunner
+
+    from lrtool.cli import app
+
+    runner = CliRunner()
+    for command in ("plot", "compare"):
+        text = " ".join(runner.invoke(app, [command, "--help"]).output.split())
+        assert "train.epochs=3" not in text and "find.suggest=valley" in text, command
+    top = " ".join(runner.invoke(app, ["--help"]).output.split())
+    assert "--lr-max auto" in top and "verify" in top.split("3 no rate")[1][:80]
