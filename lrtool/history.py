@@ -379,6 +379,13 @@ def _create_lock(lock: Path) -> bool:
         Path(tmp).unlink(missing_ok=True)
 
 
+def _held_by_us(lock: Path) -> bool:
+    try:
+        return int(lock.read_text(encoding="utf-8").strip()) == os.getpid()
+    except (OSError, ValueError):
+        return False
+
+
 @contextlib.contextmanager
 def claimed(folder: str | Path | None, what: str = "--out") -> Iterator[Path | None]:
     """Hold `folder` for this run: create its lock file (of two runs exactly one gets it),
@@ -389,10 +396,9 @@ def claimed(folder: str | Path | None, what: str = "--out") -> Iterator[Path | N
         return
     folder = Path(folder)
     lock = folder / LOCK_NAME
-    with contextlib.suppress(OSError, ValueError):
-        if int(lock.read_text(encoding="utf-8").strip()) == os.getpid():
-            yield folder  # already ours: the CLI holds the folder its workflow writes into
-            return
+    if _held_by_us(lock):
+        yield folder  # already ours: the CLI holds the folder its workflow writes into
+        return
     try:
         for _ in range(3):
             if _create_lock(lock):

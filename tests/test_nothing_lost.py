@@ -922,3 +922,19 @@ def test_out_on_a_dangling_symbolic_link_is_named_as_one(tiny_yaml, tmp_path):
         result.output
     )
     assert link.is_symlink() and not (tmp_path / "gone").exists()
+
+
+def test_a_folder_claimed_twice_by_one_process_passes_errors_through_and_keeps_its_lock(
+    tmp_path,
+):
+    """The CLI claims --out and the workflow it calls claims it again: the inner claim must
+    neither swallow an error (a ValueError from the user's model became "generator didn't
+    stop after throw()") nor release the outer claim's lock."""
+    from lrtool.history import LOCK_NAME, claimed
+
+    with claimed(tmp_path):
+        with pytest.raises(ValueError, match="boom"):
+            with claimed(tmp_path):
+                raise ValueError("boom")
+        assert (tmp_path / LOCK_NAME).read_text() == str(os.getpid())
+    assert not (tmp_path / LOCK_NAME).exists()
