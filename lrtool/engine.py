@@ -19,7 +19,16 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .runtime import autocast, forward_backward, grad_scaler, optimizer_step, read_floats, to_device
+from .registry import unsupported_optimizer
+from .runtime import (
+    as_pair,
+    autocast,
+    forward_backward,
+    grad_scaler,
+    optimizer_step,
+    read_floats,
+    to_device,
+)
 
 Info = TypeVar("Info")
 
@@ -40,9 +49,24 @@ def check_reiterable(data: Any, what: str, *, counted: bool = False) -> None:
         )
 
 
-def loop_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
-    """The device given, else the one the model's parameters are on."""
-    return torch.device(device) if device is not None else next(model.parameters()).device
+def loop_device(
+    model: nn.Module,
+    device: torch.device | str | None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> torch.device:
+    """The device given, else the one the model's parameters are on (or, for a wrapper that
+    holds none itself, the optimizer's)."""
+    if device is not None:
+        return torch.device(device)
+    first = next(model.parameters(), None)
+    if first is None and optimizer is not None:
+        first = next((p for group in optimizer.param_groups for p in group["params"]), None)
+    if first is None:
+        raise ConfigError(
+            "the model has no parameters and the optimizer none either: nothing to train. "
+            "Give the optimizer the parameters of the model that forward uses, or device=."
+        )
+    return first.device
 
 
 def default_sync_every(device: torch.device, sync_every: int | None) -> int:
@@ -109,9 +133,12 @@ class StepLoop(Generic[Info]):
         sync_every: int | None = None,
         reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
+        why = unsupported_optimizer(type(optimizer))
+        if why:
+            raise ConfigError(f"{type(optimizer).__name__} cannot be used with lrtool: {why}.")
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.precision, self.clip_grad_norm, self.reduce = precision, clip_grad_norm, reduce
-        self.device = loop_device(model, device)
+        self.device = loop_device(model, device, optimizer)
         self.scaler = grad_scaler(precision, self.device)
         self.pending: PendingLosses[Info] = PendingLosses(
             default_sync_every(self.device, sync_every)
@@ -177,7 +204,7 @@ def evaluate(
     mean. The values are read in one transfer at the end.
     """
     metrics = metrics or {}
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = loop_device(model, device)
     # Sums in float64: a float32 sum of finite batch losses can overflow (a regression on
     # targets near 1e18) and report inf for a finite mean. MPS has no float64.
     wide = torch.float32 if device.type == "mps" else torch.float64
@@ -188,7 +215,7 @@ def evaluate(
     model.eval()
     try:
         for batch in data:
-            x, y = to_device(batch, device)
+            x, y = as_pair(to_device(batch, device))
             with autocast(precision, device):
                 output = model(x)
                 loss = loss_fn(output, y)

@@ -23,7 +23,7 @@ from torch import nn
 from .engine import StepLoop
 from .errors import ConfigError
 from .history import FindResult
-from .runtime import autocast, rng_state, set_rng_state, to_device
+from .runtime import as_pair, autocast, rng_state, set_rng_state, to_device
 from .suggest import (  # noqa: F401  (smooth: re-exported, the public name of old)
     DEFAULT_METHOD,
     SUGGESTERS,
@@ -43,10 +43,16 @@ SNAPSHOT_MEMORY_LIMIT = 512 * 1024**2
 
 def sweep_rates(start_lr: float, end_lr: float, num_steps: int, mode: str = "exp") -> np.ndarray:
     """The rate at each step: geometric (exp) or arithmetic (linear) from start to end."""
-    if not 0 < start_lr < end_lr:
+    rates_given = all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (start_lr, end_lr)
+    )
+    if not rates_given or not 0 < start_lr < end_lr < math.inf:
         raise ConfigError(
-            f"find: start_lr must be positive and below end_lr (got {start_lr} and {end_lr})."
+            f"find: start_lr and end_lr must be numbers with 0 < start_lr < end_lr, end_lr "
+            f"finite (got {start_lr!r} and {end_lr!r})."
         )
+    if not isinstance(num_steps, numbers.Integral) or isinstance(num_steps, bool):
+        raise ConfigError(f"find.num_steps must be a whole number (got {num_steps!r}).")
     if num_steps < 2:
         raise ConfigError(f"find.num_steps must be at least 2 (got {num_steps}).")
     if mode == "exp":
@@ -488,7 +494,8 @@ def _fixed_loss(
     """
     model.eval()
     total = torch.zeros((), device=device)
-    for x, y in batches:
+    for batch in batches:
+        x, y = as_pair(batch)
         with autocast(precision, device):
             total += loss_fn(model(x), y).float()
     model.train()

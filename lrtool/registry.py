@@ -278,10 +278,18 @@ def optimizer_class(name: str, search_dirs: Sequence[Path] = ()) -> type[torch.o
         if name.lower() not in classes:
             raise unknown_name("optimizer", name, sorted(classes))
         cls = classes[name.lower()]
+    why = unsupported_optimizer(cls)
+    if why:
+        raise ComponentError(f"optimizer {name!r} cannot be used with lrtool: {why}.")
+    return cls
+
+
+def unsupported_optimizer(cls: type) -> str | None:
+    """Why lrtool's loop cannot step this optimizer class, or None."""
     for unsupported, why in _UNSUPPORTED_OPTIMIZERS.items():
         if issubclass(cls, unsupported):
-            raise ComponentError(f"optimizer {name!r} cannot be used with lrtool: {why}.")
-    return cls
+            return why
+    return None
 
 
 # --- losses -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import DeviceError
+from .errors import ConfigError, DeviceError
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -102,6 +102,25 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def as_pair(batch: Any) -> tuple[Any, Any]:
+    """A batch as (inputs, targets), or a ConfigError saying what came instead: a dict batch
+    was unpacked into its keys, a triple failed to unpack, in the words of neither."""
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    if isinstance(batch, dict):
+        got = f"a dict with keys {', '.join(map(repr, list(batch)[:6]))}"
+    elif isinstance(batch, (tuple, list)):
+        got = f"a {type(batch).__name__} of {len(batch)}"
+    else:
+        got = f"a {type(batch).__name__}"
+    raise ConfigError(
+        f"the data must yield (inputs, targets) pairs, one per batch; a batch came as {got}. "
+        "Give it as pairs (a DataLoader whose collate_fn returns (inputs, targets), or a list "
+        "[(b['x'], b['y']) for b in batches]); the inputs and the targets may each be a tuple "
+        "or dict of tensors."
+    )
+
+
 def forward_backward(
     model: torch.nn.Module,
     batches: Iterator[Any],
@@ -118,7 +137,7 @@ def forward_backward(
     """
     total: torch.Tensor | None = None
     for _ in range(micro_batches):
-        x, y = to_device(next(batches), device)
+        x, y = as_pair(to_device(next(batches), device))
         with autocast(precision, device):
             loss = loss_fn(model(x), y)
         if micro_batches > 1:

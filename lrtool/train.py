@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -142,8 +143,11 @@ def _check_settings(
     clip_grad_norm: float | None,
     eval_every: str | int,
 ) -> None:
-    def whole(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
+    def whole(value: Any) -> bool:  # numpy's integers too
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+    def number(value: Any) -> bool:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
     if not whole(epochs) or epochs < 1:
         raise ConfigError(f"train.epochs must be a whole number >= 1 (got {epochs!r}).")
@@ -156,9 +160,13 @@ def _check_settings(
         raise ConfigError(frozen_nothing)
     if not whole(grad_accum) or grad_accum < 1:
         raise ConfigError(f"train.grad_accum must be a whole number >= 1 (got {grad_accum!r}).")
-    if not 0 < pct_start < 1:
+    if not number(pct_start) or not 0 < pct_start < 1:
         raise ConfigError(f"train.pct_start must be between 0 and 1 (got {pct_start!r}).")
-    if div_factor <= 0 or final_div_factor <= 0:
+    if (
+        not (number(div_factor) and number(final_div_factor))
+        or not 0 < div_factor < math.inf
+        or not 0 < final_div_factor < math.inf
+    ):
         raise ConfigError(
             "train.div_factor and train.final_div_factor must be positive "
             f"(got {div_factor!r} and {final_div_factor!r})."
@@ -175,7 +183,7 @@ def _check_settings(
         raise ConfigError(
             f"train.precision must be one of {', '.join(PRECISIONS)} (got {precision!r})."
         )
-    if clip_grad_norm is not None and not clip_grad_norm > 0:
+    if clip_grad_norm is not None and (not number(clip_grad_norm) or not clip_grad_norm > 0):
         raise ConfigError(f"train.clip_grad_norm must be positive (got {clip_grad_norm!r}).")
     if eval_every != "epoch" and (not whole(eval_every) or eval_every < 1):
         raise ConfigError(
@@ -348,7 +356,7 @@ class OneCycleTrainer:
         check_reiterable(train_data, "train_data", counted=True)
         check_reiterable(val_data, "val_data")
         _check_checkpoint_folder(checkpoint, resume)
-        self.device = loop_device(model, device)
+        self.device = loop_device(model, device, optimizer)
         n_groups = len(optimizer.param_groups)
         self.rates = parse_lr_max(lr_max, n_groups)
         _check_settings(
@@ -365,6 +373,12 @@ class OneCycleTrainer:
             clip_grad_norm=clip_grad_norm,
             eval_every=eval_every,
         )
+        # Plain Python numbers from here on (numpy's pass the checks; OneCycleLR wants int).
+        epochs, freeze_epochs, grad_accum = int(epochs), int(freeze_epochs), int(grad_accum)
+        pct_start, div_factor = float(pct_start), float(div_factor)
+        final_div_factor = float(final_div_factor)
+        if eval_every != "epoch":
+            eval_every = int(eval_every)
         self.n_batches = len(train_data)  # type: ignore[arg-type]
         if self.n_batches == 0:
             raise ConfigError("the training data yields no batches.")

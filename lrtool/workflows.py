@@ -178,8 +178,8 @@ def run_find(
     A Ctrl-C keeps the finished seeds: the result's stop reason is then "interrupted".
     """
     exp = _experiment(exp, "run_find")
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        seeds = str(seeds)
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        seeds = str(int(seeds))  # a count, numpy's too
     seed_list = (
         parse_seeds(seeds, exp.seed)
         if seeds is None or isinstance(seeds, str)

@@ -158,3 +158,79 @@ def test_fit_one_cycle_does_not_replace_another_runs_checkpoint(tmp_path):
     resumed = fit_one_cycle(again, data, None, again_opt, nn.functional.cross_entropy, 0.1,
                             epochs=2, checkpoint=tmp_path, resume=tmp_path)  # fmt: skip
     assert resumed.stop_reason == "completed"
+
+
+@pytest.mark.parametrize(
+    "batch, got",
+    [
+        ({"x": torch.randn(8, 4), "y": torch.randint(0, 2, (8,))}, "a dict with keys 'x', 'y'"),
+        ((torch.randn(8, 4), torch.randint(0, 2, (8,)), torch.ones(8)), "a tuple of 3"),
+    ],
+)
+def test_batches_that_are_not_pairs_are_refused_in_words(batch, got):
+    """A dict batch was unpacked into its keys ("linear(): argument 'input' must be Tensor,
+    not str"); a triple failed to unpack."""
+    from lrtool import find_lr
+
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for call in (
+        lambda: find_lr(model, [batch] * 4, opt, nn.functional.cross_entropy, num_steps=8),
+        lambda: fit_one_cycle(
+            model, [batch] * 4, None, opt, nn.functional.cross_entropy, 0.1, epochs=1
+        ),  # fmt: skip
+        lambda: evaluate(model, [batch], nn.functional.cross_entropy),
+    ):
+        with pytest.raises(ConfigError, match=f"must yield \\(inputs, targets\\) pairs.*{got}"):
+            call()
+
+
+def test_the_engine_refuses_what_the_schema_refuses_in_its_own_words():
+    """Tracebacks from deep inside (StopIteration, NaN to int, str < int, a missing closure)
+    for arguments a notebook passes; numpy integers are whole numbers."""
+    import numpy as np
+
+    from lrtool import find_lr
+
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 8), torch.randint(0, 2, (64,))
+    data = [(x, y)] * 4
+    model = nn.Linear(8, 2)
+    ce = nn.functional.cross_entropy
+
+    def sgd():
+        return torch.optim.SGD(model.parameters(), lr=0.1)
+
+    refused = {
+        "start_lr and end_lr must be numbers": [
+            lambda: find_lr(model, data, sgd(), ce, end_lr=float("inf"), num_steps=10),
+            lambda: find_lr(model, data, sgd(), ce, start_lr="1e-5", num_steps=10),
+        ],
+        "num_steps must be a whole number": [
+            lambda: find_lr(model, data, sgd(), ce, num_steps=10.0),
+        ],
+        "LBFGS cannot be used with lrtool": [
+            lambda: find_lr(model, data, torch.optim.LBFGS(model.parameters()), ce, num_steps=10),
+            lambda: fit_one_cycle(
+                model, data, None, torch.optim.LBFGS(model.parameters()), ce, 0.01, epochs=1
+            ),  # fmt: skip
+        ],
+        "pct_start must be between 0 and 1": [
+            lambda: fit_one_cycle(model, data, None, sgd(), ce, 0.01, epochs=1, pct_start="0.3"),
+        ],
+        "div_factor and train.final_div_factor must be positive": [
+            lambda: fit_one_cycle(model, data, None, sgd(), ce, 0.01, epochs=1, div_factor=None),
+        ],
+    }
+    for message, calls in refused.items():
+        for call in calls:
+            with pytest.raises(ConfigError, match=message):
+                call()
+
+    class Wrapper(nn.Module):  # no parameters of its own: the optimizer holds the inner model's
+        def forward(self, inputs):
+            return model(inputs)
+
+    assert find_lr(Wrapper(), data, sgd(), ce, num_steps=10).steps > 0
+    done = fit_one_cycle(model, data, None, sgd(), ce, 0.01, epochs=np.int64(2))
+    assert done.stop_reason == "completed" and len(done.epochs) == 2

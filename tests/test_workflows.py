@@ -305,3 +305,10 @@ def test_a_workflow_holds_its_folder_while_it_runs_as_the_cli_does(tiny_yaml, tm
     code, said = seen[1]
     assert code == 2 and "is writing into" in " ".join(said.split()), said
     assert not (folder / LOCK_NAME).exists()  # released at the end
+
+
+def test_run_find_takes_a_numpy_count_of_seeds(tiny_yaml):
+    import numpy as np
+
+    exp = lrtool.load_experiment(tiny_yaml, overrides={"find.num_steps": 12})
+    assert [s["seed"] for s in lrtool.run_find(exp, seeds=np.int64(2)).seeds] == [0, 1]
