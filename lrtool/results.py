@@ -205,6 +205,7 @@ def save(
     arguments are `write_result`'s. config.yaml is the experiment the result ran (its
     `config`: a run_train(exp, lr_max=...) ran at that rate, not at `exp`'s), `exp` only
     where the result holds none or it no longer validates."""
+    _check_saveable(result, exp)
     if isinstance(exp, Experiment):
         exp = _as_run(result, exp)
     fresh_folder(folder, "save: folder")
@@ -243,30 +244,34 @@ def write_result(
     is written (then raises KeyboardInterrupt), so a folder never holds a train.json that
     says "completed" without its model.pt and config.yaml.
     """
-    if exp is not None and not isinstance(exp, Experiment):
-        # Checked before any file is written: a half-saved folder could not be saved again.
-        raise ConfigError(
-            f"save: exp must be the Experiment (load_experiment('exp.yaml')), got "
-            f"{type(exp).__name__} {exp!r:.60}."
-        )
+    _check_saveable(result, exp)
     with deferred_interrupts():
         return _write_result(Path(folder), result, exp, model, stem)
 
 
-def _write_result(folder: Path, result: Result, exp: Any, model: Any, stem: str | None) -> Path:
-    if isinstance(result, FindResult):
-        if exp is None:
-            raise ConfigError("save: a find result needs its experiment, for config.yaml.")
-        return save_find(folder, result, exp, stem=stem or result.kind)
-    if isinstance(result, TrainResult):
-        if exp is None:
-            raise ConfigError("save: a train result needs its experiment, for config.yaml.")
-        return save_train(folder, result, exp, model)
-    if not isinstance(result, VerifyResult):
+def _check_saveable(result: Result, exp: Any) -> None:
+    """Checked before any file or folder is made: a half-saved folder, or an empty one left
+    by a refused call, could not be saved into again."""
+    if exp is not None and not isinstance(exp, Experiment):
+        raise ConfigError(
+            f"save: exp must be the Experiment (load_experiment('exp.yaml')), got "
+            f"{type(exp).__name__} {exp!r:.60}."
+        )
+    if not isinstance(result, (FindResult, TrainResult, VerifyResult)):
         raise ConfigError(
             f"save: expected a FindResult, TrainResult or VerifyResult, got "
             f"{type(result).__name__}; read a saved file back with lrtool.results.read(path)."
         )
+    if exp is None and not isinstance(result, VerifyResult):
+        kind = "find" if isinstance(result, FindResult) else "train"
+        raise ConfigError(f"save: a {kind} result needs its experiment, for config.yaml.")
+
+
+def _write_result(folder: Path, result: Result, exp: Any, model: Any, stem: str | None) -> Path:
+    if isinstance(result, FindResult):
+        return save_find(folder, result, exp, stem=stem or result.kind)
+    if isinstance(result, TrainResult):
+        return save_train(folder, result, exp, model)
     if result.model_state is not None:
         write_torch_atomic(folder / "model.pt", result.model_state)
     if exp is not None:

@@ -164,6 +164,12 @@ def test_results_save_refuses_a_folder_holding_another_runs_files(tiny_yaml, tmp
     assert {p.name: p.read_bytes() for p in (tmp_path / "f").iterdir()} == before
     with pytest.raises(ConfigError, match="is a file"):
         results.save(tmp_path / "f" / "find.json", found, exp)
+    # A refused call makes no folder: an empty one would be refused as "used" by nothing,
+    # but it is litter the user did not ask for.
+    for bad_exp, message in (("exp.yaml", "exp must be the Experiment"), (None, "needs its")):
+        with pytest.raises(ConfigError, match=message):
+            results.save(tmp_path / "new", found, bad_exp)
+        assert not (tmp_path / "new").exists()
 
 
 def test_results_read_refuses_a_file_that_is_no_result(tmp_path):
