@@ -11,6 +11,7 @@ pass, with the same device, precision and one-transfer read.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
@@ -19,7 +20,6 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .registry import unsupported_optimizer
 from .runtime import (
     as_pair,
     autocast,
@@ -118,6 +118,15 @@ class PendingLosses(Generic[Info]):
             return [], None
 
 
+def _needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """LBFGS and its kind: `step(closure)` with no default."""
+    try:
+        closure = inspect.signature(optimizer.step).parameters.get("closure")
+    except (TypeError, ValueError):
+        return False
+    return closure is not None and closure.default is inspect.Parameter.empty
+
+
 class StepLoop(Generic[Info]):
     """One optimizer step at a time, as the finder and the trainer both take them."""
 
@@ -133,9 +142,12 @@ class StepLoop(Generic[Info]):
         sync_every: int | None = None,
         reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
-        why = unsupported_optimizer(type(optimizer))
-        if why:
-            raise ConfigError(f"{type(optimizer).__name__} cannot be used with lrtool: {why}.")
+        if _needs_closure(optimizer):
+            raise ConfigError(
+                f"{type(optimizer).__name__} cannot be used with lrtool: its step needs a closure "
+                "that re-evaluates the loss several times, while the range test and one-cycle "
+                "training take one step per mini-batch. Use SGD, Adam or AdamW."
+            )
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.precision, self.clip_grad_norm, self.reduce = precision, clip_grad_norm, reduce
         self.device = loop_device(model, device, optimizer)
@@ -170,23 +182,19 @@ class StepLoop(Generic[Info]):
 # --- evaluation ---------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def samples_in(targets: Any) -> int:
-    """How many samples a batch's targets hold: the first tensor's leading dimension, found in
-    a tuple/list/dict of targets (a (value, weight) pair); 1 for an unbatched sample (a
-    0-d target, from a DataLoader with batch_size=None)."""
+def samples_in(inputs: Any, targets: Any) -> int:
+    """How many samples a batch holds, to weigh its mean loss: the targets' leading dimension
+    (1 for a 0-d target: an unbatched sample, from a DataLoader with batch_size=None); for
+    targets that are no tensor (a (value, weight) pair, a dict, a list of per-sample
+    sequences), the inputs' leading dimension, else the targets' length."""
     if isinstance(targets, torch.Tensor):
         return int(targets.shape[0]) if targets.ndim else 1
-    if isinstance(targets, dict):
-        targets = list(targets.values())
-    if isinstance(targets, (list, tuple)):
-        for part in targets:
-            if isinstance(part, (torch.Tensor, list, tuple, dict)):
-                return samples_in(part)
-        return len(targets)  # a list of numbers, one per sample
-    return 1
+    if isinstance(inputs, torch.Tensor) and inputs.ndim:
+        return int(inputs.shape[0])
+    return len(targets) if hasattr(targets, "__len__") else 1
 
 
+@torch.no_grad()
 def evaluate(
     model: nn.Module,
     data: Iterable[Any],
@@ -219,7 +227,7 @@ def evaluate(
             with autocast(precision, device):
                 output = model(x)
                 loss = loss_fn(output, y)
-            size = samples_in(y)
+            size = samples_in(x, y)
             loss_sum += loss.to(wide) * size
             count += size
             if metrics and not isinstance(output, torch.Tensor):

@@ -75,11 +75,19 @@ class Snapshot:
         self.model, self.optimizer = model, optimizer
         self.modes = [module.training for module in model.modules()]
         kept = model.state_dict()
+        # Parameters the optimizer steps that the model does not hold (a wrapper that calls
+        # another model): theirs too, or the sweep's steps would stay in them.
+        own = {id(p) for p in model.parameters()}
+        self.extra = [
+            p for group in optimizer.param_groups for p in group["params"] if id(p) not in own
+        ]
         state = {
             "model": kept,
             "optimizer": optimizer.state_dict(),
             "buffers": {n: b for n, b in model.named_buffers() if n not in kept},
             "grads": {n: p.grad for n, p in model.named_parameters() if p.grad is not None},
+            "extra": [p.detach() for p in self.extra],
+            "extra_grads": [p.grad for p in self.extra],
         }
         size = sum(
             t.numel() * t.element_size() for t in _tensors(state) if isinstance(t, torch.Tensor)
@@ -110,12 +118,22 @@ class Snapshot:
             state = self.state
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        buffers = dict(self.model.named_buffers())
         with torch.no_grad():
             for name, value in state["buffers"].items():
-                buffers[name].copy_(value)
+                owner_name, _, leaf = name.rpartition(".")
+                owner = self.model.get_submodule(owner_name)
+                current = owner._buffers[leaf]
+                if current is not None and current.shape == value.shape:
+                    current.copy_(value)
+                else:  # a cache the forward pass resized: put the old one back whole
+                    where = current.device if current is not None else value.device
+                    owner._buffers[leaf] = value.to(where, copy=True)
+            for param, value in zip(self.extra, state["extra"], strict=True):
+                param.copy_(value)
         for name, param in self.model.named_parameters():
             grad = state["grads"].get(name)
+            param.grad = None if grad is None else grad.to(param.device, copy=True)
+        for param, grad in zip(self.extra, state["extra_grads"], strict=True):
             param.grad = None if grad is None else grad.to(param.device, copy=True)
         for module, training in zip(self.model.modules(), self.modes, strict=True):
             module.training = training

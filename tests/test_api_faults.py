@@ -11,14 +11,52 @@ from lrtool.engine import evaluate, samples_in
 from lrtool.errors import ConfigError
 
 
-def test_samples_in_counts_the_samples_of_every_target_shape():
-    assert samples_in(torch.zeros(7)) == 7
-    assert samples_in(torch.zeros(7, 3)) == 7
-    assert samples_in(torch.tensor(2)) == 1  # one unbatched sample
-    assert samples_in((torch.zeros(5, 1), torch.zeros(5))) == 5  # (value, weight): not 2
-    assert samples_in({"y": torch.zeros(6), "w": torch.zeros(6)}) == 6  # not 2
-    assert samples_in([0, 1, 1]) == 3
-    assert samples_in(3) == 1
+def test_samples_in_counts_the_samples_of_every_batch_shape():
+    x = torch.zeros(7, 3)
+    assert samples_in(x, torch.zeros(7)) == 7
+    assert samples_in(x, torch.zeros(7, 3)) == 7
+    assert samples_in(torch.zeros(3), torch.tensor(2)) == 1  # one unbatched sample
+    assert samples_in(torch.zeros(5, 2), (torch.zeros(5, 1), torch.zeros(5))) == 5  # not 2
+    assert samples_in(torch.zeros(6, 2), {"y": torch.zeros(6), "w": torch.zeros(6)}) == 6
+    # Per-sample sequences in a list (a custom collate): one per sample, whatever their length.
+    assert samples_in({"tokens": x}, [torch.zeros(9), torch.zeros(2)]) == 2
+    assert samples_in(torch.zeros(4, 9), [torch.zeros(9)] * 4) == 4
+
+
+def test_validation_runs_without_autograd():
+    """A misplaced decorator once left evaluate with autograd on: every batch's graph stayed
+    in memory until the pass ended."""
+    seen = []
+
+    class Spy(nn.Linear):
+        def forward(self, x):
+            seen.append(torch.is_grad_enabled())
+            return super().forward(x)
+
+    evaluate(Spy(4, 2), [(torch.randn(8, 4), torch.randint(0, 2, (8,)))] * 3,
+             nn.functional.cross_entropy)  # fmt: skip
+    assert seen == [False] * 3
+
+
+def test_validation_weighs_a_list_of_per_sample_targets_by_its_length():
+    """Targets collated as a list of variable-length sequences: batches of 4 and 1 samples."""
+
+    class Const(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(()))
+
+        def forward(self, x):
+            return x
+
+    def loss(out, targets):
+        return torch.stack([t.float().mean() for t in targets]).mean()
+
+    batches = [
+        ({"n": 4}, [torch.ones(3), torch.ones(5), torch.ones(2), torch.ones(7)]),
+        ({"n": 1}, [torch.full((4,), 3.0)]),
+    ]
+    assert evaluate(Const(), batches, loss, device="cpu")["val_loss"] == pytest.approx(1.4)
 
 
 def test_validation_loss_is_the_mean_over_samples_whatever_the_targets_hold():
@@ -234,3 +272,53 @@ def test_the_engine_refuses_what_the_schema_refuses_in_its_own_words():
     assert find_lr(Wrapper(), data, sgd(), ce, num_steps=10).steps > 0
     done = fit_one_cycle(model, data, None, sgd(), ce, 0.01, epochs=np.int64(2))
     assert done.stop_reason == "completed" and len(done.epochs) == 2
+
+
+def test_find_lr_puts_back_what_a_wrapper_steps_and_a_resized_buffer():
+    """A wrapper holding no parameters of its own (the optimizer steps the inner model's) was
+    left with the sweep's weights and gradients; a cache buffer the forward resized made the
+    restore fail after the whole sweep."""
+    from lrtool import find_lr
+
+    inner = nn.Linear(8, 2)
+    before = {k: v.clone() for k, v in inner.state_dict().items()}
+
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("cache", torch.zeros(2), persistent=False)
+
+        def forward(self, x):
+            self.cache = torch.zeros(len(x))  # resized by every batch
+            return inner(x)
+
+    wrapper = Wrapper()
+    data = [(torch.randn(5, 8), torch.randint(0, 2, (5,)))] * 4
+    opt = torch.optim.SGD(inner.parameters(), lr=0.1)
+    find_lr(wrapper, data, opt, nn.functional.cross_entropy, num_steps=20)
+    assert all(torch.equal(v, before[k]) for k, v in inner.state_dict().items())
+    assert all(p.grad is None for p in inner.parameters())
+    assert wrapper.cache.shape == (2,)
+
+
+def test_sparse_adam_still_trains_an_all_sparse_model_in_python():
+    """Only the YAML path refuses SparseAdam (its models have dense layers); a model of sparse
+    embeddings alone is its right use."""
+    from lrtool import find_lr
+
+    class Factors(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.users = nn.Embedding(10, 4, sparse=True)
+            self.items = nn.Embedding(10, 4, sparse=True)
+
+        def forward(self, pairs):
+            return (self.users(pairs[:, 0]) * self.items(pairs[:, 1])).sum(1)
+
+    torch.manual_seed(0)
+    data = [(torch.randint(0, 10, (16, 2)), torch.randn(16)) for _ in range(4)]
+    model = Factors()
+    opt = torch.optim.SparseAdam(list(model.parameters()), lr=0.01)
+    assert find_lr(model, data, opt, nn.functional.mse_loss, num_steps=10).steps > 0
+    done = fit_one_cycle(model, data, None, opt, nn.functional.mse_loss, 0.01, epochs=1)
+    assert done.stop_reason == "completed"
