@@ -903,9 +903,10 @@ def _torchvision(name: str, args: dict[str, Any], *, val_fraction: float, seed: 
         )
     params = inspect.signature(cls).parameters
     chosen = "train" if "train" in params else "split" if cls_name in ("SVHN", "STL10") else None
-    if chosen is not None and chosen in passed:
+    if chosen is not None and chosen in passed and passed[chosen] not in (True, "train"):
         # lrtool takes both splits (train, and the test split for validation); a user's
-        # `train: false` was silently overridden and trained on the training split.
+        # `train: false` was silently overridden and trained on the training split. Saying
+        # what lrtool does anyway (`train: true`) is fine.
         raise ConfigError(
             f"data.args.{chosen}: lrtool trains on the training split of dataset {name!r} and "
             f"validates on its test split, so it sets {chosen} itself; remove data.args.{chosen}."

@@ -569,13 +569,21 @@ def _same_model_and_data(exp: Experiment, found: dict[str, Any], path: str | Pat
     if not isinstance(config, dict):
         return  # an older or hand-made find.json: nothing to compare
     ours = resolved(exp)
+    base = exp._folder or Path.cwd()
     differ = []
     for section, keys in (("model", ("name", "args", "weights")), ("data", ("name", "args"))):
         theirs = config.get(section)
         if not isinstance(theirs, dict):
             continue
         for key in keys:
-            if key in theirs and theirs[key] != ours[section].get(key):
+            if key not in theirs:
+                continue
+            there, here = theirs[key], ours[section].get(key)
+            if (section, key) == ("data", "args") and isinstance(there, dict):
+                there, here = _data_args(there, base), _data_args(here or {}, base)
+            elif (section, key) == ("model", "weights"):
+                there, here = _where(there, base), _where(here, base)
+            if there != here:
                 differ.append(
                     f"{section}.{key} {_short(theirs[key])} there, {_short(ours[section].get(key))}"
                     " here"
@@ -586,6 +594,28 @@ def _same_model_and_data(exp: Experiment, found: dict[str, Any], path: str | Pat
             f"{'; '.join(differ)}): its suggestion says nothing about this experiment's rate. "
             "Give this experiment's find.json, or the candidates with --lrs."
         )
+
+
+def _data_args(args: dict[str, Any], base: Path) -> dict[str, Any]:
+    """data.args as far as they choose the data: `download` does not, and a relative root or
+    path (saved so when the folder was made by the run itself) names the same place."""
+    kept = {k: v for k, v in args.items() if k != "download"}
+    for key in ("root", "path"):
+        if key in kept:
+            kept[key] = _where(kept[key], base)
+    return kept
+
+
+def _where(value: Any, base: Path) -> Any:
+    """A path as the place it names: relative ones are read from the current folder, failing
+    that beside the experiment file (as load_experiment reads them)."""
+    if not isinstance(value, str) or not value:
+        return value
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return str(path.resolve())
+    here = Path.cwd() / path
+    return str((here if here.exists() else base / path).resolve())
 
 
 def _short(value: Any) -> str:

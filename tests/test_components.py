@@ -11,7 +11,7 @@ from torch.utils.data import TensorDataset
 
 from lrtool.build import build, make_optimizer
 from lrtool.config import validate
-from lrtool.data import Batches, batch_indices
+from lrtool.data import Batches, batch_indices, load_splits
 from lrtool.errors import ComponentError, ConfigError, DeviceError
 from lrtool.models import build_model, parameter_groups
 from lrtool.probe import first_step
@@ -236,6 +236,14 @@ def test_torchvision_split_arguments_lrtool_sets_itself_are_refused(tmp_path):
     """`train: false` was silently overridden: the run trained on the training split."""
     (tmp_path / "MNIST" / "raw").mkdir(parents=True)
     args = {"root": str(tmp_path), "train": False}
+    with pytest.raises(ConfigError, match="data.args.train: lrtool trains on the training split"):
+        load_splits("torchvision.MNIST", args, val_fraction=0.2, seed=0, index_targets=None)
+    # Saying what lrtool does anyway is fine: the files are absent here, nothing else wrong.
+    with pytest.raises(ComponentError, match="could not be loaded"):
+        load_splits(
+            "torchvision.MNIST", {**args, "train": True}, val_fraction=0.2, seed=0,
+            index_targets=None,
+        )  # fmt: skip
     with pytest.raises(ConfigError, match="data.args.train: lrtool trains on the training split"):
         build(
             exp(

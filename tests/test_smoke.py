@@ -275,3 +275,19 @@ def test_help_texts_give_examples_that_work_and_every_exit_3():
         assert "train.epochs=3" not in text and "find.suggest=valley" in text, command
     top = " ".join(runner.invoke(app, ["--help"]).output.split())
     assert "--lr-max auto" in top and "verify" in top.split("3 no rate")[1][:80]
+
+
+def test_imagenet_absent_from_an_existing_root_is_stood_in(write_yaml, tmp_path):
+    """ImageNet says "is not present" for its absent archives: absent, not broken."""
+    root = tmp_path / "empty"
+    root.mkdir()
+    path = write_yaml(
+        f"""
+        device: cpu
+        model: {{name: cnn, args: {{in_channels: 3, num_classes: 10, width: 4}}}}
+        data: {{name: torchvision.ImageNet, args: {{root: "{root}"}}, batch_size: 8}}
+        """
+    )
+    result = smoke("find", str(path))
+    assert result.exit_code == 0, result.output
+    assert "ImageNet absent: FakeData" in result.output

@@ -911,6 +911,19 @@ def test_verify_from_a_range_test_of_another_model_is_refused(tiny_yaml, tmp_pat
             except ConfigError as err:
                 assert said in str(err), str(err)
                 raise
+    # The same data named another way is the same data: a root saved relative (the run made
+    # the folder itself, so it was not there to resolve), or only `download` changed.
+    relative = tmp_path / "cache"
+    relative.mkdir()
+    exp_dl = lrtool.load_experiment(tiny_yaml, {"data.args.root": str(relative)})
+    same = json.loads(json.dumps(found))
+    same["config"]["data"]["args"] = {"root": "cache", "download": True}
+    (tmp_path / "same.json").write_text(json.dumps(same))
+    from lrtool.workflows import _same_model_and_data
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        _same_model_and_data(exp_dl, same, tmp_path / "same.json")  # no error
     # Its own find.json is taken (with --epochs 1 for speed).
     short = lrtool.load_experiment(tiny_yaml, {"train.epochs": 1})
     assert lrtool.run_verify(short, from_find=tmp_path / "f" / "find.json").best_lr is not None
