@@ -9,6 +9,7 @@ the next peak comes from that curve:
    ten (the seed's rule for a trained model);
 2) else the re-find's own suggestion (the default rule's `suggested_lr`);
 3) else the previous cycle's rate, and the cycle's record says so (`lr_from: "previous"`).
+A rate below the re-find's first swept rate is never taken (the curve did not see it).
 
 With `train.freeze_epochs` the frozen, head-only phase is cycle 1 (`freeze_epochs` epochs) and
 `train.epochs` is split over the other cycles. The re-find after unfreezing sweeps every group,
@@ -76,10 +77,14 @@ def next_head_rate(
     """The next cycle's peak for the head from a re-find curve, and which rule gave it:
     "refind_rise" (rise / RISE_DIVISOR), "suggested_lr" (the re-find's suggestion) or
     "previous" (neither exists: the previous cycle's head rate)."""
+    # A rate below the re-find's first swept rate is one the curve never saw: a re-find that
+    # blew up in its first steps (a noisy per-batch loss) put its "rise" at the start, and a
+    # tenth of it trained a whole cycle at ~1e-8.
+    floor = float(lr[0]) if len(lr) else 0.0
     rise = run.refind_rise(lr, loss)
-    if rise is not None:
+    if rise is not None and rise / RISE_DIVISOR >= floor:
         return rise / RISE_DIVISOR, "refind_rise"
-    if suggested_lr is not None:
+    if suggested_lr is not None and suggested_lr >= floor:
         return float(suggested_lr), "suggested_lr"
     return float(previous), "previous"
 
@@ -260,10 +265,14 @@ def _one_cycle(
     The first seeds every RNG as a plain run does; later ones continue them. A frozen cycle
     shows the optimizer only the head (and, under train_bn, the frozen groups' norm layers),
     as `fit_one_cycle`'s own frozen phase does."""
-    if on_epoch is not None and epochs_before:
-        # Epochs number on across cycles, in the progress lines as in train.json.
-        told = on_epoch
-        on_epoch = lambda record: told({**record, "epoch": record["epoch"] + epochs_before})  # noqa: E731
+    if on_epoch is not None and (epochs_before or plan.frozen):
+        # Epochs number on across cycles, and a frozen cycle's epochs are "frozen", in the
+        # progress lines as in train.json.
+        told, phase = on_epoch, {"phase": "frozen"} if plan.frozen else {}
+
+        def on_epoch(record: dict[str, Any]) -> None:
+            told({**record, "epoch": record["epoch"] + epochs_before, **phase})
+
     settings: dict[str, Any] = {
         "epochs": plan.epochs,
         "freeze_epochs": 0,
@@ -288,7 +297,8 @@ def _one_cycle(
 def merge(
     results: list[TrainResult], built: Built, first_rates: list[float], stop_reason: str
 ) -> TrainResult:
-    """The cycles' results as one run's: steps and epochs numbered on, `final` the last."""
+    """The cycles' results as one run's: steps and epochs numbered on, `final` the last,
+    `group_lrs_at_peak` the cycle's whose head peaked highest."""
     exp = built.experiment
     history: dict[str, Any] = {"step": [], "lr": [], "momentum": [], "loss": []}
     epochs: list[dict[str, Any]] = []
@@ -312,8 +322,9 @@ def merge(
         ]
         if result.nan_step is not None:
             nan_step, nan_lr = result.nan_step + steps, result.nan_lr
-        if len(result.group_lrs_at_peak or []) == len(first_rates):
-            peak = result.group_lrs_at_peak
+        at_peak = result.group_lrs_at_peak or []
+        if len(at_peak) == len(first_rates) and (peak is None or at_peak[-1] > peak[-1]):
+            peak = at_peak  # the run's highest peak (each cycle has its own)
         steps += len(h["step"])
         epoch_count += len(result.epochs)
     last = results[-1] if results else None

@@ -411,6 +411,17 @@ def resume_paths(path: str | Path) -> tuple[Path, Path]:
     return path, path / CHECKPOINT_NAME
 
 
+def _several_cycles(folder: Path) -> bool:
+    """The folder's config.yaml says train.cycles > 1 (False when it cannot say)."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+        return int(config["train"]["cycles"]) > 1
+    except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
+        return False
+
+
 def _lrtool_file(name: str) -> bool:
     """A name a train run's folder may hold: its own files, a re-find's, or a temporary file
     of the atomic writer (left by a killed process)."""
@@ -483,6 +494,13 @@ def prepare_resume(exp: Experiment, path: str | Path, *, lr_max_given: bool) -> 
     it matches); `auto` never runs the finder again, it was resolved when the run began.
     """
     folder, checkpoint = resume_paths(path)
+    if not checkpoint.exists() and _several_cycles(folder):
+        raise ConfigError(
+            f"--resume: {folder} holds a run of several cycles (train.cycles in its "
+            "config.yaml), which writes no checkpoint (each cycle re-finds its rate on the "
+            "model so far), so it cannot be resumed: start a fresh run without --resume (and "
+            "another --out)."
+        )
     state = load_checkpoint(checkpoint)
     saved_config = state.get("config")
     check_resume_folder(folder, saved_config)

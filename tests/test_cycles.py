@@ -54,6 +54,18 @@ def test_next_rate_rise_over_ten_then_suggestion_then_previous() -> None:
     assert next_head_rate(lr, flat, None, 1e-3) == (1e-3, "previous")
 
 
+def test_next_rate_never_below_what_the_refind_swept() -> None:
+    """A re-find that blew up in its first steps put its rise near the start: a tenth of it
+    lay below the sweep (a whole cycle trained at 3.65e-08 and learned nothing)."""
+    lr = np.geomspace(1e-7, 1e-6, 30)
+    early_rise = np.where(np.arange(30) < 4, 0.3, 0.3 * 3.0 ** (np.arange(30) - 3))
+    rate, rule = next_head_rate(lr, early_rise, None, 1e-2)
+    assert (rate, rule) == (1e-2, "previous")
+    rate, rule = next_head_rate(lr, early_rise, 5e-7, 1e-2)
+    assert (rate, rule) == (5e-7, "suggested_lr")
+    assert next_head_rate(lr, early_rise, 1e-9, 1e-2) == (1e-2, "previous")
+
+
 def test_spread_rates_is_the_low_high_slice() -> None:
     assert spread_rates(1e-2, 3, 100) == pytest.approx([1e-4, 1e-3, 1e-2])
     assert spread_rates(1e-2, 1, 100) == pytest.approx([1e-2])
@@ -175,6 +187,8 @@ def test_cli_freeze_cycles_auto_and_compare(tmp_path: Path, write_yaml) -> None:
     args = ["train", str(path), "--lr-max", "auto", "--freeze-epochs", "1", "--cycles", "2"]
     result = runner.invoke(app, [*args, "--epochs", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    # The printed line says what train.json says: the first epoch trained the head only.
+    assert "epoch 1 (frozen):" in result.output and "epoch 2 (frozen)" not in result.output
     saved = json.loads((out / "train.json").read_text())
     assert [c["frozen"] for c in saved["cycles"]] == [True, False]
     assert saved["cycles"][0]["lr_from"] == "find"
@@ -230,3 +244,24 @@ def test_ctrl_c_between_cycles_keeps_the_finished_cycle(
     assert saved["final"] and all(v is None for v in saved["final"].values())
     assert saved["cycles"][0]["final"]["val_loss"] is not None
     assert not (tmp_path / "run" / "model.pt").exists()
+    # Resuming it (with a file of one cycle) is refused for the reason, not for a missing file.
+    plain = load_experiment(tiny_yaml)
+    with pytest.raises(ConfigError, match="holds a run of several cycles"):
+        run_train(plain, resume=tmp_path / "run")
+
+
+def test_a_merged_run_reports_its_highest_peak_per_group(write_yaml) -> None:
+    """group_lrs_at_peak showed the last cycle's (a re-find's lower rate) beside an lr_max and
+    a history that reached the first cycle's higher one."""
+    from lrtool.cycles import merge
+    from lrtool.results import TrainResult
+
+    built = checked_build(load_experiment(write_yaml(TWO_GROUPS)))
+
+    def cycle(peak: list[float]) -> TrainResult:
+        history = {"step": [1], "lr": [peak[-1]], "momentum": [0.9], "loss": [1.0]}
+        return TrainResult(peak, [], {"val_loss": 1.0}, history, "completed", 0, "cpu", 0.1,
+                           group_lrs_at_peak=peak)  # fmt: skip
+
+    merged = merge([cycle([0.01, 0.1]), cycle([0.001, 0.01])], built, [0.01, 0.1], "completed")
+    assert merged.group_lrs_at_peak == [0.01, 0.1] and merged.lr_max == [0.01, 0.1]
