@@ -10,6 +10,7 @@ without torch; every other import is at the top.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shlex
@@ -30,6 +31,7 @@ from . import __version__, report
 from .config import json_schema, load_experiment
 from .errors import (
     EXIT_BAD_INPUT,
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     ConfigError,
     LrtoolError,
@@ -259,7 +261,8 @@ def handled(debug: bool, *, smoke: str | None = None, as_json: bool = False) -> 
     except Exception as err:
         if debug:
             raise
-        fail(UserCodeError.from_exception(err), smoke, as_json)
+        full = no_space(err)
+        fail(RunFailed(full) if full else UserCodeError.from_exception(err), smoke, as_json)
 
 
 def fail(err: LrtoolError, smoke: str | None, as_json: bool) -> NoReturn:
@@ -1331,7 +1334,26 @@ def main() -> None:
     """The `lrtool` entry point (and `python -m lrtool`)."""
     replace_unencodable_output()
     interrupt_on_sigterm()
-    app()
+    try:
+        app()
+    except OSError as err:  # outside any command's boundary: `schema`, `--help`, `--version`
+        full = no_space(err)
+        if full is None:
+            raise
+        report.error(err_console, full)
+        raise SystemExit(EXIT_FAILED) from None
+
+
+def no_space(err: BaseException) -> str | None:
+    """The message for a full disk (a file lrtool writes, or stdout sent to one), else None:
+    it is neither the user's code nor a library's fault."""
+    if not isinstance(err, OSError) or err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    where = f"writing {err.filename}" if err.filename else "writing the output"
+    return (
+        f"no space left on the device ({where}). Free some space, or send the output or the "
+        "run's folder (--out) elsewhere; files a run finished before this were written whole."
+    )
 
 
 def replace_unencodable_output() -> None:

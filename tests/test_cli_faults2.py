@@ -433,3 +433,20 @@ def test_a_reader_that_leaves_does_not_stop_the_run(tiny_yaml, tmp_path):
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [
         "config.yaml", "find.csv", "find.json"
     ]  # fmt: skip
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("args", [["schema"], ["--version"], ["find", "--help"], ["find", "TINY"]])
+def test_output_to_a_full_disk_is_said_in_one_paragraph(args, tiny_yaml, tmp_path):
+    """`lrtool schema > /dev/full` printed a traceback; a run blamed "rich raised OSError"."""
+    args = [str(tiny_yaml) if a == "TINY" else a for a in args]
+    extra = ["--out", str(tmp_path / "o"), "--no-plot"] if args[-1] == str(tiny_yaml) else []
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "lrtool", *args, *extra],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "no space left on the device" in proc.stderr
+    if extra:
+        assert (tmp_path / "o" / "find.json").is_file()  # written before the output failed
