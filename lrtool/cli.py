@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import shlex
 import signal
@@ -695,12 +696,12 @@ def _moms(text: str | None) -> list[float] | None:
 def _eval_every(text: str | None) -> str | int | None:
     if text is None or text == "epoch":
         return text
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(
-            f"--eval-every expects 'epoch' or a number of steps, got {text!r}."
-        ) from None
+    from .registry import number_from_text
+
+    number = number_from_text(text)  # "1e2" is 100, as in the file and in --set
+    if number is None or not math.isfinite(number) or number != int(number):
+        raise ConfigError(f"--eval-every expects 'epoch' or a number of steps, got {text!r}.")
+    return int(number)
 
 
 @app.command()

@@ -244,7 +244,12 @@ class FindSpec(Spec):
     end_lr: Number = Field(
         10.0, gt=0, validate_default=True, description="Last learning rate of the sweep."
     )
-    num_steps: Whole = Field(100, ge=2, description="Number of optimizer steps (mini-batches).")
+    num_steps: Whole = Field(
+        100,
+        ge=2,
+        le=1_000_000,  # a sweep of a million batches is already days; more is a typo
+        description="Number of optimizer steps (mini-batches), at most 1,000,000.",
+    )
     mode: Literal["exp", "linear"] = Field("exp", description="How the rate grows.")
     extend_decades: Number = Field(
         3.0,

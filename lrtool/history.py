@@ -478,7 +478,7 @@ def read_json(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         kinds = "find.json, refind.json, train.json or verify.json"
         raise ConfigError(f"{path} is a folder; give one of the files in it ({kinds}).")
-    if not path.is_file():
+    if not path.exists():  # a pipe (`<(cat find.json)`) or a device is read as a file
         raise ConfigError(f"History file {path} does not exist.")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

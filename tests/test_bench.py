@@ -531,3 +531,23 @@ def test_cache_files_take_the_umask_mode_like_run_files(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (["speed", "--device", "banana", "--repeats", "1", "--steps", "1"], "--device expects"),
+        (["speed", "--device", "cuda:7", "--repeats", "1", "--steps", "1"], "device: 'cuda:7'"),
+        (["suggest", "--tasks", "iris-mlp-sgd", "--cache", ""], "--cache is empty"),
+        (["suggest", "--tasks", "iris-mlp-sgd", "--per-decade", "10**12"], "at most 100"),
+    ],
+)
+def test_bench_refuses_bad_flags_before_any_output(argv, said, capsys, tmp_path, monkeypatch):
+    """A traceback (a device torch cannot parse, numpy's MemoryError), a table header before
+    the error, or an unset $CACHE writing runs into the current folder."""
+    monkeypatch.chdir(tmp_path)
+    argv = [str(10**12) if a == "10**12" else a for a in argv]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert said in err and out == "" and "Traceback" not in err
+    assert not any(tmp_path.iterdir())

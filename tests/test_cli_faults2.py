@@ -450,3 +450,20 @@ def test_output_to_a_full_disk_is_said_in_one_paragraph(args, tiny_yaml, tmp_pat
     assert "Traceback" not in proc.stderr and "no space left on the device" in proc.stderr
     if extra:
         assert (tmp_path / "o" / "find.json").is_file()  # written before the output failed
+
+
+@pytest.mark.parametrize("value, ok", [("1e2", True), ("100", True), ("2.5", False),
+                                       ("inf", False), ("nan", False), ("abc", False)])  # fmt: skip
+def test_eval_every_flag_reads_numbers_as_the_key_does(tiny_yaml, tmp_path, value, ok):
+    """`--set train.eval_every=1e2` was taken and `--eval-every 1e2` refused; inf and nan
+    crashed the flag's own conversion."""
+    out = tmp_path / "o"
+    result = invoke("train", tiny_yaml, "--lr-max", "0.1", "--eval-every", value, "--epochs",
+                    "1", "--out", out, "--no-plot")  # fmt: skip
+    if ok:
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "train.json").read_text())["config"]["train"]["eval_every"] == 100
+    else:
+        assert result.exit_code == 2, result.output
+        said = " ".join(result.output.split())
+        assert "--eval-every expects 'epoch' or a number of steps" in said

@@ -294,3 +294,23 @@ def test_json_python_cannot_parse_is_invalid_json(tmp_path, text):
     path.write_text(text)
     with pytest.raises(ConfigError, match="is not valid JSON"):
         results.read_json(path)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs named pipes")
+def test_a_saved_result_read_through_a_pipe_is_read(tiny_yaml, tmp_path):
+    """`lrtool plot <(cat find.json)` said the file "does not exist" (it is a pipe)."""
+    import os
+    import threading
+
+    lrtool.run_find(lrtool.load_experiment(tiny_yaml), folder=tmp_path / "f")
+    text = (tmp_path / "f" / "find.json").read_text()
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=lambda: pipe.write_text(text), daemon=True)
+    writer.start()
+    try:
+        result = CliRunner().invoke(lrtool.cli.app, ["plot", str(pipe), "--no-plot"])
+    finally:
+        writer.join(timeout=10)
+    assert result.exit_code == 0, result.output
+    assert "robust_minimum" in result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from collections.abc import Sequence
 
@@ -67,6 +68,10 @@ def _writable_cache(cache: str) -> None:
     minutes must not fail when it is saved."""
     from ..errors import ConfigError
     from ..history import writable_folder
+
+    if not cache.strip():
+        # `--cache "$CACHE"` with CACHE unset: the runs would land in the current folder.
+        raise _Usage("--cache is empty (an unset shell variable?): give the cache folder.")
 
     try:
         writable_folder(cache, "--cache")
@@ -147,6 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "speed":
             if args.repeats < 1 or args.steps < 1:
                 raise _Usage("--repeats and --steps must be at least 1.")
+            if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
+                raise _Usage(
+                    f"--device expects auto, cpu, cuda, cuda:N or mps, got {args.device!r}."
+                )
+            from ..runtime import resolve_device
+
+            resolve_device(args.device)  # one that is not here: said before the table starts
             from .speed import speed
 
             speed(args.device, args.repeats, args.steps)
@@ -165,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise _Usage(f"--grid expects finite rates, 0 < lowest < highest, got {args.grid!r}.")
         if args.per_decade < 1 or args.jobs < 1:
             raise _Usage("--per-decade and --jobs must be at least 1.")
+        if args.per_decade > 100:
+            raise _Usage(
+                f"--per-decade is at most 100 (a full training each), got {args.per_decade}."
+            )
         _check_seed_range(seeds)
         _writable_cache(args.cache)
         from .suggest_quality import grid_rates, tasks_data
