@@ -859,6 +859,10 @@ def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+# pydantic's error types for a number outside a bound.
+_BOUND_KINDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
 def _describe(err: dict[str, Any]) -> str:
     kind, loc = err["type"], err["loc"]
     if kind == "extra_forbidden":
@@ -868,6 +872,10 @@ def _describe(err: dict[str, Any]) -> str:
         return f"unknown key{hint} (valid keys: {', '.join(valid)})"
     message = err["msg"]
     message = message.removeprefix("Value error, ")
+    value = err.get("input")
+    if kind in _BOUND_KINDS and isinstance(value, float) and math.isnan(value):
+        # pydantic says "less than or equal to 12" of nan, which is not the problem.
+        return f"expected a number, got nan ({message[0].lower() + message[1:]})"
     # Our own validators already say what they got; pydantic's built-in messages do not.
     if (
         "input" in err

@@ -172,3 +172,13 @@ def test_duplicate_keys_come_with_the_other_problems(write_yaml):
     assert "(2 problems)" in text
     assert "• seed (line 2): written on lines 1 and 2" in text
     assert "• trian (line 3): unknown key; did you mean 'train'?" in text
+
+
+@pytest.mark.parametrize("flag", ["--extend-decades", "--smoothing", "--group-ratio"])
+def test_nan_for_a_bounded_number_is_called_not_a_number(tiny_yaml, flag):
+    """pydantic said "less than or equal to 12 (got nan)", as if nan were too large."""
+    command = ["train", "--lr-max", "0.1"] if flag == "--group-ratio" else ["find"]
+    result = runner.invoke(app, [command[0], str(tiny_yaml), *command[1:], flag, "nan",
+                                 "--no-plot"])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "expected a number, got nan" in " ".join(result.output.split())
