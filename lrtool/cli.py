@@ -119,7 +119,17 @@ def new_console(**settings: Any) -> Console:
 
 # --- shared options -----------------------------------------------------------------------
 
-ExpArg = Annotated[Path, typer.Argument(help="Experiment YAML file.", show_default=False)]
+
+def _read_path(value: str) -> Path:
+    """A file lrtool reads: an empty value (an unset "$EXP") is refused, not read as "."."""
+    if not value.strip():
+        raise typer.BadParameter("expected a file, got an empty value (an unset shell variable?).")
+    return Path(os.path.expanduser(value))
+
+
+ExpArg = Annotated[
+    str, typer.Argument(help="Experiment YAML file.", callback=_read_path, show_default=False)
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(

@@ -467,3 +467,12 @@ def test_eval_every_flag_reads_numbers_as_the_key_does(tiny_yaml, tmp_path, valu
         assert result.exit_code == 2, result.output
         said = " ".join(result.output.split())
         assert "--eval-every expects 'epoch' or a number of steps" in said
+
+
+@pytest.mark.parametrize("command", ["check", "find", "train", "verify"])
+def test_an_empty_experiment_path_is_called_empty_not_a_folder(command):
+    """`lrtool check "$EXP"` with EXP unset said "Experiment file . is a folder"."""
+    result = invoke(command, "")
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.replace("│", " ").split())
+    assert "got an empty value (an unset shell variable?)" in said and "is a folder" not in said
