@@ -318,8 +318,13 @@ def run_train(
     if first_find is not None and result.cycles:
         result.cycles[0]["lr_from"] = "find"
     if len(result.cycles) > 1:
+        refound = iter(cycle_refinds)  # one per cycle whose rate a re-find chose, in order
         for record in result.cycles:
             say(_cycle_line(record))
+            if record["lr_from"] in ("refind_rise", "suggested_lr", "previous"):
+                found = next(refound, None)
+                if found is not None:
+                    _say_refind(say, record, found)
     # Ctrl-C put the model back to the checkpoint's weights (those `final` describes); with
     # no checkpoint yet there are no weights worth keeping.
     resumable = folder is not None and (folder / CHECKPOINT_NAME).is_file()
@@ -439,6 +444,18 @@ def _train_cycles(
         return train_progress(steps_per_epoch(built), plan.epochs)
 
     return train_cycles(built, rates, refind=refind, progress=progress)
+
+
+def _say_refind(say: Say, record: dict[str, Any], found: FindResult) -> None:
+    """What the re-find behind a cycle's rate warned of, when the rate rests on it."""
+    cycle = record["cycle"]
+    if record["lr_from"] == "previous":
+        say(
+            f"refind {cycle}: no rate within what it swept ({found.stop_reason} after "
+            f"{found.steps} steps); the cycle kept the previous cycle's rate"
+        )
+    elif record["lr_from"] == "suggested_lr" and found.warning:
+        say(f"refind {cycle}: {found.warning}")
 
 
 def _cycle_line(record: dict[str, Any]) -> str:

@@ -265,3 +265,22 @@ def test_a_merged_run_reports_its_highest_peak_per_group(write_yaml) -> None:
 
     merged = merge([cycle([0.01, 0.1]), cycle([0.001, 0.01])], built, [0.01, 0.1], "completed")
     assert merged.group_lrs_at_peak == [0.01, 0.1] and merged.lr_max == [0.01, 0.1]
+
+
+def test_a_cycle_rate_resting_on_a_refind_says_what_the_refind_said() -> None:
+    """The re-find's warning was saved in refind-<k>.json and never printed."""
+    from lrtool.history import FindResult
+    from lrtool.workflows import _say_refind
+
+    history = {"lr": [1e-7, 1e-6], "loss": [1.0, 9.0], "smoothed_loss": [1.0, 9.0]}
+    found = FindResult(5e-7, "robust_minimum", {}, history, "diverged", 2, 0, "cpu", 0.1,
+                       warning="less certain than usual")  # fmt: skip
+    said: list[str] = []
+    _say_refind(said.append, {"cycle": 2, "lr_from": "previous"}, found)
+    _say_refind(said.append, {"cycle": 3, "lr_from": "suggested_lr"}, found)
+    _say_refind(said.append, {"cycle": 4, "lr_from": "refind_rise"}, found)
+    assert said == [
+        "refind 2: no rate within what it swept (diverged after 2 steps); the cycle kept the "
+        "previous cycle's rate",
+        "refind 3: less certain than usual",
+    ]
