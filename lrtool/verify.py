@@ -151,8 +151,11 @@ def verify_schedule(
     batches_per_epoch: int,
     screen_fraction: float = SCREEN_FRACTION,
     finalists: int = FINALISTS,
+    grad_accum: int = 1,
 ) -> list[Round]:
     """The rounds verify trains: a short screen, then the finalists at the real length.
+    A screen takes at least `MIN_SCREEN_BATCHES` batches, and at least 4 optimizer steps
+    under `grad_accum` (fewer batches than one step trained nothing, and ranked noise).
 
     `epochs` is the real run (`train.epochs`). More candidates than `finalists`: a screen at
     `screen_fraction` of the run keeps `finalists` (`pick_finalists`), which train the full
@@ -169,7 +172,8 @@ def verify_schedule(
         )
     if not _whole(finalists) or finalists < 1:
         raise ConfigError(f"finalists must be a whole number >= 1, got {finalists!r}.")
-    screen_epochs, screen_batches = run_length(screen_fraction, epochs, batches_per_epoch)
+    floor = max(MIN_SCREEN_BATCHES, 4 * grad_accum)
+    screen_epochs, screen_batches = run_length(screen_fraction, epochs, batches_per_epoch, floor)
     if n_candidates == 1:
         return []
     full = Round(n_candidates, epochs, None, float(epochs))
@@ -541,8 +545,8 @@ class _Search:
         full_run = Round(1, self.full_epochs, None, float(self.full_epochs))
         while self.best_lr is not None and len(self.widened) < max_widenings:
             new = widened_rate(list(self.records), self.best_lr)
-            if new is None or not clear_win(self.full, self.higher):
-                break
+            if new is None or not clear_win(self.full, self.higher) or new > FLOAT32_MAX:
+                break  # (a rate above float32's largest would overflow at its first step)
             number += 1
             self.widened.append(new)
             self.full[new] = self.train(number, new, full_run)
@@ -613,7 +617,12 @@ def verify_rates(
     search = _Search(exp, metric, higher, on_run, full_epochs, max_batches)
     built = search.first_build()
     schedule = verify_schedule(
-        len(rates), full_epochs, search.batches_per_epoch, screen_fraction, finalists
+        len(rates),
+        full_epochs,
+        search.batches_per_epoch,
+        screen_fraction,
+        finalists,
+        grad_accum=exp.train.grad_accum,
     )
     search.records = {lr: [] for lr in rates}
     search.best_lr = rates[0] if not schedule else None

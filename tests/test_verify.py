@@ -927,3 +927,41 @@ def test_verify_from_a_range_test_of_another_model_is_refused(tiny_yaml, tmp_pat
     # Its own find.json is taken (with --epochs 1 for speed).
     short = lrtool.load_experiment(tiny_yaml, {"train.epochs": 1})
     assert lrtool.run_verify(short, from_find=tmp_path / "f" / "find.json").best_lr is not None
+
+
+def test_the_screen_takes_a_few_optimizer_steps_under_gradient_accumulation() -> None:
+    """18 batches under grad_accum 20 trained nothing: the screen ranked untrained models."""
+    from lrtool.verify import verify_schedule
+
+    screen, _ = verify_schedule(3, 4, 200, grad_accum=20)
+    assert screen.batches is not None and screen.batches >= 80
+    assert (
+        verify_schedule(3, 4, 200)[0].batches == verify_schedule(3, 4, 200, grad_accum=1)[0].batches
+    )
+
+
+def test_widening_stops_below_float32s_largest_rate(tmp_path, monkeypatch) -> None:
+    """A winner at 1.5e38 widened to 4.5e38: the experiment was refused mid-search and every
+    finished run was lost."""
+    from lrtool.verify import verify_rates
+    from lrtool.workflows import load_experiment
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "scaled.py").write_text(
+        "from torch import nn\n"
+        "class Scaled(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(64, 10)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x) * 3e-20\n"
+    )
+    (tmp_path / "exp.yaml").write_text(
+        "device: cpu\nmodel: {name: 'scaled:Scaled'}\n"
+        "data: {name: sklearn.digits, batch_size: 64}\nmetrics: [accuracy]\n"
+        "optimizer: {name: sgd, args: {momentum: 0.9}}\ntrain: {epochs: 2}\n"
+    )
+    exp = load_experiment(tmp_path / "exp.yaml")
+    result = verify_rates(exp, [5e37, 1.5e38])
+    assert all(rate <= 3.4e38 for rate in result.widened)
+    assert result.best_lr is not None
