@@ -644,6 +644,15 @@ def smoke_run(
 
     A failure is raised to `handled`, which prints the error and the FAILED line.
     """
+    from . import distributed
+
+    if distributed.launch_settings()[0] > 1:
+        # Each process would run its own smoke run: two summary lines, two JSON documents,
+        # and the processes fighting over --out.
+        raise ConfigError(
+            "--smoke runs on one CPU process and checks the experiment, not the launch: run "
+            "it without torchrun (`lrtool COMMAND EXP --smoke`)."
+        )
     made = missing_folders(out) if out is not None else []
     target = fresh_folder(out) if out is not None else None  # checked before the run
     with discarded_if_empty(made), claimed(target):

@@ -224,10 +224,12 @@ def evaluate(
     try:
         for batch in data:
             x, y = as_pair(to_device(batch, device))
+            size = samples_in(x, y)
+            if size == 0:
+                continue  # an empty shard (fewer validation samples than processes): 0/0
             with autocast(precision, device):
                 output = model(x)
                 loss = loss_fn(output, y)
-            size = samples_in(x, y)
             loss_sum += loss.to(wide) * size
             count += size
             if metrics and not isinstance(output, torch.Tensor):

@@ -322,3 +322,16 @@ def test_sparse_adam_still_trains_an_all_sparse_model_in_python():
     assert find_lr(model, data, opt, nn.functional.mse_loss, num_steps=10).steps > 0
     done = fit_one_cycle(model, data, None, opt, nn.functional.mse_loss, 0.01, epochs=1)
     assert done.stop_reason == "completed"
+
+
+def test_an_empty_validation_shard_adds_nothing_to_the_mean():
+    """Under torchrun a rank with no validation sample (fewer samples than processes) got an
+    empty batch whose mean loss is NaN, and NaN x 0 made the global val_loss NaN."""
+    model = nn.Linear(4, 2)
+    empty = (torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))
+    assert evaluate(model, [empty], nn.functional.cross_entropy)["val_loss"] is None
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    with torch.no_grad():
+        true = nn.functional.cross_entropy(model(x), y).item()
+    got = evaluate(model, [empty, (x, y)], nn.functional.cross_entropy)["val_loss"]
+    assert got == pytest.approx(true, rel=1e-6)

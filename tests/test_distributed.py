@@ -216,3 +216,23 @@ def test_another_rank_says_the_error_itself_when_nothing_stops_it(tmp_path, monk
     result = CliRunner().invoke(cli.app, ["find", str(bad), "--no-plot"])
     assert result.exit_code == 2
     assert "modle (line 2): unknown key" in result.output
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="torchrun's rendezvous needs a POSIX host")
+def test_smoke_under_torchrun_is_refused_once(write_yaml, tmp_path):
+    """Every process ran its own smoke run: two summary lines, two JSON documents, and the
+    processes fighting over --out."""
+    path = write_yaml(TINY)
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+            "--master-port", str(_free_port()), "-m", "lrtool", "find", str(path), "--smoke",
+            "--out", str(tmp_path / "s"),
+        ],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    said = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(said) == 1 and "--smoke runs on one CPU process" in said[0], proc.stderr[-2000:]
+    assert "lrtool smoke: ok" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "s").exists()
