@@ -273,17 +273,29 @@ def handled(debug: bool, *, smoke: str | None = None, as_json: bool = False) -> 
         if debug:
             raise
         full = no_space(err)
-        fail(RunFailed(full) if full else UserCodeError.from_exception(err), smoke, as_json)
+        own = not full and bool(_joined_rank)  # another rank's own fault: it must speak
+        fail(
+            RunFailed(full) if full else UserCodeError.from_exception(err),
+            smoke,
+            as_json,
+            own=own,
+        )
 
 
-def fail(err: LrtoolError, smoke: str | None, as_json: bool) -> NoReturn:
+def fail(err: LrtoolError, smoke: str | None, as_json: bool, *, own: bool = False) -> NoReturn:
     """Print the error paragraph (and the user's frames), the smoke line if any; exit.
 
     Under torchrun, bad input (exit 2) is the same on every process: rank 0 alone says so.
+    `own`: the user's code failed on a rank other than 0 after the ranks joined (its shard
+    of the data): that rank says so, named, though its console is otherwise quiet.
     """
-    if err.exit_code == EXIT_BAD_INPUT and _quiet_rank() and _stopped_while_rank0_speaks():
+    text = str(err)
+    if own:
+        err_console.quiet = False
+        text = f"rank {_joined_rank}: {text}"
+    elif err.exit_code == EXIT_BAD_INPUT and _quiet_rank() and _stopped_while_rank0_speaks():
         raise typer.Exit(err.exit_code) from None
-    report.error(err_console, str(err))
+    report.error(err_console, text)
     if err.details:
         err_console.print(err.details, markup=False, highlight=False, soft_wrap=True)
     if smoke is not None:
@@ -420,13 +432,21 @@ def data_parallel(device_spec: str) -> Iterator[bool]:
     """Under torchrun: join the process group; only rank 0 prints and writes. Yields is-main."""
     from . import distributed
 
+    global _joined_rank
     distributed.init(device_spec)
     main = distributed.is_main()
+    _joined_rank = distributed.rank()
     err_console.quiet = not main
     try:
         yield main
     finally:
         distributed.shutdown()
+
+
+# This process's rank once it joined a torchrun group (None before, or without torchrun): an
+# error in the user's code after that may be this rank's alone (its shard of the data), and
+# only it can say so.
+_joined_rank: int | None = None
 
 
 def workflows() -> ModuleType:

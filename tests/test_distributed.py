@@ -236,3 +236,33 @@ def test_smoke_under_torchrun_is_refused_once(write_yaml, tmp_path):
     assert len(said) == 1 and "--smoke runs on one CPU process" in said[0], proc.stderr[-2000:]
     assert "lrtool smoke: ok" not in proc.stdout + proc.stderr
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="torchrun's rendezvous needs a POSIX host")
+def test_an_error_in_one_ranks_data_is_said_by_that_rank(tmp_path):
+    """Only rank 0 printed (a gloo "connection reset" after rank 1 left); rank 1's own error,
+    the real one, was never shown."""
+    (tmp_path / "ranked.py").write_text(
+        "import os\n"
+        "import torch\n"
+        "from torch.utils.data import TensorDataset\n"
+        "def data():\n"
+        "    if os.environ.get('RANK') == '1':\n"
+        "        raise ValueError('cannot read the shard on rank 1')\n"
+        "    return TensorDataset(torch.randn(64, 4), torch.randint(0, 3, (64,)))\n"
+    )
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(TINY.replace("name: sklearn.iris", "name: 'ranked:data'"))
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+            "--master-port", str(_free_port()), "-m", "lrtool", "find", str(exp),
+            "--out", str(tmp_path / "o"), "--no-plot",
+        ],
+        capture_output=True, text=True, timeout=180,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode != 0
+    said = " ".join(proc.stderr.split())
+    assert "rank 1: the data (data.name) could not be built" in said, proc.stderr[-3000:]
+    assert "cannot read the shard on rank 1" in said
