@@ -1250,7 +1250,15 @@ def render_verify(console: Console, result: Any, folder: Path, *, plot: bool) ->
             "the winner was at the edge of the rates tried: widened with "
             + ", ".join(fmt_lr(r) for r in result.widened)
         )
-    if result.best_lr is not None:
+    if result.best_lr is not None and result.stop_reason == "interrupted":
+        # The last completed round's winner: a screen's, when the real-length round was cut.
+        unjudged = (
+            ": the short screen's winner, not judged at the real length"
+            if result.model_lr is None
+            else ""
+        )
+        console.print(f"[yellow]interrupted; best so far = {fmt_lr(result.best_lr)}{unjudged}[/]")
+    elif result.best_lr is not None:
         suggested = result.suggested_lr
         note = f" (the suggestion was {fmt_lr(suggested)})" if suggested else ""
         console.print(f"[bold green]best_lr = {fmt_lr(result.best_lr)}[/]{note}")

@@ -548,8 +548,8 @@ class _Search:
             if new is None or not clear_win(self.full, self.higher) or new > FLOAT32_MAX:
                 break  # (a rate above float32's largest would overflow at its first step)
             number += 1
-            self.widened.append(new)
             self.full[new] = self.train(number, new, full_run)
+            self.widened.append(new)  # only once its run finished (Ctrl-C may stop it)
             self.best_lr, rows = self.rank_full([new])
             if on_round is not None:
                 on_round(number, rows)

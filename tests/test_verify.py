@@ -965,3 +965,45 @@ def test_widening_stops_below_float32s_largest_rate(tmp_path, monkeypatch) -> No
     result = verify_rates(exp, [5e37, 1.5e38])
     assert all(rate <= 3.4e38 for rate in result.widened)
     assert result.best_lr is not None
+
+
+def test_an_interrupted_real_length_round_calls_the_screen_winner_unjudged() -> None:
+    """It was printed in bold green as `best_lr`, though the screen leans high and the real
+    length never judged it."""
+    from rich.console import Console
+
+    from lrtool.cli import render_verify
+
+    def on_run(number: int, lr: float, epochs: float) -> None:
+        if (number, lr) == (2, 1e-1):
+            raise KeyboardInterrupt
+
+    result = verify_rates(validate(IRIS), RATES, on_run=on_run)
+    console = Console(record=True, width=200)
+    render_verify(console, result, Path("out"), plot=False)
+    shown = console.export_text()
+    assert "best so far" in shown and "not judged at the real length" in shown
+    assert "best_lr = " not in shown
+
+
+def test_a_widening_cut_by_ctrl_c_is_not_listed_as_widened() -> None:
+    """verify.json listed a widened rate with no run in `candidates`."""
+    from lrtool.verify import _Search
+
+    rates = [1e-3, 3e-3]  # on iris the higher wins clearly: widened to 9e-3, then 2.7e-2
+    calls = []
+    real = _Search.train
+
+    def train(self, number, lr, rnd):
+        calls.append(lr)
+        if lr not in rates:  # the widened rate's run: Ctrl-C inside it
+            raise KeyboardInterrupt
+        return real(self, number, lr, rnd)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_Search, "train", train)
+        result = verify_rates(validate(IRIS), rates)
+    widened_tried = [lr for lr in calls if lr not in rates]
+    assert widened_tried and result.stop_reason == "interrupted"
+    assert result.widened == []
+    assert {c["lr"] for c in result.candidates} == set(rates)
