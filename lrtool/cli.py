@@ -122,9 +122,7 @@ def new_console(**settings: Any) -> Console:
 
 def _read_path(value: str) -> Path:
     """A file lrtool reads: an empty value (an unset "$EXP") is refused, not read as "."."""
-    if not value.strip():
-        raise typer.BadParameter("expected a file, got an empty value (an unset shell variable?).")
-    return Path(os.path.expanduser(value))
+    return _shell_path(value, "a file", "")
 
 
 ExpArg = Annotated[
@@ -159,12 +157,17 @@ def _written_path(value: str | None) -> Path | None:
     unset "$OUT") is refused rather than read as the current folder."""
     if value is None:
         return None
+    return _shell_path(value, "a path", "; write . for the current folder")
+
+
+def _shell_path(value: str, what: str, hint: str) -> Path:
+    """`value` as a shell would have meant it: `~` expanded (also after `=`, where no shell
+    does; an unknown ~user stays as written); an empty value refused, not read as "."."""
     if not value.strip():
         raise typer.BadParameter(
-            "expected a path, got an empty value (an unset shell variable?); write . for the "
-            "current folder."
+            f"expected {what}, got an empty value (an unset shell variable?){hint}."
         )
-    return Path(os.path.expanduser(value))  # an unknown ~user stays as written
+    return Path(os.path.expanduser(value))
 
 
 OutOpt = Annotated[

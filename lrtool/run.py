@@ -411,6 +411,14 @@ def resume_paths(path: str | Path) -> tuple[Path, Path]:
     return path, path / CHECKPOINT_NAME
 
 
+# Why `--resume` refuses a run of several cycles, said the same from the file or the folder.
+CYCLES_NOT_RESUMABLE = (
+    "and a run of several cycles writes no checkpoint (each cycle's rate comes from a re-find "
+    "on the model so far), so it cannot be resumed: start a fresh run without --resume (and "
+    "another --out)."
+)
+
+
 def _several_cycles(folder: Path) -> bool:
     """The folder's config.yaml says train.cycles > 1 (False when it cannot say)."""
     import yaml
@@ -497,9 +505,7 @@ def prepare_resume(exp: Experiment, path: str | Path, *, lr_max_given: bool) -> 
     if not checkpoint.exists() and _several_cycles(folder):
         raise ConfigError(
             f"--resume: {folder} holds a run of several cycles (train.cycles in its "
-            "config.yaml), which writes no checkpoint (each cycle re-finds its rate on the "
-            "model so far), so it cannot be resumed: start a fresh run without --resume (and "
-            "another --out)."
+            f"config.yaml), {CYCLES_NOT_RESUMABLE}"
         )
     state = load_checkpoint(checkpoint)
     saved_config = state.get("config")

@@ -129,6 +129,7 @@ def _holds_its_folder(workflow: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(workflow)
     def holding(*args: Any, **kwargs: Any) -> Any:
         given = signature.bind(*args, **kwargs).arguments
+        _experiment(given.get("exp"), workflow.__name__)  # before any folder is made
         folder, resume = given.get("folder"), given.get("resume")
         if resume is not None:
             folder = run.resume_paths(resume)[0]
@@ -185,7 +186,6 @@ def run_find(
         if seeds is None or isinstance(seeds, str)
         else check_seeds(seeds)
     )
-    _fresh_target(folder)
     with first_interrupt_only():
         # Called through the module: run.run_find is the seed loop and its consensus.
         result = run.run_find(
@@ -287,8 +287,6 @@ def run_train(
     exp = _experiment(exp, "run_train")
     say = say or (lambda text: None)
     given = lr_max is not None
-    if resume is None:
-        _fresh_target(folder)
     if given:
         exp = with_lr_max(exp, lr_max)
     exp, rates, checkpoint, folder = _fresh_or_resumed(exp, resume, folder, given)
@@ -390,9 +388,7 @@ def _fresh_or_resumed(
         return exp, None, None, folder
     if exp.train.cycles > 1:
         raise ConfigError(
-            f"--resume: train.cycles is {exp.train.cycles}, and a run of several cycles writes "
-            "no checkpoint (each cycle's rate comes from a re-find on the model so far), so it "
-            "cannot be resumed: start a fresh run without --resume (and another --out)."
+            f"--resume: train.cycles is {exp.train.cycles}, {run.CYCLES_NOT_RESUMABLE}"
         )
     resume_folder, _ = run.resume_paths(resume)
     resumed = run.prepare_resume(exp, resume, lr_max_given=lr_max_given)
@@ -536,7 +532,6 @@ def run_verify(
     exp = _experiment(exp, "run_verify")
     if lrs is not None and from_find is not None:
         raise ConfigError("--lrs and --from both choose the candidates: give one.")
-    _fresh_target(folder)
     target = _main_folder(folder)
     rates, suggested, centre, centre_lr = verify_candidates(
         exp, lrs, from_find, target, sweep_progress
